@@ -1,0 +1,153 @@
+"""The node's configuration: one YAML file, this schema, these defaults.
+
+The dataclasses below *are* the documentation of the config: every key has a default and a one-line doc,
+and ``config.example.yaml`` is checked against them by the tests. ``speak``, ``voices`` and ``normalize`` run
+on the defaults alone, so a technician can try the voice before writing any config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from radiod import schema
+from radiod.schema import setting
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,31}"
+"""Zone and node names, as protocol v1 defines them."""
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir(name: str) -> str:
+    """Where profiles and voices live: next to the package in a checkout, under /usr/share when installed."""
+    local = REPO_ROOT / name
+    return str(local if local.is_dir() else Path("/usr/share/radiod") / name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    id: str = setting("n01", doc="this node's name; also its MQTT client id and topic", pattern=NAME_PATTERN)
+    zones: list[str] = setting(factory=list, doc="village zones this cluster belongs to", pattern=NAME_PATTERN)
+    timezone: str = setting("Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    ca_file: str = setting(doc="CA certificate that signed the broker's certificate")
+    cert_file: str | None = setting(None, doc="client certificate, when the broker wants one")
+    key_file: str | None = setting(None, doc="client certificate's private key")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttConfig:
+    host: str = setting("127.0.0.1", doc="the commune hub's broker")
+    port: int = setting(1883, doc="broker port (8883 is usual with TLS)", min=1, max=65535)
+    prefix: str = setting("radio/commune", doc="topic prefix P of protocol v1, e.g. radio/yen-hoa")
+    username: str | None = setting(None, doc="broker user name, if the broker asks for one")
+    password: str | None = setting(None, doc="broker password", secret=True)
+    tls: TlsConfig | None = setting(None, doc="TLS to the broker; leave out for plain TCP on a closed LAN")
+    keepalive_s: int = setting(30, doc="MQTT keepalive; the broker sends the Last Will after 1.5x this", min=5)
+    reconnect_max_s: int = setting(60, doc="longest wait between reconnect attempts", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityConfig:
+    require_signature: bool = setting(True, doc="refuse unsigned messages; false only in a lab or demo")
+    trusted_keys: dict[str, str] = setting(factory=dict, doc="key id -> Ed25519 public key PEM file of a hub")
+    revoked_keys: list[str] = setting(factory=list, doc="key ids refused even if still listed as trusted")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageConfig:
+    dir: str = setting("/var/lib/radiod", doc="state: the bulletin store, play log, event outbox")
+    cache_dir: str | None = setting(None, doc="synthesized speech cache; default <dir>/cache")
+    cache_max_mb: int = setting(512, doc="cache size above which the least recently used entries go", min=16)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioConfig:
+    output: str = setting(
+        "file:/var/lib/radiod/out",
+        doc='"file:<dir>" (one WAV per play, real time), "null", "default", or a PortAudio device name',
+    )
+    volume: float = setting(1.0, doc="the node's level, 0.0 to 1.0; a volume command changes it", min=0, max=1)
+    loudness_lufs: float = setting(-16.0, doc="every programme is normalized to this loudness", min=-40, max=-6)
+    chime: bool = setting(True, doc="play the opening and closing chime unless a bulletin says not to")
+    chime_file: str | None = setting(None, doc="a WAV to use as chime instead of the generated one")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpioConfig:
+    profile: str = setting("mock", doc="a board in firmware_profiles/, e.g. mock, rpi-relay-hat-2ch")
+    profiles_dir: str = setting(_default_data_dir("firmware_profiles"), doc="where firmware profiles are")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeechConfig:
+    voice: str = setting("vi-north", doc="default voice id from voices/")
+    voices_dir: str = setting(_default_data_dir("voices"), doc="voice files and the pronunciation lexicon")
+    workers: int = setting(0, doc="parallel synthesis processes; 0 means one per CPU core", min=0, max=16)
+    timeout_s: float = setting(60.0, doc="longest one sentence may take to synthesize", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuietHours:
+    start: dt.time = setting(doc='start of quiet hours, "HH:MM" in quotes')
+    end: dt.time = setting(doc='end of quiet hours, "HH:MM" in quotes; may be past midnight')
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    grace_s: int = setting(600, doc="an occurrence missed by less than this still plays", min=0)
+    prerender_s: int = setting(120, doc="render scheduled programmes this long ahead of their start", min=5)
+    quiet_hours: list[QuietHours] = setting(factory=list, doc="normal bulletins are skipped inside these")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthConfig:
+    interval_s: int = setting(60, doc="seconds between retained health reports", min=5)
+    min_free_mb: int = setting(100, doc="free space in storage.dir below which health is crit", min=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    node: NodeConfig = setting(factory=NodeConfig, doc="who this node is")
+    mqtt: MqttConfig = setting(factory=MqttConfig, doc="the broker on the commune hub")
+    security: SecurityConfig = setting(factory=SecurityConfig, doc="which hub keys this node trusts")
+    storage: StorageConfig = setting(factory=StorageConfig, doc="where state is kept")
+    audio: AudioConfig = setting(factory=AudioConfig, doc="audio output and programme sound")
+    gpio: GpioConfig = setting(factory=GpioConfig, doc="relay board")
+    speech: SpeechConfig = setting(factory=SpeechConfig, doc="voices and synthesis")
+    schedule: ScheduleConfig = setting(factory=ScheduleConfig, doc="when bulletins play")
+    health: HealthConfig = setting(factory=HealthConfig, doc="health reports")
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="journal verbosity")
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.storage.cache_dir or Path(self.storage.dir) / "cache")
+
+
+DEFAULT_CONFIG_PATH = Path(os.environ.get("RADIOD_CONFIG", "/etc/radiod/config.yaml"))
+
+
+def load_config(path: Path | None) -> Config:
+    """Load the config file, or the built-in defaults when ``path`` is None.
+
+    The defaults keep state under ``~/.local/state/radiod`` when /var/lib/radiod is not writable, so
+    ``radiod speak`` works for an ordinary user on a fresh machine.
+    """
+    if path is not None:
+        return schema.load(path, Config)
+    config = Config()
+    state = Path(config.storage.dir)
+    if not os.access(state if state.exists() else state.parent, os.W_OK):
+        home_state = Path.home() / ".local" / "state" / "radiod"
+        config = Config(
+            storage=StorageConfig(dir=str(home_state)),
+            audio=AudioConfig(output=f"file:{home_state / 'out'}"),
+        )
+    return config

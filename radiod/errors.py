@@ -1,0 +1,64 @@
+"""One exception tree, rooted in :class:`RadiodError`, so callers can catch radiod's failures and nothing else.
+
+Every message names what is wrong and where (a file and line, a config key, a message field), because the
+person reading it is a technician on SSH or an operator at the hub, not the author of the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RadiodError(Exception):
+    """The root of every error radiod raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a YAML file: where it is and what was expected."""
+
+    file: str
+    line: int | None  # 1-based; None when the key is missing altogether
+    key: str  # dotted path, e.g. "mqtt.port"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(RadiodError):
+    """A YAML file (config, firmware profile, voice, lexicon) is not valid; lists every problem at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ProfileError(ConfigError):
+    """A firmware profile is missing or invalid."""
+
+
+class VoiceError(RadiodError):
+    """A voice is unknown, or its engine cannot run here."""
+
+
+class SynthesisError(RadiodError):
+    """The voice engine failed, timed out, or produced no usable audio."""
+
+
+class AudioOutputError(RadiodError):
+    """The audio output cannot be opened or failed while playing."""
+
+
+class RelayError(RadiodError):
+    """The relays cannot be driven (no GPIO, a pin in use, an invalid profile)."""
+
+
+class Rejected(RadiodError):
+    """An incoming message was refused; ``reason`` is a protocol v1 rejection code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{reason}: {message}")

@@ -1,0 +1,54 @@
+"""Mono PCM audio as numpy float32 in [-1, 1], and WAV files: the one audio type every module passes along.
+
+Everything between the voice engine and the output is a :class:`Pcm`, so rendering never has to guess a
+sample rate and the output never has to guess a format.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pcm:
+    samples: np.ndarray  # float32, mono, nominally in [-1, 1]
+    rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate
+
+    @classmethod
+    def silence(cls, seconds: float, rate: int) -> Pcm:
+        return cls(np.zeros(round(seconds * rate), dtype=np.float32), rate)
+
+
+def read_wav(path: Path) -> Pcm:
+    """Read a 16-bit PCM WAV (mono or stereo, mixed down to mono)."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is supported, got {8 * w.getsampwidth()}-bit")
+        frames = w.readframes(w.getnframes())
+        channels, rate = w.getnchannels(), w.getframerate()
+    data = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1)
+    return Pcm(data.astype(np.float32), rate)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float32 [-1, 1] to int16, clamped so a rounding overshoot can never wrap around."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+
+
+def write_wav(path: Path, pcm: Pcm) -> None:
+    """Write 16-bit mono PCM."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(pcm.rate)
+        w.writeframes(to_int16(pcm.samples).tobytes())
