@@ -15,8 +15,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Pcm:
-    samples: np.ndarray  # float32, mono, nominally in [-1, 1]
+    """Mono audio. ``samples`` is float32 in [-1, 1], or int16 for long speech held in memory (half the RAM:
+    a 9-minute article must fit a Pi's budget); use :meth:`as_float` before doing maths on it."""
+
+    samples: np.ndarray
     rate: int
+
+    def as_float(self) -> np.ndarray:
+        """The samples as float32 in [-1, 1], converting int16 if needed."""
+        if self.samples.dtype == np.int16:
+            return self.samples.astype(np.float32) / 32768.0
+        return self.samples.astype(np.float32, copy=False)
 
     @property
     def duration_s(self) -> float:
@@ -51,4 +60,5 @@ def write_wav(path: Path, pcm: Pcm) -> None:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(pcm.rate)
-        w.writeframes(to_int16(pcm.samples).tobytes())
+        samples = pcm.samples if pcm.samples.dtype == np.int16 else to_int16(pcm.samples)
+        w.writeframes(samples.astype("<i2", copy=False).tobytes())
