@@ -7,6 +7,7 @@ sample rate and the output never has to guess a format.
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,3 +63,13 @@ def write_wav(path: Path, pcm: Pcm) -> None:
         w.setframerate(pcm.rate)
         samples = pcm.samples if pcm.samples.dtype == np.int16 else to_int16(pcm.samples)
         w.writeframes(samples.astype("<i2", copy=False).tobytes())
+
+
+def write_wav_blocks(path: Path, rate: int, blocks: Iterable[np.ndarray]) -> None:
+    """Write float32 blocks as a 16-bit mono WAV as they come, so a long programme never sits whole in RAM."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        for block in blocks:
+            w.writeframes(to_int16(block).tobytes())

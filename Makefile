@@ -1,0 +1,43 @@
+# radiod: `make demo` runs the node on an embedded default, `make test` runs the tests.
+# Both install what is missing: Debian packages through apt, and a virtualenv in .venv.
+
+PYTHON ?= python3
+VENV := .venv
+APT_PACKAGES := espeak-ng libportaudio2 mosquitto
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench deps venv install clean
+
+demo: deps venv
+	$(VENV)/bin/radiod demo
+
+test: deps venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: deps venv
+	for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+# Debian packages: installed only when one is missing, so a prepared machine needs no network.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/bin/radiod
+
+$(VENV)/bin/radiod: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,143 @@
+"""Config and firmware-profile errors as a technician sees them from `radiod validate`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radiod import schema
+from radiod.cli import main
+from radiod.config import REPO_ROOT, Config, load_config
+from radiod.errors import ProfileError
+from radiod.profiles import available_profiles, load_profile
+
+EXAMPLE = REPO_ROOT / "config.example.yaml"
+PROFILES = REPO_ROOT / "firmware_profiles"
+
+
+def validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    code = main(["validate", "--config", str(path)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(EXAMPLE)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_example_config_documents_every_key() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    for key, _doc, _default in schema.field_docs(Config):
+        leaf = key.rsplit(".", 1)[-1]
+        assert re.search(rf"^\s*#?\s*{leaf}:.*#", text, re.MULTILINE), f"{key} is not documented in the example"
+
+
+def test_unknown_key_names_path_line_and_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "node:\n  id: n07\nmqtt:\n  hots: 10.0.0.1\n", capsys)
+    assert code == 2
+    assert "config.yaml:4: mqtt.hots: unknown key 'hots' (did you mean 'host'?)" in out
+    assert "Traceback" not in out
+
+
+def test_wrong_type_names_key_line_and_expectation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "mqtt:\n  port: eighteen\naudio:\n  volume: 3\n", capsys)
+    assert code == 2
+    assert "config.yaml:2: mqtt.port: expected a whole number, got the string 'eighteen'" in out
+    assert "config.yaml:4: audio.volume: must be at most 1" in out
+
+
+def test_unquoted_time_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # YAML 1.1 reads 22:00 as the number 1320; the message must say to quote it.
+    code, out = validate(tmp_path, "schedule:\n  quiet_hours:\n    - {start: 22:00, end: '05:00'}\n", capsys)
+    assert code == 2
+    assert "config.yaml:3: schedule.quiet_hours[0].start: expected a time HH:MM in quotes" in out
+
+
+def test_bad_node_id_and_zone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "node:\n  id: Node 7\n  zones: [thon-1, 'Thôn 2']\n", capsys)
+    assert code == 2
+    assert "config.yaml:2: node.id: 'Node 7' does not match" in out
+    assert "config.yaml:3: node.zones: 'Thôn 2' does not match" in out
+
+
+def test_yaml_syntax_error_gives_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "node:\n  id: n01\n mqtt: [\n", capsys)
+    assert code == 2
+    assert re.search(r"config\.yaml:\d+: YAML syntax error", out)
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "node:\n  id: n01\n  id: n02\n", capsys)
+    assert code == 2
+    assert "config.yaml:3: YAML syntax error: duplicate key 'id'" in out
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read file" in capsys.readouterr().err
+
+
+def test_unknown_profile_lists_known_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = validate(tmp_path, "gpio:\n  profile: rpi-relay-hat-8ch\n", capsys)
+    assert code == 2
+    assert "no such profile 'rpi-relay-hat-8ch'" in out
+    assert "rpi-relay-hat-2ch" in out
+
+
+def test_validate_entry_point_never_prints_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("node: [1, 2\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "radiod.cli", "validate", "--config", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 2
+    assert "YAML syntax error" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_shipped_profiles_load() -> None:
+    names = available_profiles(PROFILES)
+    assert {"mock", "rpi-relay-hat-2ch", "relay-board-4ch"} <= set(names)
+    for name in names:
+        profile = load_profile(name, PROFILES)
+        assert profile.amplifier.max_on_s > 0
+    assert load_profile("mock", PROFILES).pin_factory == "mock"
+    assert len(load_profile("relay-board-4ch", PROFILES).lines) == 3
+
+
+def test_invalid_profile_names_file_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "description: a bad board\namplifier:\n  pin: GPIO26\n  warmup_s: -1\n  polarity: low\n", encoding="utf-8"
+    )
+    with pytest.raises(ProfileError) as err:
+        load_profile("bad", tmp_path)
+    text = str(err.value)
+    assert "bad.yaml:4: amplifier.warmup_s: must be at least 0" in text
+    assert "bad.yaml:5: amplifier.polarity: unknown key 'polarity'" in text
+
+
+def test_profile_missing_required_amplifier(tmp_path: Path) -> None:
+    (tmp_path / "half.yaml").write_text("description: no amplifier\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"half\.yaml:1: amplifier: required key is missing"):
+        load_profile("half", tmp_path)
+
+
+def test_defaults_without_a_config_file() -> None:
+    config = load_config(None)
+    assert config.node.timezone == "Asia/Ho_Chi_Minh"
+    assert config.security.require_signature is True
+
+
+def test_secrets_are_masked() -> None:
+    path_config = schema.build(Config, schema.parse_yaml("mqtt:\n  password: hunter2\n", "c.yaml"), "c.yaml")
+    plain = schema.to_plain(path_config)
+    assert plain["mqtt"]["password"] == "********"
+    assert schema.to_plain(path_config, mask_secrets=False)["mqtt"]["password"] == "hunter2"
