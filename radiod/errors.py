@@ -62,3 +62,17 @@ class Rejected(RadiodError):
         self.reason = reason
         self.message = message
         super().__init__(f"{reason}: {message}")
+
+
+class StoreError(RadiodError):
+    """The node's SQLite store cannot be used: it names the file, and ``corrupt`` says what the daemon may do.
+
+    A corrupt file (or one that is not SQLite at all) can be quarantined and rebuilt from the retained bulletins;
+    a full disk, a permission problem or a file written by a newer radiod must NOT be quarantined, because that
+    would throw away the unsent event outbox and the event sequence counter for nothing.
+    """
+
+    def __init__(self, message: str, *, path: str, corrupt: bool = False) -> None:
+        self.path = path
+        self.corrupt = corrupt
+        super().__init__(message)
