@@ -75,7 +75,9 @@ class AudioConfig:
         doc='"file:<dir>" (one WAV per play, real time), "null", "default", or a PortAudio device name',
     )
     volume: float = setting(1.0, doc="the node's level, 0.0 to 1.0; a volume command changes it", min=0, max=1)
-    loudness_lufs: float = setting(-16.0, doc="every programme is normalized to this loudness", min=-40, max=-6)
+    loudness_lufs: float = setting(
+        -16.0, doc="every programme is normalized to this loudness (espeak speech peaks cap it near -14)", min=-40, max=-14
+    )
     chime: bool = setting(True, doc="play the opening and closing chime unless a bulletin says not to")
     chime_file: str | None = setting(None, doc="a WAV to use as chime instead of the generated one")
 
@@ -114,6 +116,15 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    kid: str = setting("hub-1", doc="key id that `radiod post` signs with (the nodes list it in trusted_keys)")
+    signing_key: str | None = setting(
+        None, doc="the hub's Ed25519 private key PEM; only on the hub or operator PC, never on a node"
+    )
+    default_expiry_h: float = setting(24.0, doc="`radiod post` without --expires: bulletins expire after this", min=0.1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     node: NodeConfig = setting(factory=NodeConfig, doc="who this node is")
     mqtt: MqttConfig = setting(factory=MqttConfig, doc="the broker on the commune hub")
@@ -124,6 +135,7 @@ class Config:
     speech: SpeechConfig = setting(factory=SpeechConfig, doc="voices and synthesis")
     schedule: ScheduleConfig = setting(factory=ScheduleConfig, doc="when bulletins play")
     health: HealthConfig = setting(factory=HealthConfig, doc="health reports")
+    hub: HubConfig = setting(factory=HubConfig, doc="operator tools on the hub: post, cancel")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="journal verbosity")
 
     @property
