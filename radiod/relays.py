@@ -16,6 +16,7 @@ import importlib
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
 
@@ -37,6 +38,7 @@ _FACTORIES: dict[str, tuple[str, str, str]] = {
 # state() keys for the two fixed devices; a speaker line may not take one of these names.
 AMPLIFIER = "amplifier"
 STATUS_LED = "status_led"
+HISTORY_LENGTH = 64
 
 
 def make_pin_factory(name: str) -> Factory:
@@ -95,6 +97,7 @@ class Relays:
         self._timer: threading.Timer | None = None
         self._on_watchdog: Callable[[float], None] | None = None
         self._closed = False
+        self._history: deque[tuple[float, str, bool]] = deque(maxlen=HISTORY_LENGTH)
 
     def _output(self, role: str, relay: Relay) -> OutputDevice:
         """One relay as a gpiozero OutputDevice, off from the first instant (initial_value=False)."""
@@ -121,9 +124,9 @@ class Relays:
         with self._lock:
             if self._on_since is not None:
                 return
-            self._amp.on()
+            self._set(AMPLIFIER, self._amp, on=True)
             if self._led:
-                self._led.on()
+                self._set(STATUS_LED, self._led, on=True)
             self._on_since, self._on_mono = time.time(), time.monotonic()
             timer = threading.Timer(self.profile.amplifier.max_on_s, self._watchdog_expired, args=(self._generation,))
             timer.daemon = True  # a pending timer must never keep a stopping daemon alive
@@ -159,13 +162,13 @@ class Relays:
         chosen = self.resolve_lines(names)
         with self._lock:
             for name in chosen:
-                self._lines[name].on()
+                self._set(name, self._lines[name], on=True)
 
     def lines_off(self) -> None:
         """Open every speaker-line relay."""
         with self._lock:
-            for line in self._lines.values():
-                line.off()
+            for name, line in self._lines.items():
+                self._set(name, line, on=False)
 
     def all_off(self) -> None:
         """Everything off, now. Idempotent; safe from any thread and from a signal handler.
@@ -207,17 +210,28 @@ class Relays:
     ) -> None:
         self.close()
 
+    def history(self) -> list[tuple[float, str, bool]]:
+        """The latest switchings as (time.time(), relay name, on), oldest first: for `status` and the demo."""
+        with self._lock:
+            return list(self._history)
+
+    def _set(self, name: str, device: OutputDevice, *, on: bool) -> None:
+        """Switch one device and note the change; caller holds the lock."""
+        if bool(device.is_active) != on:
+            device.on() if on else device.off()
+            self._history.append((time.time(), name, on))
+
     def _switch_amp_off(self) -> None:
-        self._amp.off()
+        self._set(AMPLIFIER, self._amp, on=False)
         if self._led:
-            self._led.off()
+            self._set(STATUS_LED, self._led, on=False)
         self._on_since = None
         self._generation += 1
 
     def _switch_everything_off(self) -> None:
         """Lines first, then the amplifier (the order playback uses too); caller holds the lock."""
-        for line in self._lines.values():
-            line.off()
+        for name, line in self._lines.items():
+            self._set(name, line, on=False)
         self._switch_amp_off()
 
     def _watchdog_expired(self, generation: int) -> None:

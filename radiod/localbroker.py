@@ -1,0 +1,293 @@
+"""A private Mosquitto: its own config in a temp dir, a free loopback port, start/stop/restart/kill.
+
+It is the hub's broker in ``make demo`` and in the tests. Tests talk to a real broker because the behaviour
+that matters (retained messages, the Last Will, session take-over, PUBACK) is the broker's, and a mock would
+only repeat our own assumptions about it.
+
+Persistence is on, so retained messages (the commune's schedule) survive ``restart()`` exactly as they survive a
+reboot of the hub; ``stop()`` ends the broker with SIGTERM, which is what makes Mosquitto write its database.
+``kill()`` is a crash: no database written, retained messages since the last save are lost.
+
+The broker is started under ``setpriv --pdeathsig TERM`` when available, so even a pytest run that is itself
+killed leaves no Mosquitto behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from radiod.config import MqttConfig, TlsConfig
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (another process may still take it; ``start`` retries)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Broker:
+    """One Mosquitto process on ``127.0.0.1:<port>``; the port stays the same across restarts.
+
+    ``users`` turns on password authentication (anonymous clients refused); ``tls`` generates a CA, a server
+    certificate for 127.0.0.1 and a client certificate, and makes the listener TLS only; ``client_certs``
+    additionally makes the broker require a client certificate; ``acl`` is the text of a Mosquitto ACL file.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
+        client_certs: bool = False,
+        acl: str | None = None,
+    ) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = free_port()
+        self.users = users or {}
+        self.tls = tls or client_certs
+        self.client_certs = client_certs
+        self.acl = acl
+        self.log_path = self.dir / "mosquitto.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        if self.users:
+            self._write_password_file()
+        if self.tls:
+            _write_certificates(self.dir)
+
+    # -- what clients need ---------------------------------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.dir / "ca.crt")
+
+    @property
+    def client_cert_file(self) -> str:
+        return str(self.dir / "client.crt")
+
+    @property
+    def client_key_file(self) -> str:
+        return str(self.dir / "client.key")
+
+    def mqtt_config(self, **overrides: Any) -> MqttConfig:
+        """An ``MqttConfig`` pointing at this broker (with TLS files when the broker uses TLS)."""
+        tls = None
+        if self.tls:
+            tls = TlsConfig(
+                ca_file=self.ca_file,
+                cert_file=self.client_cert_file if self.client_certs else None,
+                key_file=self.client_key_file if self.client_certs else None,
+            )
+        return replace(MqttConfig(host=self.host, port=self.port, tls=tls), **overrides)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start Mosquitto and return once it accepts TCP connections.
+
+        Before the first successful start the port may be taken by someone else between ``free_port`` and the
+        bind (other test runs share this machine), so a bind failure picks a new port and tries again.
+        """
+        if self.running:
+            raise RuntimeError(f"broker on port {self.port} is already running")
+        for _attempt in range(3):
+            self._write_config()
+            self._spawn()
+            if self._wait_ready(timeout):
+                return
+            log = self.log_text()
+            if "Address already in use" not in log:
+                raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{log}")
+            self.port = free_port()
+        raise RuntimeError(f"mosquitto found no free port:\n{self.log_text()}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End Mosquitto cleanly (SIGTERM: it saves retained messages to its database); SIGKILL if it hangs."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """Crash Mosquitto (SIGKILL): clients see their connection drop, nothing is saved."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, as when the hub reboots."""
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        command = [MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")]
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            command = [setpriv, "--pdeathsig", "TERM", *command]
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+    def _wait_ready(self, timeout: float) -> bool:
+        """True once the port accepts a TCP connection; False if Mosquitto exited (e.g. port in use)."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self._proc = None
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"mosquitto on port {self.port} did not accept connections within {timeout} s")
+
+    def _write_config(self) -> None:
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if self.users else 'true'}",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            # Mosquitto started as root drops to the "mosquitto" user, which cannot write our temp dir.
+            f"user {getpass.getuser()}",
+        ]
+        if self.users:
+            lines.append(f"password_file {self.dir / 'passwd'}")
+        if self.acl is not None:
+            acl_path = self.dir / "acl"
+            acl_path.write_text(self.acl, encoding="utf-8")
+            lines.append(f"acl_file {acl_path}")
+        if self.tls:
+            lines += [
+                f"cafile {self.ca_file}",
+                f"certfile {self.dir / 'server.crt'}",
+                f"keyfile {self.dir / 'server.key'}",
+                f"require_certificate {'true' if self.client_certs else 'false'}",
+            ]
+        (self.dir / "mosquitto.conf").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _write_password_file(self) -> None:
+        path = self.dir / "passwd"
+        path.write_text("", encoding="utf-8")
+        for user, password in self.users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, capture_output=True)
+        os.chmod(path, 0o600)
+
+
+def _write_certificates(directory: Path) -> None:
+    """A throw-away CA, a server certificate valid for 127.0.0.1 and localhost, and a client certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def save(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_bytes = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (directory / f"{stem}.key").write_bytes(key_bytes)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("radiod test CA"))
+        .issuer_name(name("radiod test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    save("ca", ca_key, ca_cert)
+
+    def leaf(common_name: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName] | None) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common_name))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        save(common_name, key, builder.sign(ca_key, hashes.SHA256()))
+
+    leaf(
+        "server",
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")],
+    )
+    leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
