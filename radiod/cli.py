@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radiod import __version__
 from radiod.config import Config, load_config
 from radiod.errors import ConfigError, RadiodError
+
+if TYPE_CHECKING:
+    from radiod.operator import Operator
 
 EXIT_ERROR = 1
 EXIT_INVALID = 2
@@ -108,8 +113,14 @@ def cmd_speak(args: argparse.Namespace) -> int:
     from radiod.station import Station
 
     with Station(config) as station:
-        timeline = station.play(programme, name="speak")
-    print(timeline.describe())
+        timeline = station.play(programme, name=time.strftime("speak-%Y%m%dT%H%M%S"))
+        t0 = timeline.amp_on
+        for at, relay, on in station.relays.history():
+            print(f"{at - t0:+7.2f} s  {relay:<16} {'ON' if on else 'off'}")
+    print(f"audio {timeline.audio_start - t0:+.2f} s to {timeline.audio_end - t0:+.2f} s"
+          f"{'' if timeline.completed else ' (interrupted)'}")
+    if timeline.path:
+        print(f"played to {timeline.path}")
     return 0
 
 
@@ -118,6 +129,114 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from radiod.demo import run_demo
 
     return run_demo(keep=args.keep)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The node daemon."""
+    from radiod.daemon import Daemon
+    from radiod.logs import setup_logging
+
+    config = load_config(Path(args.config))
+    setup_logging(config.log_level)
+    return Daemon(config).run()
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write an Ed25519 key pair for the hub; the private key is created 0600."""
+    from radiod.jws import generate_keypair
+
+    try:
+        private, public = generate_keypair(args.kid, Path(args.dir))
+    except (FileExistsError, ValueError) as exc:
+        raise RadiodError(str(exc)) from None
+    print(f"private key: {private}  (keep it on the hub; mode 0600)")
+    print(f"public key:  {public}  (copy to each node and list it under security.trusted_keys.{args.kid})")
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> Operator:
+    from radiod.operator import Operator
+
+    return Operator(_config(args), key=Path(args.key) if args.key else None, kid=args.kid)
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    """Sign and publish a bulletin (retained) and print its id."""
+    from radiod.operator import PostRequest, targets_from
+
+    req = PostRequest(
+        text=_read_text(args),
+        targets=targets_from(args.zone or (), args.node or ()),
+        at=tuple(args.at or ()),
+        daily=tuple(t for group in args.daily or () for t in group.split(",") if t),
+        weekdays=tuple(int(d) for d in args.weekdays.split(",")) if args.weekdays else (),
+        date_from=args.date_from,
+        date_until=args.date_until,
+        priority=args.priority,
+        status=args.status,
+        voice=args.voice,
+        repeat=args.repeat,
+        gap_s=args.gap,
+        expires=args.expires,
+        title=args.title,
+        chime=not args.no_chime,
+        volume=args.volume,
+        bulletin_id=args.id,
+        rev=args.rev,
+    )
+    payload = _operator(args).post(req)
+    print(payload["id"])
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Publish a signed tombstone for a bulletin."""
+    tombstone = _operator(args).cancel(args.id)
+    print(f"{tombstone['id']} cancelled (rev {tombstone['rev']})")
+    return 0
+
+
+def cmd_bulletins(args: argparse.Namespace) -> int:
+    """The active bulletins, read from the broker's retained messages."""
+    import json
+    import time
+
+    from radiod.clock import rfc3339
+    from radiod.operator import describe_schedule
+
+    operator = _operator(args)
+    now = time.time()
+    rows = sorted(operator.retained_bulletins(), key=lambda b: (b["payload"].get("id", ""), b["topic"]))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return 0
+    if not rows:
+        print(f"no retained bulletins on {operator.prefix}")
+    for row in rows:
+        p = row["payload"]
+        state = "CANCELLED" if p.get("cancelled") else ("expired" if p.get("exp", 0) <= now else "active")
+        mark = "" if row["verified"] else "  [signature not verified]"
+        exp = rfc3339(p["exp"], operator.tz, ms=False) if isinstance(p.get("exp"), (int, float)) else "?"
+        print(f"{p.get('id', '?'):<28} r{p.get('rev', '?'):<3} {state:<9} {p.get('priority', '-'):<9} "
+              f"{','.join(p.get('targets', [])):<16} {describe_schedule(p.get('schedule')):<28} exp {exp}  "
+              f"{p.get('title', '')[:40]}{mark}")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Decode live events, health and state of every node for a person to read."""
+    from zoneinfo import ZoneInfo
+
+    from radiod.mqtt_link import stream
+    from radiod.operator import describe_event
+
+    config = _config(args)
+    tz = ZoneInfo(config.node.timezone)
+    filters = [f"{config.mqtt.prefix}/node/+/{kind}" for kind in ("state", "health", "event")]
+    for msg in stream(config.mqtt, "watch", filters, duration_s=args.seconds):
+        for line in describe_event(msg.topic, msg.payload, tz):
+            print(line, flush=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +274,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="+", metavar="TEXT", help="the text, or - to read lines from stdin")
     p.add_argument("--voice", metavar="V", help="voice id; its region selects regional readings")
     p.add_argument("--explain", action="store_true", help="show which rule produced each span")
+
+    p = command("run", cmd_run, "run the node daemon (as systemd does)")
+    p.add_argument("--config", metavar="F", required=True, help="the node's config file")
+
+    p = command("keygen", cmd_keygen, "make an Ed25519 key pair for signing bulletins on the hub")
+    p.add_argument("--kid", required=True, help="key id, e.g. hub-1 (nodes trust keys by id)")
+    p.add_argument("--dir", default=".", help="where to write <kid>.key.pem and <kid>.pub.pem")
+
+    signer = argparse.ArgumentParser(add_help=False, parents=[config_opt])
+    signer.add_argument("--key", metavar="FILE", help="the hub's private key (default: hub.signing_key)")
+    signer.add_argument("--kid", help="its key id (default: hub.kid)")
+
+    p = command("post", cmd_post, "sign and publish a bulletin; prints its id", [signer])
+    p.add_argument("text", nargs="*", metavar="TEXT", help="the text to read out")
+    p.add_argument("-f", "--file", metavar="FILE", help="read the text from FILE (- for stdin)")
+    target = p.add_argument_group("target (default: all clusters)")
+    target.add_argument("--zone", action="append", metavar="Z", help="a village zone (repeatable)")
+    target.add_argument("--node", action="append", metavar="N", help="one node (repeatable)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--now", action="store_true", help="play as soon as it arrives (the default)")
+    when.add_argument("--at", action="append", metavar="T", help="start time: HH:MM, 'YYYY-MM-DD HH:MM' or RFC 3339")
+    when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
+    p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
+    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD", help="with --daily: last day")
+    p.add_argument("--priority", choices=("normal", "priority", "emergency"), default="normal")
+    p.add_argument("--status", choices=("actual", "exercise", "test"), default="actual")
+    p.add_argument("--voice", metavar="V", help="voice id on the nodes")
+    p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
+    p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")
+    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time")
+    p.add_argument("--title", help="title for people and logs (default: the first line)")
+    p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
+    p.add_argument("--volume", type=float, metavar="0..1", help="gain relative to each node's level")
+    p.add_argument("--id", help="bulletin id (default: a new one); with --rev to replace a bulletin")
+    p.add_argument("--rev", type=int, default=1, help="revision (default 1)")
+
+    p = command("cancel", cmd_cancel, "cancel a bulletin: publish its signed tombstone", [signer])
+    p.add_argument("id", help="the bulletin id")
+
+    p = command("bulletins", cmd_bulletins, "list the bulletins retained on the broker", [signer])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("watch", cmd_watch, "show live events, health and state of every node", [config_opt])
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
 
     p = command("demo", cmd_demo, "run the whole node on an embedded default and print what happened")
     p.add_argument("--keep", action="store_true", help="keep the demo's state directory")

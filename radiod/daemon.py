@@ -1,0 +1,440 @@
+"""``radiod run``: the node daemon. It wires message → store → schedule → render → play → report.
+
+Threads, and what each may do:
+- paho's network thread only puts messages and link events on ``inbox``;
+- this main loop takes them one at a time: verify, store, schedule, answer commands, publish health;
+- APScheduler's thread only hands requests to the playout;
+- the playout thread plays, one programme at a time; its render pool runs the speech pipeline;
+- the publisher thread drains the event outbox to the broker.
+SIGTERM and SIGINT switch the relays off first, then stop the loop, publish the offline state and exit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from radiod import __version__
+from radiod.clock import JumpWatch, rfc3339
+from radiod.config import Config
+from radiod.errors import Rejected, StoreError, VoiceError
+from radiod.events import EventLog, Publisher
+from radiod.jws import TrustStore
+from radiod.messages import (
+    Bulletin,
+    Command,
+    event_topic,
+    health_topic,
+    parse_bulletin_json,
+    parse_message,
+    state_topic,
+    subscriptions,
+    topic_bulletin_id,
+)
+from radiod.mqtt_link import Incoming, LinkEvent, MqttLink
+from radiod.occurrences import occurrences
+from radiod.playback import Timeline
+from radiod.playout import Playout, PlayRequest
+from radiod.programme import ProgrammeMaker
+from radiod.relays import switch_off_on_signals
+from radiod.render import Programme
+from radiod.scheduler import NOW, Scheduler
+from radiod.station import Station
+from radiod.store import Store
+
+log = logging.getLogger(__name__)
+
+ALIVE_EVERY_S = 30.0
+"""How often the daemon notes that it is alive, so missed occurrences after a power cut can be told."""
+PURGE_EVERY_S = 3600.0
+"""How often expired bulletins, tombstones and old play records leave the store."""
+
+
+def open_store(path: Path) -> Store:
+    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it)."""
+    try:
+        return Store(path)
+    except StoreError as exc:
+        if not exc.corrupt:
+            raise
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
+        log.error("store %s is corrupt (%s): moved aside, rebuilding from the retained bulletins", path, exc)
+        return Store(path)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Work handed to the main loop from another thread (a clock jump, a timer)."""
+
+    what: str
+    arg: Any = None
+
+
+class Daemon:
+    def __init__(self, config: Config, *, pin_factory: object | None = None) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.node.timezone)
+        self.inbox: queue.Queue[Incoming | LinkEvent | _Call] = queue.Queue()
+        self.started_at = time.time()
+        state_dir = Path(config.storage.dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(state_dir / "radiod.db")
+        self.trust = TrustStore(
+            {kid: Path(p) for kid, p in config.security.trusted_keys.items()}, config.security.revoked_keys
+        )
+        self.station = Station(config, pin_factory=pin_factory)
+        self.station.relays.all_off()
+        self.station.relays.on_watchdog(self._on_watchdog)
+        self.maker = ProgrammeMaker(config, self.station.profile)
+        self.events = EventLog(self.store, config.node.id, self.tz)
+        prefix, node = config.mqtt.prefix, config.node.id
+        self.topics = {
+            "state": state_topic(prefix, node),
+            "health": health_topic(prefix, node),
+            "event": event_topic(prefix, node),
+        }
+        self.link = MqttLink(
+            config.mqtt,
+            node,
+            subscriptions=subscriptions(prefix, node, config.node.zones),
+            state_topic=self.topics["state"],
+            version=__version__,
+            inbox=self.inbox,  # type: ignore[arg-type]  # the inbox also carries _Call items
+            tz=self.tz,
+        )
+        self.publisher = Publisher(self.store, self.link, self.topics["event"], self.events.wakeup)
+        self.playout = Playout(
+            self.station,
+            self._render,
+            _Reporter(self),
+            in_quiet_hours=self._in_quiet_hours,
+            late_limit_s=config.schedule.grace_s,
+        )
+        self.scheduler = Scheduler(
+            self.store,
+            self.tz,
+            grace_s=config.schedule.grace_s,
+            prerender_s=config.schedule.prerender_s,
+            submit=self.playout.submit,
+            skip=self._skip,
+            parse=parse_bulletin_json,
+        )
+        self.clock = JumpWatch(lambda delta: self.inbox.put(_Call("clock_jump", delta)))
+        self._stopping = threading.Event()
+
+    # ----- life cycle -----
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
+        self._install_signals()
+        last_alive = float(self.store.get_setting("last_alive") or 0) or None
+        self._report_unfinished_plays()
+        self.publisher.start()
+        self.link.start()
+        self.playout.start()
+        self.scheduler.start()
+        self.scheduler.rebuild(last_alive=last_alive)
+        self.clock.start()
+        log.info("radiod %s node %s running", __version__, self.config.node.id)
+        next_health = next_alive = next_purge = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now >= next_alive:
+                    self.store.put_setting("last_alive", str(time.time()))
+                    next_alive = now + ALIVE_EVERY_S
+                if now >= next_purge:
+                    self.store.purge_expired(time.time())
+                    next_purge = now + PURGE_EVERY_S
+                if now >= next_health:
+                    self._publish_health()
+                    next_health = now + self.config.health.interval_s
+                try:
+                    wait = min(next_health, next_alive, next_purge) - time.monotonic()
+                    item = self.inbox.get(timeout=max(0.05, wait))
+                except queue.Empty:
+                    continue
+                self._handle(item)
+        finally:
+            self._shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self.inbox.put(_Call("stop"))
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: relays off, stopping", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        switch_off_on_signals(self.station.relays)  # relays off first, then on_signal
+
+    def _shutdown(self) -> None:
+        self.station.relays.all_off()
+        self.clock.stop()
+        self.scheduler.shutdown()
+        self.playout.close()
+        self.store.put_setting("last_alive", str(time.time()))
+        self.publisher.stop()
+        self.link.stop()
+        self.station.close()
+        self.store.close()
+        log.info("radiod stopped")
+
+    # ----- the main loop's work -----
+    def _handle(self, item: Incoming | LinkEvent | _Call) -> None:
+        if isinstance(item, Incoming):
+            self._on_message(item)
+        elif isinstance(item, LinkEvent):
+            if item.kind == "connected":
+                self.events.wakeup.set()
+                self._publish_health()
+        elif item.what == "clock_jump":
+            log.warning("wall clock jumped by %+.1f s: rebuilding the schedule", item.arg)
+            self.scheduler.rebuild()
+        elif item.what == "report":
+            self._publish_health()
+
+    def _on_message(self, msg: Incoming) -> None:
+        if not msg.payload and "/bulletin/" in msg.topic:
+            # A retained bulletin cleared by the hub after its exp. Only a signed tombstone cancels.
+            log.info("retained message cleared on %s", msg.topic)
+            return
+        try:
+            parsed = parse_message(
+                msg.topic,
+                msg.payload,
+                prefix=self.config.mqtt.prefix,
+                node_id=self.config.node.id,
+                zones=self.config.node.zones,
+                trust=self.trust,
+                require_signature=self.config.security.require_signature,
+                now=time.time(),
+            )
+        except Rejected as exc:
+            self.events.emit(
+                "rejected",
+                bulletin=topic_bulletin_id(msg.topic, self.config.mqtt.prefix),
+                reason=exc.reason,
+                message=exc.message,
+                topic=msg.topic,
+            )
+            return
+        if isinstance(parsed, Command):
+            self._on_command(parsed)
+        else:
+            self._on_bulletin(parsed)
+
+    def _on_bulletin(self, bulletin: Bulletin) -> None:
+        now = time.time()
+        result = self.store.apply_bulletin(
+            id=bulletin.id, rev=bulletin.rev, exp=bulletin.exp, cancelled=bulletin.cancelled,
+            payload=bulletin.raw, now=now,
+        )
+        if result == "duplicate":
+            return
+        if result == "stale":
+            stored = self.store.get_bulletin(bulletin.id)
+            have = stored.rev if stored else "?"
+            self.events.emit(
+                "rejected", bulletin=bulletin.id, rev=bulletin.rev, reason="stale_rev",
+                message=f"rev {bulletin.rev} is not newer than the stored rev {have}",
+            )
+            return
+        self.playout.cancel(bulletin.id, reason="cancelled" if bulletin.cancelled else "superseded")
+        extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
+        if bulletin.voice and not self._voice_exists(bulletin.voice):
+            extra["warning"] = f"unknown voice '{bulletin.voice}': read with {self.config.speech.voice}"
+        self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
+        if bulletin.cancelled:
+            self.scheduler.unschedule(bulletin.id)
+        else:
+            self.scheduler.schedule(bulletin, stored_at=now)
+
+    def _on_command(self, command: Command) -> None:
+        if not self.store.remember_command(command.id, command.exp):
+            self.events.emit(
+                "rejected", reason="replayed", message=f"command {command.id} was already executed", command=command.id
+            )
+            return
+        if command.action == "stop":
+            result = "stopped" if self.playout.stop_current() else "nothing was playing"
+        elif command.action == "volume":
+            level = float(command.level or 0.0)
+            self.store.put_setting("volume", str(level))
+            result = f"volume {level:.2f}"
+        elif command.action == "report":
+            self._publish_health()
+            result = "health published"
+        else:
+            result = self._technician_test()
+        self.events.emit("command", action=command.action, result=result, command=command.id)
+
+    # ----- helpers -----
+    def _next_occurrence(self, bulletin: Bulletin, now: float) -> str | None:
+        if bulletin.schedule.now:
+            return self.events.time(now)
+        start = dt.datetime.fromtimestamp(now, dt.UTC)
+        end = dt.datetime.fromtimestamp(bulletin.exp, dt.UTC)
+        upcoming = next(occurrences(bulletin.schedule, self.tz, start, end), None)
+        return rfc3339(upcoming.timestamp(), self.tz, ms=False) if upcoming else None
+
+    def _voice_exists(self, voice_id: str) -> bool:
+        try:
+            self.maker.speaker.voice(voice_id)
+        except VoiceError:
+            return False
+        return True
+
+    def _render(self, bulletin: Bulletin, preamble: str | None) -> Programme:
+        voice = bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
+        node_volume = float(self.store.get_setting("volume") or self.config.audio.volume)
+        return self.maker.make(
+            bulletin.text,
+            voice,
+            chime=bulletin.chime,
+            repeat=bulletin.schedule.repeat,
+            gap_s=bulletin.schedule.gap_s,
+            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            preamble=preamble,
+        )
+
+    def _in_quiet_hours(self, ts: float) -> bool:
+        local = dt.datetime.fromtimestamp(ts, self.tz).time()
+        for window in self.config.schedule.quiet_hours:
+            if window.start <= window.end:
+                if window.start <= local < window.end:
+                    return True
+            elif local >= window.start or local < window.end:
+                return True
+        return False
+
+    def _skip(self, bulletin: Bulletin, occurrence: str, reason: str) -> None:
+        self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, "skipped", detail=reason, at=time.time())
+        self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason)
+
+    def _report_unfinished_plays(self) -> None:
+        """A play that started but never ended: the daemon died mid-play. Report it; it may replay in grace."""
+        for play in self.store.unfinished_plays():
+            self.store.mark_occurrence(play.id, play.rev, play.occurrence, "interrupted", detail="restart",
+                                       at=time.time())
+            self.events.emit("interrupted", bulletin=play.id, rev=play.rev, occurrence=play.occurrence,
+                             reason="restart")
+
+    def _on_watchdog(self, on_for: float) -> None:
+        log.error("amplifier on for %.0f s: watchdog switched it off", on_for)
+        self.playout.stop_current()
+
+    def _technician_test(self) -> str:
+        return "not available yet"
+
+    def _publish_health(self) -> None:
+        report = self.health_report()
+        self.link.publish(self.topics["health"], json.dumps(report, ensure_ascii=False), retain=True)
+
+    def health_report(self) -> dict[str, Any]:
+        now = time.time()
+        checks = [
+            self._check("broker", self.link.connected, "connected" if self.link.connected else
+                        f"not connected: {self.link.last_error or 'connecting'}", bad="warn"),
+            self._check_storage(),
+            self._check("outbox", self.store.outbox_size() < 1000, f"{self.store.outbox_size()} events waiting",
+                        bad="warn"),
+        ]
+        worst = max((c["status"] for c in checks), key=["ok", "warn", "crit"].index)
+        current, _queued = self.playout.snapshot()
+        upcoming = self.scheduler.next_play()
+        return {
+            "v": 1,
+            "node": self.config.node.id,
+            "ts": self.events.time(now),
+            "status": worst,
+            "version": __version__,
+            "uptime_s": round(now - self.started_at),
+            "checks": checks,
+            "playing": {"bulletin": current.bulletin.id, "rev": current.bulletin.rev} if current else None,
+            "next": {"bulletin": upcoming[0], "at": rfc3339(upcoming[1], self.tz, ms=False)} if upcoming else None,
+            "bulletins": self.store.count_active(now),
+            "outbox": self.store.outbox_size(),
+        }
+
+    @staticmethod
+    def _check(name: str, ok: bool, detail: str, *, bad: str = "crit") -> dict[str, str]:
+        return {"name": name, "status": "ok" if ok else bad, "detail": detail}
+
+    def _check_storage(self) -> dict[str, str]:
+        path = Path(self.config.storage.dir)
+        free_mb = shutil.disk_usage(path).free / 1e6
+        writable = os.access(path, os.W_OK)
+        ok = writable and free_mb >= self.config.health.min_free_mb
+        detail = f"{free_mb:.0f} MB free" if writable else f"{path} is not writable"
+        return self._check("storage", ok, detail)
+
+
+class _Reporter:
+    """The playout's reports, turned into occurrence records and events."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def _record(self, req: PlayRequest, state: str, detail: str = "") -> None:
+        b = req.bulletin
+        self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=detail, at=time.time())
+
+    def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
+        b = req.bulletin
+        self._d.events.emit(type_, bulletin=b.id, rev=b.rev, occurrence=self._occurrence(req), **extra)
+
+    def _occurrence(self, req: PlayRequest) -> str:
+        return self._d.events.time(req.enqueued) if req.occurrence == NOW else req.occurrence
+
+    def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
+        self._record(req, "started")
+        t = self._d.events.time
+        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start))
+
+    def finished(self, req: PlayRequest, timeline: Timeline) -> None:
+        self._record(req, "finished")
+        t = self._d.events.time
+        self._emit(
+            req, "finished", amp_on=t(timeline.amp_on), audio_start=t(timeline.audio_start),
+            audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off),
+            duration_s=round(timeline.audio_end - timeline.audio_start, 3),
+        )
+
+    def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None:
+        self._record(req, "interrupted" if reason == "preempted" else "skipped", reason)
+        extra: dict[str, Any] = {"reason": reason}
+        if timeline is not None:
+            t = self._d.events.time
+            extra.update(audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off))
+        self._emit(req, "interrupted", **extra)
+
+    def failed(self, req: PlayRequest, reason: str, message: str) -> None:
+        self._record(req, "failed", reason)
+        self._emit(req, "failed", reason=reason, message=message)
+
+    def skipped(self, req: PlayRequest, reason: str) -> None:
+        self._record(req, "skipped", reason)
+        self._emit(req, "skipped", reason=reason)

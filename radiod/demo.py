@@ -1,0 +1,129 @@
+"""``make demo``: the whole node loop on an embedded default, printed for a newcomer to read.
+
+A private Mosquitto on a free loopback port plays the commune hub; a demo key signs a corpus bulletin; a node
+with mock relays (gpiozero's MockFactory) and audio to a WAV file (or the sound card, when there is one)
+receives it, plays it, and reports every step back. Nothing outside a temporary directory is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+from gpiozero.pins.mock import MockFactory
+
+from radiod.config import (
+    AudioConfig,
+    Config,
+    GpioConfig,
+    NodeConfig,
+    SecurityConfig,
+    StorageConfig,
+)
+from radiod.daemon import Daemon
+from radiod.jws import generate_keypair
+from radiod.localbroker import Broker
+from radiod.mqtt_link import Incoming, stream
+from radiod.operator import Operator, PostRequest
+
+PREFIX = "radio/demo"
+NODE = "demo1"
+FINAL_EVENTS = {"finished", "interrupted", "failed", "skipped", "rejected"}
+
+
+def sound_card_present() -> bool:
+    """True when PortAudio works and has an output device; the demo then plays aloud."""
+    try:
+        import sounddevice
+    except OSError:
+        return False
+    try:
+        return any(d["max_output_channels"] > 0 for d in sounddevice.query_devices())
+    except sounddevice.PortAudioError:
+        return False
+
+
+def run_demo(*, keep: bool = False) -> int:
+    work = Path(tempfile.mkdtemp(prefix="radiod-demo-"))
+    broker = Broker(work / "broker")
+    broker.start()
+    daemon: Daemon | None = None
+    thread: threading.Thread | None = None
+    try:
+        private, public = generate_keypair("demo", work / "keys")
+        output = "default" if sound_card_present() else f"file:{work / 'out'}"
+        config = replace(
+            Config(),
+            node=NodeConfig(id=NODE, zones=["thon-1"]),
+            mqtt=broker.mqtt_config(prefix=PREFIX),
+            security=SecurityConfig(trusted_keys={"demo": str(public)}),
+            storage=StorageConfig(dir=str(work / "state")),
+            audio=AudioConfig(output=output),
+            gpio=GpioConfig(profile="mock"),
+        )
+        print(f"hub broker:  mosquitto on {broker.host}:{broker.port} (prefix {PREFIX})")
+        print(f"node:        {NODE} in zone thon-1, mock relays, audio -> {output}")
+
+        events: queue.Queue[Incoming] = queue.Queue()
+        watcher = threading.Thread(
+            target=lambda: [events.put(m) for m in stream(config.mqtt, "demo-watch", [f"{PREFIX}/node/+/event"],
+                                                          duration_s=180)],
+            daemon=True,
+        )
+        watcher.start()
+
+        daemon = Daemon(config, pin_factory=MockFactory())
+        thread = threading.Thread(target=daemon.run, name="demo-node", daemon=True)
+        thread.start()
+
+        text = resources.files("radiod").joinpath("data/demo-bulletin.txt").read_text(encoding="utf-8")
+        operator = Operator(config, key=private, kid="demo")
+        payload = operator.post(PostRequest(text=text, targets=("zone-thon-1",), title="Lịch cắt điện"))
+        posted = time.time()
+        print(f"posted:      bulletin {payload['id']} (signed by key 'demo', retained, to zone-thon-1)\n")
+        print("node events (as the hub sees them on the wire):")
+        final = _print_events(events, timeout=150)
+        print("\nrelay timeline (mock relays, seconds after the post):")
+        _print_relays(daemon, posted)
+        wavs = sorted((work / "out").glob("*.wav")) if output.startswith("file:") else []
+        for wav in wavs:
+            print(f"\nplayed to:   {wav}")
+        return 0 if final == "finished" else 1
+    finally:
+        if daemon is not None:
+            daemon.request_stop()
+        if thread is not None:
+            thread.join(timeout=20)
+        broker.stop()
+        if keep:
+            print(f"state kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_events(events: queue.Queue[Incoming], *, timeout: float) -> str | None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            msg = events.get(timeout=1)
+        except queue.Empty:
+            continue
+        event = json.loads(msg.payload)
+        details = {k: v for k, v in event.items() if k not in {"v", "node", "seq", "ts", "type", "bulletin", "rev"}}
+        print(f"  #{event['seq']:<3} {event['ts']}  {event['type']:<9} {json.dumps(details, ensure_ascii=False)}")
+        if event["type"] in FINAL_EVENTS:
+            return str(event["type"])
+    print("  (no final event within the time limit)")
+    return None
+
+
+def _print_relays(daemon: Daemon, posted: float) -> None:
+    for at, name, on in daemon.station.relays.history():
+        print(f"  {at - posted:+7.2f} s  {name:<22} {'ON' if on else 'off'}")

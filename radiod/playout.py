@@ -1,0 +1,241 @@
+"""One player and a queue ordered by priority, then time: what plays next, and what gives way.
+
+Circular 39/2020: an emergency plays at once and interrupts anything lower; a priority bulletin goes ahead of
+normal ones. Requests arrive from the scheduler (ahead of their start, so the programme is rendered before the
+instant it must play) and from the main loop (``now`` bulletins). Rendering runs on a small pool beside the
+player, so an emergency is synthesized while the bulletin it will interrupt is still playing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.messages import Bulletin
+from radiod.playback import Timeline
+from radiod.render import Programme
+
+log = logging.getLogger(__name__)
+
+RANK = {"emergency": 0, "priority": 1, "normal": 2}
+EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
+
+
+@dataclass
+class PlayRequest:
+    """One occurrence of a bulletin to play.
+
+    ``occurrence`` is the store's key for it (the scheduled instant in RFC 3339, or ``now``); ``start_at`` is
+    the wall-clock instant of the first sample, or None for as soon as possible.
+    """
+
+    bulletin: Bulletin
+    occurrence: str
+    start_at: float | None
+    enqueued: float = field(default_factory=time.time)
+    programme: Future[Programme] | None = None
+
+    @property
+    def rank(self) -> int:
+        return RANK[self.bulletin.priority]
+
+    def sort_key(self) -> tuple[int, float]:
+        return (self.rank, self.start_at if self.start_at is not None else self.enqueued)
+
+    def same_occurrence(self, other: PlayRequest) -> bool:
+        return (self.bulletin.id, self.occurrence) == (other.bulletin.id, other.occurrence)
+
+
+class Reporter(Protocol):
+    """What the player tells the rest of the node; the daemon turns it into store records and events."""
+
+    def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None: ...
+    def finished(self, req: PlayRequest, timeline: Timeline) -> None: ...
+    def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None: ...
+    def failed(self, req: PlayRequest, reason: str, message: str) -> None: ...
+    def skipped(self, req: PlayRequest, reason: str) -> None: ...
+
+
+class Player(Protocol):
+    """The station as the playout sees it."""
+
+    warmup_s: float
+
+    def play(self, programme: Programme, name: str, *, start_at: float | None, stop: threading.Event,
+             on_started: Callable[[float, float], None]) -> Timeline: ...
+
+
+@dataclass
+class _Current:
+    req: PlayRequest
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str | None = None  # why it was stopped: preempted, cancelled, stopped
+
+
+class Playout:
+    """The queue and the player thread. Every public method is thread-safe and returns at once."""
+
+    def __init__(
+        self,
+        player: Player,
+        render: Callable[[Bulletin, str | None], Programme],
+        reporter: Reporter,
+        *,
+        in_quiet_hours: Callable[[float], bool],
+        late_limit_s: float,
+    ) -> None:
+        self._player = player
+        self._render = render
+        self._reporter = reporter
+        self._in_quiet_hours = in_quiet_hours
+        self._late_limit = late_limit_s
+        self._queue: list[PlayRequest] = []
+        self._current: _Current | None = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._renderers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        self._thread = threading.Thread(target=self._run, name="playout", daemon=True)
+
+    # ----- control, from any thread -----
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the current play (relays go off in the player's finally) and end the thread."""
+        with self._cond:
+            self._closing = True
+            if self._current:
+                self._current.reason = "shutdown"
+                self._current.stop.set()
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+        self._renderers.shutdown(wait=False, cancel_futures=True)
+
+    def submit(self, req: PlayRequest) -> None:
+        """Queue an occurrence; render it now; pre-empt a lower-priority play if it is an emergency."""
+        if req.bulletin.status == "test":
+            self._reporter.skipped(req, "test")
+            return
+        with self._cond:
+            if any(q.same_occurrence(req) for q in self._queue) or (
+                self._current and self._current.req.same_occurrence(req)
+            ):
+                return
+            req.programme = self._renderers.submit(self._render_request, req)
+            self._queue.append(req)
+            current = self._current
+            if current and req.rank == 0 and current.req.rank > 0 and current.reason is None:
+                current.reason = "preempted"
+                current.stop.set()
+            self._cond.notify_all()
+
+    def cancel(self, bulletin_id: str, reason: str = "cancelled") -> None:
+        """Drop every queued occurrence of a bulletin and stop it if it is playing."""
+        with self._cond:
+            self._queue = [q for q in self._queue if q.bulletin.id != bulletin_id]
+            if self._current and self._current.req.bulletin.id == bulletin_id and self._current.reason is None:
+                self._current.reason = reason
+                self._current.stop.set()
+            self._cond.notify_all()
+
+    def stop_current(self) -> bool:
+        """The operator's stop command: end the current play now. False if nothing was playing."""
+        with self._cond:
+            if not self._current:
+                return False
+            self._current.reason = "stopped"
+            self._current.stop.set()
+            return True
+
+    def snapshot(self) -> tuple[PlayRequest | None, list[PlayRequest]]:
+        """What is playing and what waits, in the order it would play."""
+        with self._cond:
+            current = self._current.req if self._current else None
+            return current, sorted(self._queue, key=PlayRequest.sort_key)
+
+    # ----- the player thread -----
+    def _render_request(self, req: PlayRequest) -> Programme:
+        preamble = EXERCISE_NOTICE if req.bulletin.status == "exercise" else None
+        return self._render(req.bulletin, preamble)
+
+    def _next_due(self) -> PlayRequest | None:
+        """Wait for the most urgent request whose amplifier must go on now; None when closing."""
+        with self._cond:
+            while not self._closing:
+                now = time.time()
+                due = [q for q in self._queue if q.start_at is None or q.start_at - self._player.warmup_s <= now + 0.01]
+                if due:
+                    req = min(due, key=PlayRequest.sort_key)
+                    self._queue.remove(req)
+                    self._current = _Current(req)
+                    return req
+                waits = [q.start_at - self._player.warmup_s - now for q in self._queue if q.start_at is not None]
+                self._cond.wait(timeout=min(waits) if waits else None)
+            return None
+
+    def _run(self) -> None:
+        while (req := self._next_due()) is not None:
+            try:
+                self._play(req)
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _play(self, req: PlayRequest) -> None:
+        now = time.time()
+        bulletin = req.bulletin
+        if now >= bulletin.exp:
+            self._reporter.skipped(req, "expired")
+            return
+        if req.start_at is not None and now - req.start_at > self._late_limit:
+            self._reporter.skipped(req, "missed")
+            return
+        if bulletin.priority == "normal" and self._in_quiet_hours(req.start_at or now):
+            self._reporter.skipped(req, "quiet_hours")
+            return
+        assert req.programme is not None
+        try:
+            programme = req.programme.result()
+        except (SynthesisError, VoiceError) as exc:
+            self._reporter.failed(req, "synthesis", str(exc))
+            return
+        current = self._current
+        assert current is not None
+        if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
+            self._after_stop(current, None)
+            return
+
+        def on_started(amp_on: float, audio_start: float) -> None:
+            self._reporter.started(req, amp_on, audio_start)
+
+        name = f"{bulletin.id}-r{bulletin.rev}"
+        try:
+            timeline = self._player.play(
+                programme, name, start_at=req.start_at, stop=current.stop, on_started=on_started
+            )
+        except AudioOutputError as exc:
+            self._reporter.failed(req, "audio", str(exc))
+            return
+        except RadiodError as exc:
+            self._reporter.failed(req, "relays", str(exc))
+            return
+        if timeline.completed:
+            self._reporter.finished(req, timeline)
+        else:
+            self._after_stop(current, timeline)
+
+    def _after_stop(self, current: _Current, timeline: Timeline | None) -> None:
+        reason = current.reason or "stopped"
+        self._reporter.interrupted(current.req, reason, timeline)
+        if reason == "preempted" and time.time() < current.req.bulletin.exp:
+            again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued)
+            again.programme = current.req.programme
+            with self._cond:
+                self._queue.append(again)
+                self._cond.notify_all()

@@ -1,0 +1,60 @@
+"""From bulletin text to a rendered programme: the speech pipeline and the renderer, set up from the config.
+
+The daemon, ``radiod speak`` and the demo all make programmes the same way, so what a technician hears from
+``radiod speak`` is what the village hears at 6:30.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from radiod.config import Config
+from radiod.pcm import Pcm, read_wav
+from radiod.profiles import Profile, load_profile
+from radiod.render import Programme, RenderOptions, render_programme
+from radiod.speech import Speaker
+
+
+class ProgrammeMaker:
+    """Holds the Speaker (with its cache) and the render settings of one node."""
+
+    def __init__(self, config: Config, profile: Profile | None = None) -> None:
+        self.config = config
+        self.profile = profile or load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
+        self.speaker = Speaker(
+            Path(config.speech.voices_dir),
+            config.cache_dir,
+            workers=config.speech.workers,
+            timeout_s=config.speech.timeout_s,
+            cache_max_mb=config.storage.cache_max_mb,
+        )
+        self._chimes: tuple[Pcm, Pcm] | None = None
+        if config.audio.chime_file:
+            chime = read_wav(Path(config.audio.chime_file))
+            self._chimes = (chime, chime)
+
+    def make(
+        self,
+        text: str,
+        voice_id: str,
+        *,
+        chime: bool = True,
+        repeat: int = 1,
+        gap_s: float = 3.0,
+        volume: float = 1.0,
+        preamble: str | None = None,
+    ) -> Programme:
+        """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate."""
+        speech = self.speaker.speak(text, voice_id)
+        spoken_preamble = tuple(self.speaker.speak(preamble, voice_id)) if preamble else ()
+        options = RenderOptions(
+            rate=self.profile.audio.sample_rate,
+            chime=chime and self.config.audio.chime,
+            chimes=self._chimes,
+            repeat=repeat,
+            gap_s=gap_s,
+            target_lufs=self.config.audio.loudness_lufs,
+            volume=volume,
+            preamble=spoken_preamble,
+        )
+        return render_programme(speech, options)
