@@ -1,0 +1,276 @@
+"""Text to speech clips: NFC → normalize → sentences → cache or synthesis (in parallel) → one clip per sentence.
+
+Why per sentence: a sentence is the unit the cache keys on (the daily bulletin repeats most of its sentences
+day after day, and a bulletin that changes one figure re-synthesizes one sentence), the unit synthesis runs
+in parallel over, and the unit whose failure message a technician can read.
+
+What a clip holds: the sentence's speech with espeak-ng's own leading and trailing silence trimmed to
+``EDGE_S`` (so the renderer's fade at each clip edge touches silence, not a consonant), scaled by the voice's
+volume, int16 at the engine's rate (a 9-minute article is then 24 MB, not 95 MB of float32 at 48 kHz),
+**followed by the pause before the next sentence**: ``SENTENCE_PAUSE_S``, or ``PARAGRAPH_PAUSE_S`` at the end
+of a line. The last clip has no pause after it. So the renderer only has to play the clips back to back, and
+the rhythm is the same whatever the engine and whether a sentence came from the cache.
+
+Parallelism: the misses are cut into a few chunks of consecutive sentences and each chunk is read by one
+engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core).
+One run per chunk, not per sentence, because espeak-ng's start-up costs about as much as a short sentence
+(see ``bench/speak.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from radiod.errors import SynthesisError, VoiceError
+from radiod.normalize import normalize
+from radiod.pcm import Pcm
+from radiod.speech_cache import SpeechCache, cache_key
+from radiod.tts import BatchEngine, Engine, engine_for
+from radiod.voices import Voice, load_voice
+
+log = logging.getLogger(__name__)
+
+SENTENCE_PAUSE_S = 0.35
+"""Silence after a sentence, before the next one in the same paragraph."""
+PARAGRAPH_PAUSE_S = 0.7
+"""Silence after the last sentence of a line (a paragraph, or one item of a bulletin)."""
+EDGE_S = 0.02
+"""Silence kept before and after the speech of each sentence when trimming."""
+SILENCE_LEVEL = 16
+"""Samples within ±16 (about -66 dBFS) are silence when trimming; espeak-ng's silence is exact zeros."""
+CHUNK_BYTES = 1500
+"""Text per engine run, at most (about 25 s of speech): enough to amortize espeak-ng's start-up, small enough
+that several chunks keep every worker busy and that a chunk's WAV stays a couple of MB."""
+
+# A sentence ends at . ! ? … (and any closing quotes or brackets) followed by a space, unless the next word
+# starts in lower case, as after "v.v." or an ellipsis in mid-sentence.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s+(?P<next>\S))")
+
+
+@dataclass(frozen=True)
+class SpeechStats:
+    """What a :class:`Speaker` did since it was made: for tests, logs and the bench.
+
+    Counted per distinct sentence of a text: a sentence said twice in one bulletin is looked up once.
+    """
+
+    hits: int = 0
+    """Sentences served from the cache."""
+    misses: int = 0
+    """Sentences synthesized."""
+    corrupt: int = 0
+    """Cache entries found corrupt, dropped and synthesized again (each is also a miss)."""
+    engine_runs: int = 0
+    """Calls into the engine (one espeak-ng run per chunk of sentences)."""
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    text: str
+    pause_s: float  # after it
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``, whitespace collapsed, without fragments that have nothing to say.
+
+    Lines are always separate (a bulletin puts one item per line); commas, semicolons and colons stay
+    inside the sentence, where the engine makes its own short pause.
+    """
+    return [s.text for s in _split(text)]
+
+
+def _split(text: str) -> list[_Sentence]:
+    sentences: list[_Sentence] = []
+    for line in text.splitlines():
+        pieces, start = [], 0
+        for match in _SENTENCE_END.finditer(line):
+            if not match["next"].islower():
+                pieces.append(line[start : match.end()])
+                start = match.end()
+        pieces.append(line[start:])
+        spoken = [" ".join(p.split()) for p in pieces if any(ch.isalnum() for ch in p)]
+        sentences += [
+            _Sentence(s, PARAGRAPH_PAUSE_S if i == len(spoken) - 1 else SENTENCE_PAUSE_S) for i, s in enumerate(spoken)
+        ]
+    return sentences
+
+
+class Speaker:
+    """Speaks texts with the voices in ``voices_dir``, caching sentences under ``cache_dir`` (None: no cache).
+
+    ``workers`` is the number of engine runs at once (0: one per CPU core); ``timeout_s`` the longest one
+    sentence may take, so a run over n sentences may take n times that.
+    """
+
+    def __init__(
+        self,
+        voices_dir: Path,
+        cache_dir: Path | None,
+        *,
+        workers: int = 0,
+        timeout_s: float = 60.0,
+        cache_max_mb: int = 512,
+    ) -> None:
+        self.voices_dir = Path(voices_dir)
+        self.workers = workers or os.cpu_count() or 1
+        self.timeout_s = timeout_s
+        self.cache = SpeechCache(Path(cache_dir), cache_max_mb) if cache_dir is not None else None
+        self._engines: dict[Voice, Engine] = {}
+        self._stats = SpeechStats()
+
+    @property
+    def stats(self) -> SpeechStats:
+        return self._stats
+
+    def voice(self, voice_id: str) -> Voice:
+        """The voice file ``voice_id``, read afresh so an edited rate or pitch applies to the next bulletin."""
+        return load_voice(voice_id, self.voices_dir)
+
+    def sentences(self, text: str, voice_id: str) -> list[str]:
+        """The sentences ``speak`` would synthesize: NFC, normalized for the voice's region, split."""
+        return [s.text for s in self._sentences(text, self.voice(voice_id))]
+
+    def speak(self, text: str, voice_id: str) -> list[Pcm]:
+        """One int16 clip per sentence, in order, each followed by its pause (see the module doc).
+
+        A voice whose engine cannot run here is replaced by its ``fallback`` voice, with a warning.
+        Raises :class:`VoiceError` (unknown voice, no usable engine) or :class:`SynthesisError`.
+        """
+        voice, engine = self._resolve(voice_id)
+        sentences = self._sentences(text, voice)
+        if not sentences:
+            return []
+        started = time.monotonic()
+        pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
+        padding: dict[str, float] = {}  # each distinct sentence, with the longest pause it is followed by
+        for sentence, pause in zip(sentences, pauses, strict=True):
+            padding[sentence.text] = max(padding.get(sentence.text, 0.0), pause)
+        version = engine.version()
+        keys = {spoken: cache_key(spoken, voice, version) for spoken in padding}
+        corrupt_before = self.cache.corrupt if self.cache else 0
+        padded = self._cached(keys, padding)  # each distinct sentence's clip followed by its padding
+        hits = len(padded)
+        missing = [spoken for spoken in padding if spoken not in padded]
+        chunks = _chunks(missing, self.workers)
+        if chunks:
+            with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="speech") as pool:
+                # map() drops each chunk's result once it is taken: a 9-minute text is held once, not twice
+                results = pool.map(lambda chunk: self._synthesize(engine, voice, chunk, keys, padding), chunks)
+                for chunk, clips in zip(chunks, results, strict=True):
+                    padded.update(zip(chunk, clips, strict=True))
+            if self.cache:
+                self.cache.evict()
+        self._stats = SpeechStats(
+            hits=self._stats.hits + hits,
+            misses=self._stats.misses + len(missing),
+            corrupt=self._stats.corrupt + ((self.cache.corrupt if self.cache else 0) - corrupt_before),
+            engine_runs=self._stats.engine_runs + len(chunks),
+        )
+        log.info(
+            "voice %s: %d sentences, %d from cache, %d synthesized in %d runs, %.2f s",
+            voice.id, len(sentences), hits, len(missing), len(chunks), time.monotonic() - started,
+        )  # fmt: skip
+        return [_shorten(padded[s.text], padding[s.text], pause) for s, pause in zip(sentences, pauses, strict=True)]
+
+    def _cached(self, keys: dict[str, str], padding: dict[str, float]) -> dict[str, Pcm]:
+        """The sentences the cache has, read with their padding."""
+        found: dict[str, Pcm] = {}
+        if self.cache:
+            for spoken, key in keys.items():
+                clip = self.cache.get(key, padding[spoken])
+                if clip is not None:
+                    found[spoken] = clip
+        return found
+
+    def _sentences(self, text: str, voice: Voice) -> list[_Sentence]:
+        return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region))
+
+    def _resolve(self, voice_id: str) -> tuple[Voice, Engine]:
+        """The voice and its engine, following ``fallback`` voices while an engine cannot run here."""
+        voice, tried = self.voice(voice_id), [voice_id]
+        while True:
+            try:
+                return voice, self._engine(voice)
+            except VoiceError as exc:
+                if voice.fallback is None or voice.fallback in tried:
+                    raise
+                log.warning("%s; speaking with its fallback voice '%s' instead", exc, voice.fallback)
+                tried.append(voice.fallback)
+                voice = self.voice(voice.fallback)
+
+    def _engine(self, voice: Voice) -> Engine:
+        if voice not in self._engines:
+            self._engines[voice] = engine_for(voice)
+        return self._engines[voice]
+
+    def _synthesize(
+        self, engine: Engine, voice: Voice, chunk: Sequence[str], keys: dict[str, str], padding: dict[str, float]
+    ) -> list[Pcm]:
+        """One engine run over a chunk (in a worker thread): clips trimmed, scaled, stored in the cache, and
+        returned followed by their padding."""
+        timeout_s = self.timeout_s * len(chunk)
+        if isinstance(engine, BatchEngine):
+            raw = engine.synthesize_many(chunk, voice, timeout_s)
+        else:
+            raw = [engine.synthesize(text, voice, self.timeout_s) for text in chunk]
+        clips = []
+        for text, pcm in zip(chunk, raw, strict=True):
+            clip, speech = _finish(pcm, voice, text, padding[text])
+            if self.cache:
+                self.cache.put(keys[text], speech)
+            clips.append(clip)
+        return clips
+
+
+def _chunks(texts: list[str], workers: int) -> list[list[str]]:
+    """Consecutive sentences in runs of about equal text length: at least one per worker (when there are
+    enough sentences), and none much over ``CHUNK_BYTES``."""
+    if not texts:
+        return []
+    sizes = [len(t.encode()) for t in texts]
+    count = max(min(workers, len(texts)), math.ceil(sum(sizes) / CHUNK_BYTES))
+    target = sum(sizes) / count
+    chunks: list[list[str]] = [[]]
+    filled = 0
+    for text, size in zip(texts, sizes, strict=True):
+        if chunks[-1] and filled + size / 2 > target:
+            chunks.append([])
+            filled = 0
+        chunks[-1].append(text)
+        filled += size
+    return chunks
+
+
+def _finish(pcm: Pcm, voice: Voice, text: str, pad_s: float) -> tuple[Pcm, Pcm]:
+    """The engine's clip trimmed to ``EDGE_S`` of silence, scaled by the voice's volume, in a new array
+    followed by ``pad_s`` of silence; and the same without the padding (a view), for the cache."""
+    samples = pcm.samples
+    loud = (samples > SILENCE_LEVEL) | (samples < -SILENCE_LEVEL)
+    first, last = int(loud.argmax()), len(loud) - 1 - int(loud[::-1].argmax())
+    if not loud[first]:
+        raise SynthesisError(f"voice '{voice.id}' produced no audible speech for {text[:60]!r}")
+    edge = round(EDGE_S * pcm.rate)
+    speech = samples[max(0, first - edge) : last + 1 + edge]
+    padded = np.zeros(len(speech) + round(pad_s * pcm.rate), dtype=np.int16)
+    if voice.volume == 1.0:
+        padded[: len(speech)] = speech
+    else:
+        padded[: len(speech)] = np.clip(np.rint(speech * np.float32(voice.volume)), -32768, 32767)
+    return Pcm(padded, pcm.rate), Pcm(padded[: len(speech)], pcm.rate)
+
+
+def _shorten(padded: Pcm, padded_s: float, pause_s: float) -> Pcm:
+    """``padded`` with only ``pause_s`` of its ``padded_s`` of trailing silence: a view, not a copy."""
+    extra = round(padded_s * padded.rate) - round(pause_s * padded.rate)
+    return padded if extra == 0 else Pcm(padded.samples[: len(padded.samples) - extra], padded.rate)

@@ -1,0 +1,340 @@
+"""The normalizer reads bulletins the way a commune announcer does.
+
+The case file (tests/normalize_cases.tsv) holds real and written bulletin text with the spoken form an
+announcer would read; at least 98 % must match after folding case and punctuation. The focused tests below
+pin each category, the regional readings, the lexicon a technician edits, and ``explain``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radiod.errors import ConfigError, RadiodError
+from radiod.normalize import Lexicon, default_lexicon, explain, load_lexicon, normalize
+from radiod.normalize.numbers import read_int
+
+CASES_FILE = Path(__file__).with_name("normalize_cases.tsv")
+VOICES = Path(__file__).resolve().parent.parent / "voices"
+CORPUS = Path("/work/shared/corpus")
+REQUIRED_RATE = 0.98
+
+
+def fold(text: str) -> str:
+    """Compare words only: case, punctuation and spacing do not change what is heard."""
+    return " ".join(re.sub(r"[^\w\s]", " ", unicodedata.normalize("NFC", text).lower()).split())
+
+
+def load_cases() -> list[tuple[int, str, str, str, str]]:
+    cases = []
+    for number, line in enumerate(CASES_FILE.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#") or line.startswith("category\t"):
+            continue
+        category, region, source, expected = line.split("\t")
+        cases.append((number, category, region, source, expected))
+    return cases
+
+
+def test_case_file_covers_every_category_with_at_least_300_cases() -> None:
+    cases = load_cases()
+    categories = {c[1] for c in cases}
+    assert len(cases) >= 300
+    assert {
+        "number", "decimal", "negative", "ordinal", "date", "month", "time", "range", "ratio", "per", "unit",
+        "roman", "phone", "hotline", "emergency", "document", "abbreviation", "ambiguous", "loanword", "place",
+        "url", "symbol", "punctuation", "region", "sentence",
+    } <= categories
+    assert {c[2] for c in cases} == {"north", "central", "south"}
+
+
+def test_at_least_98_percent_of_cases_read_exactly_as_an_announcer_would() -> None:
+    cases = load_cases()
+    failures = []
+    for number, category, region, source, expected in cases:
+        got = normalize(source, region)
+        if fold(got) != fold(expected):
+            failures.append(f"line {number} [{category}/{region}] {source!r}\n   want: {expected}\n    got: {got}")
+    rate = 1 - len(failures) / len(cases)
+    print(f"\nnormalization accuracy: {rate:.2%} ({len(cases) - len(failures)}/{len(cases)} cases)")
+    for failure in failures:
+        print(failure)
+    assert rate >= REQUIRED_RATE, f"{len(failures)} cases differ; accuracy {rate:.2%} < {REQUIRED_RATE:.0%}"
+
+
+# -- numbers ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("21", "hai mươi mốt"),
+    ("11", "mười một"),
+    ("24", "hai mươi tư"),
+    ("14", "mười bốn"),
+    ("25", "hai mươi lăm"),
+    ("105", "một trăm linh năm"),
+    ("2021", "hai nghìn không trăm hai mươi mốt"),
+    ("7.557", "bảy nghìn năm trăm năm mươi bảy"),
+    ("1.105.650", "một triệu một trăm linh năm nghìn sáu trăm năm mươi"),
+    ("3.000.500", "ba triệu năm trăm"),
+    ("12.000.000.000", "mười hai tỷ"),
+    ("802,03", "tám trăm linh hai phẩy không ba"),
+    ("48,12", "bốn mươi tám phẩy mười hai"),
+    ("-5", "âm năm"),
+])
+def test_numbers_follow_vietnamese_rules(written: str, spoken: str) -> None:
+    assert normalize(written) == spoken
+
+
+def _parse_vietnamese(words: list[str]) -> int:
+    """An independent reader of spoken numbers, to check that every number says what it is worth."""
+    digits = {"không": 0, "một": 1, "mốt": 1, "hai": 2, "ba": 3, "bốn": 4, "tư": 4, "năm": 5, "lăm": 5,
+              "sáu": 6, "bảy": 7, "tám": 8, "chín": 9}
+    for scale, value in (("tỷ", 10**9), ("triệu", 10**6), ("nghìn", 10**3)):
+        if scale in words:
+            i = len(words) - 1 - words[::-1].index(scale)
+            return _parse_vietnamese(words[:i]) * value + (_parse_vietnamese(words[i + 1:]) if words[i + 1:] else 0)
+    total, pending = 0, 0
+    for word in words:
+        if word == "trăm":
+            total += pending * 100
+            pending = 0
+        elif word == "mười":
+            total += 10
+        elif word == "mươi":
+            total += pending * 10
+            pending = 0
+        elif word != "linh":
+            pending = digits[word]
+    return total + pending
+
+
+@given(st.integers(min_value=0, max_value=10**15 - 1))
+def test_every_whole_number_reads_back_to_its_value(n: int) -> None:
+    words = read_int(n).split()
+    assert _parse_vietnamese(words) == n
+    assert "mốt" not in words or words[words.index("mốt") - 1] == "mươi"  # 21 is mốt, 11 and 101 are một
+    assert "lăm" not in words or words[words.index("lăm") - 1] in ("mươi", "mười")
+
+
+def test_no_digit_reaches_the_voice_in_the_corpus() -> None:
+    for path in sorted(CORPUS.glob("*/*.txt")):
+        spoken = normalize(path.read_text(encoding="utf-8"))
+        left = re.findall(r".{0,20}\d.{0,20}", spoken)
+        assert not left, f"{path.name}: digits left in {left[:3]}"
+
+
+def test_ordinals_say_nhat_and_tu() -> None:
+    assert normalize("lần thứ 1, thứ 4 và thứ 7") == "lần thứ nhất, thứ tư và thứ bảy"
+
+
+# -- dates, times, ranges, ratios ------------------------------------------------------------------------------
+
+def test_dates_read_days_with_mong_and_april_as_thang_tu() -> None:
+    assert normalize("ngày 03/4/2026") == "ngày mồng ba tháng tư năm hai nghìn không trăm hai mươi sáu"
+    assert normalize("tháng 10/2026") == "tháng mười năm hai nghìn không trăm hai mươi sáu"
+    assert normalize("Hà Nội, 12/8") == "Hà Nội, ngày mười hai tháng tám"
+
+
+def test_times_drop_zero_minutes_and_say_phut_otherwise() -> None:
+    assert normalize("từ 7h00 đến 14:30") == "từ bảy giờ đến mười bốn giờ ba mươi phút"
+
+
+def test_ranges_are_read_with_den() -> None:
+    assert normalize("12/8 – 30/9") == "ngày mười hai tháng tám đến ngày ba mươi tháng chín"
+    assert normalize("6h30 – 15h30") == "sáu giờ ba mươi phút đến mười lăm giờ ba mươi phút"
+    assert normalize("2021 - 2026") == "hai nghìn không trăm hai mươi mốt đến hai nghìn không trăm hai mươi sáu"
+
+
+def test_counted_ratios_are_read_with_tren_not_as_dates() -> None:
+    assert normalize("10/10 thôn") == "mười trên mười thôn"
+    assert normalize("8/10 tiêu chí") == "tám trên mười tiêu chí"
+    assert normalize("ngày 12/8 xã họp") == "ngày mười hai tháng tám xã họp"
+
+
+def test_a_slash_after_an_amount_is_read_mot() -> None:
+    assert normalize("5.000 đồng/liều") == "năm nghìn đồng một liều"
+    assert normalize("48,12 triệu/người/năm") == "bốn mươi tám phẩy mười hai triệu một người một năm"
+
+
+# -- units, Roman numerals, phones, documents ---------------------------------------------------------------------
+
+def test_units_currency_and_percent() -> None:
+    assert normalize("2.087,72 ha") == "hai nghìn không trăm tám mươi bảy phẩy bảy mươi hai héc ta"
+    assert normalize("74,8%") == "bảy mươi tư phẩy tám phần trăm"
+    assert normalize("6,2 km2, 30°C, 5.000đ") == "sáu phẩy hai ki lô mét vuông, ba mươi độ xê, năm nghìn đồng"
+
+
+def test_roman_numerals_are_numbers_only_after_their_context_words() -> None:
+    spoken = normalize("quý III, khóa XXI, Đại hội XIII, chương II, khu vực I, II và III")
+    assert spoken == "quý ba, khóa hai mươi mốt, Đại hội mười ba, chương hai, khu vực một, hai và ba"
+    assert normalize("Vitamin C") == "Vitamin xê"
+
+
+def test_phone_hotline_and_emergency_numbers_are_read_digit_by_digit() -> None:
+    assert normalize("0912 345 678") == "không chín một hai, ba bốn năm, sáu bảy tám"
+    assert normalize("tổng đài 1900 1006") == "tổng đài một chín không không, một không không sáu"
+    assert normalize("gọi 113") == "gọi một một ba"
+    assert normalize("113 người") == "một trăm mười ba người"
+
+
+def test_document_numbers() -> None:
+    assert normalize("45/KH-UBND") == "bốn mươi lăm kế hoạch ủy ban nhân dân"
+    assert normalize("37/2022/NĐ-CP") == "ba mươi bảy năm hai nghìn không trăm hai mươi hai nghị định chính phủ"
+
+
+# -- words -------------------------------------------------------------------------------------------------------
+
+def test_abbreviations_and_their_context() -> None:
+    assert normalize("UBND xã, HĐND huyện") == "ủy ban nhân dân xã, hội đồng nhân dân huyện"
+    assert normalize("TT Y tế") == "trung tâm Y tế"
+    assert normalize("TT Yên Thịnh") == "thị trấn Yên Thịnh"
+    assert normalize("TT số 10") == "thông tư số mười"
+
+
+def test_an_abbreviation_glossed_in_brackets_is_said_once() -> None:
+    assert normalize("chuyển đổi số (CĐS)") == "chuyển đổi số"
+
+
+def test_unknown_acronyms_are_spelled_but_capitalised_words_are_not() -> None:
+    assert normalize("FAO") == "ép a o"
+    assert normalize("THÔNG BÁO KHẨN") == "THÔNG BÁO KHẨN"
+
+
+def test_loanwords_get_a_vietnamese_speakable_form() -> None:
+    spoken = normalize("Covid-19, Zalo, mã QR, Wi-Fi, VNeID")
+    assert spoken == "cô vít mười chín, da lô, mã kiu a, oai phai, vê en e ai đi"
+
+
+def test_addresses_are_read_so_they_can_be_typed() -> None:
+    assert normalize("thcs.xa@gmail.com") == "tê hát xê ét chấm xa a còng gi meo chấm com"
+    assert normalize("https://hoptacxathienan.com") == "hop tac xa thien an chấm com"
+
+
+def test_symbols_are_words_or_nothing() -> None:
+    assert normalize("• cá & rau → 2 + 3") == "cá và rau đến hai cộng ba"
+
+
+# -- output shape --------------------------------------------------------------------------------------------------
+
+def test_pause_punctuation_and_line_breaks_are_kept() -> None:
+    text = "Thông báo: họp lúc 7h00, tại UBND xã; mọi người đến đúng giờ! Được không?\nCảm ơn."
+    assert normalize(text) == (
+        "Thông báo: họp lúc bảy giờ, tại ủy ban nhân dân xã; mọi người đến đúng giờ! Được không?\nCảm ơn."
+    )
+
+
+def test_no_dot_is_left_inside_a_sentence() -> None:
+    spoken = normalize("TP. Hồ Chí Minh có 2.300,5 ha, web postmart.vn, phiên bản 4.0 và Shopee... hết.")
+    assert spoken.count(".") == 1 and spoken.endswith(".")
+
+
+def test_decomposed_input_is_read_like_composed_input() -> None:
+    text = "Ủy ban nhân dân xã, ngày 03/10"
+    assert normalize(unicodedata.normalize("NFD", text)) == normalize(text)
+
+
+def test_explain_names_the_rule_of_each_span_and_covers_the_text() -> None:
+    text = "Kế hoạch số 45/KH-UBND của UBND xã, 5.000 đồng/liều."
+    spans = explain(text)
+    assert "".join(s.source for s in spans) == text
+    rules = {s.source: (s.spoken, s.rule) for s in spans}
+    assert rules["45/KH-UBND"] == ("bốn mươi lăm kế hoạch ủy ban nhân dân", "document")
+    assert rules["UBND"] == ("ủy ban nhân dân", "abbreviation")
+    assert rules["/"] == ("một", "per")
+
+
+# -- regions -----------------------------------------------------------------------------------------------------
+
+def test_south_reads_le_ngan_and_no_mong() -> None:
+    spoken = normalize("105 hộ, 1.500 người, ngày 03/10", "south")
+    assert spoken == "một trăm lẻ năm hộ, một ngàn năm trăm người, ngày ba tháng mười"
+
+
+def test_central_keeps_the_national_broadcast_words() -> None:
+    assert normalize("105 hộ, 1.500 người, ngày 03/10", "central") == normalize("105 hộ, 1.500 người, ngày 03/10")
+
+
+def test_regional_words_replace_only_what_the_rules_produce() -> None:
+    assert normalize("hàng nghìn người, số 105", "south") == "hàng nghìn người, số một trăm lẻ năm"
+
+
+def test_an_unknown_region_is_refused() -> None:
+    with pytest.raises(RadiodError, match="unknown region 'west'"):
+        normalize("1", "west")
+
+
+# -- the lexicon a technician edits --------------------------------------------------------------------------------
+
+@pytest.fixture
+def voices(tmp_path: Path) -> Path:
+    for path in VOICES.glob("lexicon*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def test_the_default_lexicon_is_loaded_once() -> None:
+    assert default_lexicon() is default_lexicon()
+    assert isinstance(default_lexicon(), Lexicon)
+
+
+def test_a_technician_adds_an_abbreviation_a_place_and_a_loanword_without_code(voices: Path) -> None:
+    (voices / "lexicon-local.yaml").write_text(
+        "abbreviations:\n  HTXNN: hợp tác xã nông nghiệp\n"
+        "places:\n  Nà Hang Tuộc: Nà Hang Tuộc\n  Pắc Ngòi: Pác Ngòi\n"
+        "loanwords:\n  grab: gờ ráp\n",
+        encoding="utf-8",
+    )
+    lexicon = load_lexicon(voices)
+    spoken = normalize("HTXNN thôn Pắc Ngòi đặt Grab", lexicon=lexicon)
+    assert spoken == "hợp tác xã nông nghiệp thôn Pác Ngòi đặt gờ ráp"
+
+
+def test_a_duplicate_entry_names_both_files_and_lines(voices: Path) -> None:
+    (voices / "lexicon-local.yaml").write_text("abbreviations:\n  HTX: hợp tác\n  UBND: ủy ban\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_lexicon(voices)
+    message = str(caught.value)
+    assert "lexicon-local.yaml:3: abbreviations.UBND: already defined at" in message
+    assert re.search(r"lexicon-abbreviations\.yaml:\d+", message)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("abbreviation:\n  XYZ: ích\n",
+     "lexicon-local.yaml:1: abbreviation: unknown key 'abbreviation' (did you mean 'abbreviations'?)"),
+    ("loanwords:\n  zoomx: dum 2\n", "lexicon-local.yaml:2: loanwords.zoomx: the reading 'dum 2' has digits"),
+    ("abbreviations:\n  ON: ôn\n", "lexicon-local.yaml:2: abbreviations.True: the key True is read by YAML as bool"),
+    ("regions:\n  west:\n    linh: lẻ\n", "lexicon-local.yaml:2: regions.west: unknown region"),
+    ("letters:\n  ab: a bê\n", "lexicon-local.yaml:2: letters.ab: a letter entry is one capital letter"),
+    ("ambiguous:\n  XT:\n    default: ích tê\n    senses:\n      - reading: xe tải\n",
+     "lexicon-local.yaml:2: ambiguous.XT.senses[0]: give 'next' or 'prev' words"),
+    ("places:\n  - Pắc Ngòi\n", "lexicon-local.yaml:1: places: expected a mapping of names to strings, got a list"),
+    ("abbreviations: [oops\n", "lexicon-local.yaml:2: YAML syntax error"),
+])
+def test_a_bad_lexicon_entry_is_reported_with_file_and_line(voices: Path, content: str, expected: str) -> None:
+    (voices / "lexicon-local.yaml").write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_lexicon(voices)
+    assert expected in str(caught.value)
+
+
+def test_a_folder_without_a_lexicon_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no lexicon\.yaml"):
+        load_lexicon(tmp_path)
+
+
+_BULLETIN_PIECES = st.sampled_from([
+    "0", "1", "7", "12", "2026", "03", "1.500", "48,12", "/", "-", " – ", ":", "h", "h00", "%", "đ", " km", " ha",
+    ".", ",", " ", "\n", "(", ")", "UBND", "TT", "thứ ", "tháng ", "ngày ", "quý ", "III", "gọi ", "113",
+    "0912 345 678", "1900 1006", "45/KH-UBND", "a.vn", "x@y.com", "...", "Covid", "Ủy ban", "&", "→", "•",
+])
+
+
+@given(st.lists(_BULLETIN_PIECES, max_size=25).map("".join), st.sampled_from(["north", "central", "south"]))
+def test_any_mix_of_bulletin_pieces_reads_without_digits_or_errors(text: str, region: str) -> None:
+    spoken = normalize(text, region)
+    assert not re.search(r"[0-9]", spoken)
+    assert "".join(s.source for s in explain(text, region)) == text
