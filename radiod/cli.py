@@ -77,7 +77,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 def cmd_normalize(args: argparse.Namespace) -> int:
     """Print the spoken form; with ``-`` one output line per input line, so it works in a pipe."""
-    from radiod.normalize import explain, normalize
+    from radiod.normalize import explain, load_lexicon, normalize
     from radiod.voices import load_voice
 
     config = _config(args)
@@ -86,12 +86,14 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         lines: Sequence[str] = (line.rstrip("\n") for line in sys.stdin)
     else:
         lines = [" ".join(args.text)]
+    lexicon = load_lexicon(Path(config.speech.voices_dir))
     for line in lines:
         if args.explain:
-            for span in explain(line, region):
-                print(f"{span.source!r:>24} -> {span.spoken!r}  [{span.rule}]")
+            for span in explain(line, region, lexicon):
+                if span.rule != "text":
+                    print(f"{span.source!r:>28} -> {span.spoken!r}  [{span.rule}]")
         else:
-            print(" ".join(normalize(line, region).split()))
+            print(" ".join(normalize(line, region, lexicon).split()))
         sys.stdout.flush()
     return 0
 

@@ -22,7 +22,7 @@ NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,31}"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _default_data_dir(name: str) -> str:
+def default_data_dir(name: str) -> str:
     """Where profiles and voices live: next to the package in a checkout, under /usr/share when installed."""
     local = REPO_ROOT / name
     return str(local if local.is_dir() else Path("/usr/share/radiod") / name)
@@ -76,7 +76,10 @@ class AudioConfig:
     )
     volume: float = setting(1.0, doc="the node's level, 0.0 to 1.0; a volume command changes it", min=0, max=1)
     loudness_lufs: float = setting(
-        -16.0, doc="every programme is normalized to this loudness (espeak speech peaks cap it near -14)", min=-40, max=-14
+        -16.0,
+        doc="every programme is normalized to this loudness (espeak speech peaks cap it near -14)",
+        min=-40,
+        max=-14,
     )
     chime: bool = setting(True, doc="play the opening and closing chime unless a bulletin says not to")
     chime_file: str | None = setting(None, doc="a WAV to use as chime instead of the generated one")
@@ -85,13 +88,13 @@ class AudioConfig:
 @dataclass(frozen=True, kw_only=True)
 class GpioConfig:
     profile: str = setting("mock", doc="a board in firmware_profiles/, e.g. mock, rpi-relay-hat-2ch")
-    profiles_dir: str = setting(_default_data_dir("firmware_profiles"), doc="where firmware profiles are")
+    profiles_dir: str = setting(default_data_dir("firmware_profiles"), doc="where firmware profiles are")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpeechConfig:
     voice: str = setting("vi-north", doc="default voice id from voices/")
-    voices_dir: str = setting(_default_data_dir("voices"), doc="voice files and the pronunciation lexicon")
+    voices_dir: str = setting(default_data_dir("voices"), doc="voice files and the pronunciation lexicon")
     workers: int = setting(0, doc="parallel synthesis processes; 0 means one per CPU core", min=0, max=16)
     timeout_s: float = setting(60.0, doc="longest one sentence may take to synthesize", min=1)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from radiod.errors import SynthesisError, VoiceError
-from radiod.normalize import normalize
+from radiod.normalize import Lexicon, default_lexicon, default_voices_dir, load_lexicon, normalize
 from radiod.pcm import Pcm
 from radiod.speech_cache import SpeechCache, cache_key
 from radiod.tts import BatchEngine, Engine, engine_for
@@ -128,6 +128,15 @@ class Speaker:
         self.cache = SpeechCache(Path(cache_dir), cache_max_mb) if cache_dir is not None else None
         self._engines: dict[Voice, Engine] = {}
         self._stats = SpeechStats()
+        self._lexicon: Lexicon | None = None
+
+    @property
+    def lexicon(self) -> Lexicon:
+        """The pronunciation lexicon of ``voices_dir``, so a technician's own entries are read; loaded once."""
+        if self._lexicon is None:
+            same = self.voices_dir.resolve() == default_voices_dir().resolve()
+            self._lexicon = default_lexicon() if same else load_lexicon(self.voices_dir)
+        return self._lexicon
 
     @property
     def stats(self) -> SpeechStats:
@@ -194,7 +203,7 @@ class Speaker:
         return found
 
     def _sentences(self, text: str, voice: Voice) -> list[_Sentence]:
-        return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region))
+        return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region, lexicon=self.lexicon))
 
     def _resolve(self, voice_id: str) -> tuple[Voice, Engine]:
         """The voice and its engine, following ``fallback`` voices while an engine cannot run here."""

@@ -13,7 +13,7 @@ import threading
 import unicodedata
 from pathlib import Path
 
-from radiod.config import _default_data_dir
+from radiod.config import default_data_dir
 from radiod.errors import RadiodError
 from radiod.normalize.lexicon import REGIONS, Lexicon, load_lexicon
 from radiod.normalize.rules import Span, rules_for
@@ -28,7 +28,7 @@ _default_lock = threading.Lock()
 
 def default_voices_dir() -> Path:
     """Where the shipped lexicon lives: ``voices/`` in a checkout, /usr/share/radiod/voices when installed."""
-    return Path(_default_data_dir("voices"))
+    return Path(default_data_dir("voices"))
 
 
 def default_lexicon() -> Lexicon:
