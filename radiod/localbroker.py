@@ -46,6 +46,9 @@ class Broker:
     ``users`` turns on password authentication (anonymous clients refused); ``tls`` generates a CA, a server
     certificate for 127.0.0.1 and a client certificate, and makes the listener TLS only; ``client_certs``
     additionally makes the broker require a client certificate; ``acl`` is the text of a Mosquitto ACL file.
+    ``include_dir`` instead takes the listener, logins and ACL from the ``*.conf`` files there (as the hub's
+    /etc/mosquitto/conf.d, e.g. the ``radiod.conf`` of ``radiod hub-setup``); their listener must use ``port``,
+    which then stays fixed: a port conflict is an error rather than a silent move to another port.
     """
 
     def __init__(
@@ -56,11 +59,15 @@ class Broker:
         tls: bool = False,
         client_certs: bool = False,
         acl: str | None = None,
+        include_dir: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
-        self.port = free_port()
+        self.port = port or free_port()
+        self.fixed_port = port is not None
+        self.include_dir = include_dir
         self.users = users or {}
         self.tls = tls or client_certs
         self.client_certs = client_certs
@@ -117,7 +124,7 @@ class Broker:
             if self._wait_ready(timeout):
                 return
             log = self.log_text()
-            if "Address already in use" not in log:
+            if "Address already in use" not in log or self.fixed_port:
                 raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{log}")
             self.port = free_port()
         raise RuntimeError(f"mosquitto found no free port:\n{self.log_text()}")
@@ -186,9 +193,11 @@ class Broker:
         raise RuntimeError(f"mosquitto on port {self.port} did not accept connections within {timeout} s")
 
     def _write_config(self) -> None:
-        lines = [
-            f"listener {self.port} {self.host}",
-            f"allow_anonymous {'false' if self.users else 'true'}",
+        if self.include_dir is None:
+            lines = [f"listener {self.port} {self.host}", f"allow_anonymous {'false' if self.users else 'true'}"]
+        else:
+            lines = [f"include_dir {self.include_dir}"]
+        lines += [
             "persistence true",
             f"persistence_location {self.dir}/",
             f"log_dest file {self.log_path}",

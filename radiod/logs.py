@@ -13,3 +13,5 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # APScheduler logs every job run at INFO; our own events already say what played and when.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -24,6 +24,7 @@ from radiod.render import Programme
 log = logging.getLogger(__name__)
 
 RANK = {"emergency": 0, "priority": 1, "normal": 2}
+PLAYER_LEAD_S = 0.5
 EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
 
 
@@ -78,6 +79,16 @@ class _Current:
     reason: str | None = None  # why it was stopped: preempted, cancelled, stopped
 
 
+@dataclass
+class _Job:
+    """Work that needs the loudspeakers to itself (the technician's test), run on the player thread between
+    plays so it can never overlap a bulletin; ``stop`` is set by an emergency, a stop command or shutdown."""
+
+    name: str
+    run: Callable[[threading.Event], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
 class Playout:
     """The queue and the player thread. Every public method is thread-safe and returns at once."""
 
@@ -97,6 +108,8 @@ class Playout:
         self._late_limit = late_limit_s
         self._queue: list[PlayRequest] = []
         self._current: _Current | None = None
+        self._jobs: list[_Job] = []
+        self._job: _Job | None = None  # the job running on the player thread
         self._cond = threading.Condition()
         self._closing = False
         self._renderers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
@@ -113,6 +126,8 @@ class Playout:
             if self._current:
                 self._current.reason = "shutdown"
                 self._current.stop.set()
+            if self._job:
+                self._job.stop.set()
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self._renderers.shutdown(wait=False, cancel_futures=True)
@@ -133,6 +148,8 @@ class Playout:
             if current and req.rank == 0 and current.req.rank > 0 and current.reason is None:
                 current.reason = "preempted"
                 current.stop.set()
+            if self._job and req.rank == 0:
+                self._job.stop.set()
             self._cond.notify_all()
 
     def cancel(self, bulletin_id: str, reason: str = "cancelled") -> None:
@@ -147,6 +164,9 @@ class Playout:
     def stop_current(self) -> bool:
         """The operator's stop command: end the current play now. False if nothing was playing."""
         with self._cond:
+            if self._job:
+                self._job.stop.set()
+                return True
             if not self._current:
                 return False
             self._current.reason = "stopped"
@@ -159,33 +179,83 @@ class Playout:
             current = self._current.req if self._current else None
             return current, sorted(self._queue, key=PlayRequest.sort_key)
 
+    def run_exclusive(self, name: str, run: Callable[[threading.Event], None]) -> None:
+        """Run ``run(stop)`` on the player thread once no play is due, never during one.
+
+        A bulletin already due goes first; an emergency arriving meanwhile sets ``stop``, as does a stop
+        command. An exception in ``run`` is logged and the player goes on.
+        """
+        with self._cond:
+            self._jobs.append(_Job(name, run))
+            self._cond.notify_all()
+
+    def exclusive_job(self) -> str | None:
+        """The name of the job running now (see :meth:`run_exclusive`), or None."""
+        with self._cond:
+            return self._job.name if self._job else None
+
+    def busy(self) -> bool:
+        """A play or a job holds the player: set before the amplifier goes on, cleared after it went off."""
+        with self._cond:
+            return self._current is not None or self._job is not None
+
+    @property
+    def alive(self) -> bool:
+        """The player thread runs (after start, until close): false means nothing can play."""
+        return self._thread.is_alive()
+
     # ----- the player thread -----
     def _render_request(self, req: PlayRequest) -> Programme:
         preamble = EXERCISE_NOTICE if req.bulletin.status == "exercise" else None
         return self._render(req.bulletin, preamble)
 
-    def _next_due(self) -> PlayRequest | None:
+    def _next_due(self) -> PlayRequest | _Job | None:
         """Wait for the most urgent request whose amplifier must go on now; None when closing."""
         with self._cond:
             while not self._closing:
                 now = time.time()
-                due = [q for q in self._queue if q.start_at is None or q.start_at - self._player.warmup_s <= now + 0.01]
+                due = [q for q in self._queue if q.start_at is None or self._lead_time(q) <= now]
                 if due:
                     req = min(due, key=PlayRequest.sort_key)
                     self._queue.remove(req)
                     self._current = _Current(req)
                     return req
-                waits = [q.start_at - self._player.warmup_s - now for q in self._queue if q.start_at is not None]
+                if self._jobs:
+                    self._job = self._jobs.pop(0)
+                    return self._job
+                waits = [self._lead_time(q) - now for q in self._queue if q.start_at is not None]
                 self._cond.wait(timeout=min(waits) if waits else None)
             return None
 
+    def _lead_time(self, req: PlayRequest) -> float:
+        """When the player must take a scheduled request: a little before its warm-up, so that playback's own
+        precise wait (not this queue's) decides the instant the amplifier goes on."""
+        assert req.start_at is not None
+        return req.start_at - self._player.warmup_s - PLAYER_LEAD_S
+
     def _run(self) -> None:
         while (req := self._next_due()) is not None:
+            if isinstance(req, _Job):
+                self._run_job(req)
+                continue
             try:
                 self._play(req)
+            except Exception as exc:
+                # A bug must not silence the cluster until someone climbs the pole: report it, play on.
+                log.exception("playout failed on %s", req.bulletin.id)
+                self._reporter.failed(req, "internal", f"{type(exc).__name__}: {exc}")
             finally:
                 with self._cond:
                     self._current = None
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            job.run(job.stop)
+        except Exception:
+            log.exception("%s failed", job.name)  # as for a play: a bug must not end the player thread
+        finally:
+            with self._cond:
+                self._job = None
 
     def _play(self, req: PlayRequest) -> None:
         now = time.time()

@@ -30,6 +30,11 @@ class Station:
             self.relays.close()
             raise
 
+    @property
+    def warmup_s(self) -> float:
+        """How long before its first sample a play must begin (the amplifier's warm-up)."""
+        return self.profile.amplifier.warmup_s
+
     def play(
         self,
         programme: Programme,
