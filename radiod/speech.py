@@ -15,6 +15,14 @@ Parallelism: the misses are cut into a few chunks of consecutive sentences and e
 engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core).
 One run per chunk, not per sentence, because espeak-ng's start-up costs about as much as a short sentence
 (see ``bench/speak.py``).
+
+Streaming (:meth:`Speaker.stream`): for ``now`` and emergency bulletins the same clips come one at a time, from a
+thread that synthesizes ahead of the caller, so the first sentence can play while the rest is synthesized; a
+slow neural voice that cannot keep up hands the rest of the text to its fallback voice.
+
+Fallback: a voice whose engine cannot run here, or fails on a text, is replaced by the voice file's
+``fallback`` voice, with a warning, :attr:`Speaker.last_fallback` and ``stats.fallbacks``, which the daemon
+turns into an event.
 """
 
 from __future__ import annotations
@@ -22,17 +30,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import re
+import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from radiod.errors import SynthesisError, VoiceError
+from radiod.errors import RadiodError, SynthesisError, VoiceError
 from radiod.normalize import Lexicon, default_lexicon, default_voices_dir, load_lexicon, normalize
 from radiod.pcm import Pcm
 from radiod.speech_cache import SpeechCache, cache_key
@@ -52,6 +62,12 @@ SILENCE_LEVEL = 16
 CHUNK_BYTES = 1500
 """Text per engine run, at most (about 25 s of speech): enough to amortize espeak-ng's start-up, small enough
 that several chunks keep every worker busy and that a chunk's WAV stays a couple of MB."""
+KEEP_UP_MARGIN_S = 0.5
+"""A streamed sentence this late (after the clips before it would have finished playing) means the voice cannot
+keep up: the rest goes to the fallback voice. Half a second of extra silence is a pause; more is a breakdown."""
+SLOW_FOR_S = 3600.0
+"""A voice that could not keep up is streamed with its fallback from the start for this long: an emergency
+bulletin should not switch voices mid-way every time."""
 
 # A sentence ends at . ! ? … (and any closing quotes or brackets) followed by a space, unless the next word
 # starts in lower case, as after "v.v." or an ellipsis in mid-sentence.
@@ -73,6 +89,20 @@ class SpeechStats:
     """Cache entries found corrupt, dropped and synthesized again (each is also a miss)."""
     engine_runs: int = 0
     """Calls into the engine (one espeak-ng run per chunk of sentences)."""
+    fallbacks: int = 0
+    """Times a voice was replaced by its fallback voice (see :attr:`Speaker.last_fallback`)."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A voice replaced by its fallback: what the daemon reports as a warning."""
+
+    voice: str
+    fallback: str
+    reason: str
+    """The error that made the Speaker fall back, as a technician reads it."""
+    at: float
+    """time.time() when it happened."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +158,11 @@ class Speaker:
         self.cache = SpeechCache(Path(cache_dir), cache_max_mb) if cache_dir is not None else None
         self._engines: dict[Voice, Engine] = {}
         self._stats = SpeechStats()
+        self._stats_lock = threading.Lock()  # speak() runs on the render pool, stream() on its own thread
         self._lexicon: Lexicon | None = None
+        self._too_slow: dict[str, float] = {}  # voice id -> time.monotonic() when it could not keep up
+        self.last_fallback: Fallback | None = None
+        """The latest time a voice was replaced by its fallback; None if it never was."""
 
     @property
     def lexicon(self) -> Lexicon:
@@ -153,10 +187,39 @@ class Speaker:
     def speak(self, text: str, voice_id: str) -> list[Pcm]:
         """One int16 clip per sentence, in order, each followed by its pause (see the module doc).
 
-        A voice whose engine cannot run here is replaced by its ``fallback`` voice, with a warning.
+        A voice whose engine cannot run here, or fails on this text, is replaced by its ``fallback`` voice for
+        the whole text, with a warning (see the module doc).
         Raises :class:`VoiceError` (unknown voice, no usable engine) or :class:`SynthesisError`.
         """
-        voice, engine = self._resolve(voice_id)
+        tried: list[str] = []
+        voice, engine = self._resolve(self.voice(voice_id), tried)
+        while True:
+            try:
+                return self._speak(text, voice, engine)
+            except SynthesisError as exc:
+                voice, engine = self._resolve(self._fall_back(voice, exc, tried), tried)
+
+    def stream(self, text: str, voice_id: str) -> Iterator[Pcm]:
+        """The clips :meth:`speak` returns, one at a time as each is ready, so the first can play while the rest
+        is synthesized (sentences from the cache come at once).
+
+        A thread synthesizes the sentences in order, ahead of the caller, who is taken to play each clip as it
+        gets it, back to back from the first. A sentence not ready ``KEEP_UP_MARGIN_S`` after the clips before
+        it would have finished playing means the voice cannot keep up: the rest is read by its fallback voice
+        (without one, the stream waits, and the listener hears a gap), as is the rest after a synthesis
+        failure. A voice that could not keep up streams with its fallback from the start for ``SLOW_FOR_S``.
+        Closing the iterator early (a bulletin stopped) stops the thread after its current sentence.
+        Raises :class:`VoiceError` here, and :class:`SynthesisError` from the iteration when no voice is left.
+        """
+        tried: list[str] = []
+        voice, engine = self._resolve(self.voice(voice_id), tried)
+        slow_since = self._too_slow.get(voice.id, -math.inf)
+        if voice.fallback not in (None, *tried) and time.monotonic() - slow_since < SLOW_FOR_S:
+            error = SynthesisError(f"voice '{voice.id}' could not keep up with real time in a recent stream")
+            voice, engine = self._resolve(self._fall_back(voice, error, tried), tried)
+        return self._stream(self._sentences(text, voice), voice, engine, tried)
+
+    def _speak(self, text: str, voice: Voice, engine: Engine) -> list[Pcm]:
         sentences = self._sentences(text, voice)
         if not sentences:
             return []
@@ -180,17 +243,106 @@ class Speaker:
                     padded.update(zip(chunk, clips, strict=True))
             if self.cache:
                 self.cache.evict()
-        self._stats = SpeechStats(
-            hits=self._stats.hits + hits,
-            misses=self._stats.misses + len(missing),
-            corrupt=self._stats.corrupt + ((self.cache.corrupt if self.cache else 0) - corrupt_before),
-            engine_runs=self._stats.engine_runs + len(chunks),
+        self._count(
+            hits=hits,
+            misses=len(missing),
+            corrupt=(self.cache.corrupt if self.cache else 0) - corrupt_before,
+            engine_runs=len(chunks),
         )
         log.info(
             "voice %s: %d sentences, %d from cache, %d synthesized in %d runs, %.2f s",
             voice.id, len(sentences), hits, len(missing), len(chunks), time.monotonic() - started,
         )  # fmt: skip
         return [_shorten(padded[s.text], padding[s.text], pause) for s, pause in zip(sentences, pauses, strict=True)]
+
+    def _stream(self, sentences: list[_Sentence], voice: Voice, engine: Engine, tried: list[str]) -> Iterator[Pcm]:
+        """:meth:`stream` from the point its voice is chosen; follows the fallback voice for the rest."""
+        if not sentences:
+            return
+        pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
+        padding: dict[str, float] = {}
+        for sentence, pause in zip(sentences, pauses, strict=True):
+            padding[sentence.text] = max(padding.get(sentence.text, 0.0), pause)
+        version = engine.version()
+        keys = {spoken: cache_key(spoken, voice, version) for spoken in padding}
+        ready: queue.Queue[Pcm | Exception] = queue.Queue()
+        stop = threading.Event()
+        work = {"keys": keys, "padding": padding, "ready": ready, "stop": stop}
+        threading.Thread(
+            target=self._produce, args=(sentences, voice, engine), kwargs=work, name="speech-stream", daemon=True
+        ).start()
+        try:
+            due: float | None = None  # when the clips handed out so far will have finished playing
+            for k, (sentence, pause) in enumerate(zip(sentences, pauses, strict=True)):
+                wait_s = None if due is None else max(0.0, due + KEEP_UP_MARGIN_S - time.monotonic())
+                try:
+                    item = ready.get(timeout=wait_s)
+                except queue.Empty:
+                    self._too_slow[voice.id] = time.monotonic()
+                    item = SynthesisError(
+                        f"voice '{voice.id}' cannot keep up with real time: sentence {k + 1} of {len(sentences)} was "
+                        f"not ready {KEEP_UP_MARGIN_S:g} s after sentence {k} finished playing"
+                    )
+                    if voice.fallback is None or voice.fallback in tried:
+                        log.warning("%s, and it has no fallback voice: the listeners hear a gap", item)
+                        item = ready.get()
+                if isinstance(item, SynthesisError):
+                    stop.set()  # the voice is abandoned: it must not compete with its fallback for the CPU
+                    fallback, fallback_engine = self._resolve(self._fall_back(voice, item, tried), tried)
+                    yield from self._stream(sentences[k:], fallback, fallback_engine, tried)
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                clip = _shorten(item, padding[sentence.text], pause)
+                now = time.monotonic()
+                due = (now if due is None else max(due, now)) + len(clip.samples) / clip.rate
+                yield clip
+        finally:
+            stop.set()
+
+    def _produce(
+        self,
+        sentences: list[_Sentence],
+        voice: Voice,
+        engine: Engine,
+        *,
+        keys: dict[str, str],
+        padding: dict[str, float],
+        ready: queue.Queue[Pcm | Exception],
+        stop: threading.Event,
+    ) -> None:
+        """Put each sentence's padded clip on ``ready`` in order (the stream's thread), until done or ``stop``.
+
+        An exception ends the thread and is put on ``ready`` instead, so the stream re-raises it (or falls back
+        on a SynthesisError) rather than waiting for a clip that will never come.
+        """
+        done: dict[str, Pcm] = {}
+        hits = misses = 0
+        corrupt_before = self.cache.corrupt if self.cache else 0
+        try:
+            for sentence in sentences:
+                if stop.is_set():
+                    return
+                clip = done.get(sentence.text)
+                if clip is None and self.cache:
+                    clip = self.cache.get(keys[sentence.text], padding[sentence.text])
+                    hits += clip is not None
+                if clip is None:
+                    (clip,) = self._synthesize(engine, voice, [sentence.text], keys, padding)
+                    misses += 1
+                done[sentence.text] = clip
+                ready.put(clip)
+        except Exception as exc:  # forwarded to the stream, which raises it: not hidden
+            ready.put(exc)
+        finally:
+            corrupt = (self.cache.corrupt if self.cache else 0) - corrupt_before
+            self._count(hits=hits, misses=misses, corrupt=corrupt, engine_runs=misses)
+            if self.cache and misses:
+                self.cache.evict()
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            self._stats = replace(self._stats, **{name: getattr(self._stats, name) + n for name, n in deltas.items()})
 
     def _cached(self, keys: dict[str, str], padding: dict[str, float]) -> dict[str, Pcm]:
         """The sentences the cache has, read with their padding."""
@@ -205,18 +357,24 @@ class Speaker:
     def _sentences(self, text: str, voice: Voice) -> list[_Sentence]:
         return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region, lexicon=self.lexicon))
 
-    def _resolve(self, voice_id: str) -> tuple[Voice, Engine]:
-        """The voice and its engine, following ``fallback`` voices while an engine cannot run here."""
-        voice, tried = self.voice(voice_id), [voice_id]
+    def _resolve(self, voice: Voice, tried: list[str]) -> tuple[Voice, Engine]:
+        """The voice and its engine, following ``fallback`` voices while an engine cannot run here; ``tried``
+        collects the voices used, so that a loop of fallbacks ends."""
         while True:
+            tried.append(voice.id)
             try:
                 return voice, self._engine(voice)
             except VoiceError as exc:
-                if voice.fallback is None or voice.fallback in tried:
-                    raise
-                log.warning("%s; speaking with its fallback voice '%s' instead", exc, voice.fallback)
-                tried.append(voice.fallback)
-                voice = self.voice(voice.fallback)
+                voice = self._fall_back(voice, exc, tried)
+
+    def _fall_back(self, voice: Voice, error: RadiodError, tried: list[str]) -> Voice:
+        """The fallback voice of ``voice``, logged and recorded; ``error`` is raised when there is none left."""
+        if voice.fallback is None or voice.fallback in tried:
+            raise error
+        log.warning("%s; speaking with its fallback voice '%s' instead", error, voice.fallback)
+        self.last_fallback = Fallback(voice.id, voice.fallback, str(error), time.time())
+        self._count(fallbacks=1)
+        return self.voice(voice.fallback)
 
     def _engine(self, voice: Voice) -> Engine:
         if voice not in self._engines:

@@ -27,8 +27,14 @@ class Voice:
     pitch: int = setting(50, doc="pitch 0-99 (espeak-ng)", min=0, max=99)
     volume: float = setting(1.0, doc="gain applied to this voice before loudness normalization", min=0.1, max=4)
     model: str | None = setting(None, doc="piper: the .onnx model, relative to voices/")
+    model_config: str | None = setting(None, doc="piper: the model's .onnx.json (default: the model + .json)")
+    length_scale: float | None = setting(None, doc="piper: speed, >1 slower (default: model's)", min=0.1, max=4)
+    noise_scale: float | None = setting(None, doc="piper: generator noise (default: the model's)", min=0, max=2)
+    noise_w: float | None = setting(None, doc="piper: phoneme width noise (default: the model's)", min=0, max=2)
+    speaker: int | None = setting(None, doc="piper: speaker id of a multi-speaker model (default: the model's)", min=0)
     fallback: str | None = setting(None, doc="voice id to use when this one cannot run here")
     id: str = setting("", doc="set from the file name; leave it out of the file")
+    folder: str = setting("", doc="set to the voices folder (model paths start there); leave it out")
 
 
 def voice_files(voices_dir: Path) -> list[Path]:
@@ -43,7 +49,7 @@ def load_voice(voice_id: str, voices_dir: Path) -> Voice:
         known = ", ".join(p.stem for p in voice_files(voices_dir)) or "none"
         raise VoiceError(f"unknown voice '{voice_id}' (voices in {voices_dir}: {known})")
     voice = schema.load(path, Voice)
-    return Voice(**{**schema.to_plain(voice, mask_secrets=False), "id": voice_id})
+    return Voice(**{**schema.to_plain(voice, mask_secrets=False), "id": voice_id, "folder": str(voices_dir.resolve())})
 
 
 def load_voices(voices_dir: Path) -> list[Voice]:

@@ -17,7 +17,8 @@ __all__ = ["BatchEngine", "Engine", "EspeakEngine", "engine_for"]
 
 
 def engine_for(voice: Voice) -> Engine:
-    """The engine that speaks ``voice``, checked to be able to run here (program installed, voice known)."""
+    """The engine that speaks ``voice``, checked to be able to run here (program or package installed, voice
+    known, model files present)."""
     if voice.engine == "espeak-ng":
         program = shutil.which("espeak-ng")
         if program is None:
@@ -29,8 +30,7 @@ def engine_for(voice: Voice) -> Engine:
         engine.check_voice(voice)
         return engine
     if voice.engine == "piper":
-        raise VoiceError(
-            f"voice '{voice.id}' uses engine piper, which this radiod does not support yet; "
-            "use an espeak-ng voice (vi-north, vi-central, vi-south) or set 'fallback:' in the voice file"
-        )
+        from radiod.tts.piper import PiperEngine  # imports piper-tts only when a piper voice is used
+
+        return PiperEngine(voice)
     raise VoiceError(f"voice '{voice.id}': unknown engine '{voice.engine}' (known: espeak-ng, piper)")
