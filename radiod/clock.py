@@ -34,10 +34,20 @@ class JumpWatch:
     not step them, so a few seconds is a safe threshold).
     """
 
-    def __init__(self, on_jump: Callable[[float], None], *, period_s: float = 1.0, threshold_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        on_jump: Callable[[float], None],
+        *,
+        period_s: float = 1.0,
+        threshold_s: float = 2.0,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._on_jump = on_jump
         self._period = period_s
         self._threshold = threshold_s
+        self._wall = wall  # swappable, like gpiozero's pin factory: a test cannot move the machine's clock
+        self._mono = monotonic
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clock-watch", daemon=True)
 
@@ -49,9 +59,9 @@ class JumpWatch:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        wall, mono = time.time(), time.monotonic()
+        wall, mono = self._wall(), self._mono()
         while not self._stop.wait(self._period):
-            now_wall, now_mono = time.time(), time.monotonic()
+            now_wall, now_mono = self._wall(), self._mono()
             delta = (now_wall - wall) - (now_mono - mono)
             wall, mono = now_wall, now_mono
             if abs(delta) > self._threshold:

@@ -11,9 +11,11 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from radiod.clock import rfc3339
+from radiod.errors import StoreError
 from radiod.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,14 +28,26 @@ class Link(Protocol):
     def wait_published(self, mid: int, timeout: float) -> bool: ...
 
 
+MEMORY_BACKLOG = 10_000
+"""Events held in RAM while the store cannot be written (a full SD card), before the oldest are dropped."""
+
+
 class EventLog:
-    """Builds protocol v1 events and puts them in the outbox."""
+    """Builds protocol v1 events and puts them in the outbox.
+
+    When the store cannot be written (disk full, I/O error) events wait in RAM, in order, and go into the
+    outbox when it can be written again, so a full SD card delays reports but does not lose them (up to
+    :data:`MEMORY_BACKLOG`) and never stops a play.
+    """
 
     def __init__(self, store: Store, node_id: str, tz: Any) -> None:
         self._store = store
         self._node = node_id
         self._tz = tz
         self.wakeup = threading.Event()
+        self._lock = threading.Lock()
+        self._backlog: deque[dict[str, Any]] = deque(maxlen=MEMORY_BACKLOG)
+        self.store_error: str | None = None
 
     def emit(
         self,
@@ -44,7 +58,8 @@ class EventLog:
         occurrence: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Store one event (the store assigns ``seq``) and wake the publisher; returns the event."""
+        """Store one event (the store assigns ``seq``) and wake the publisher; returns the event (without
+        ``seq`` if it is waiting in RAM for the store)."""
         event: dict[str, Any] = {"v": 1, "node": self._node, "ts": self.time(time.time()), "type": type_}
         if bulletin is not None:
             event["bulletin"] = bulletin
@@ -53,10 +68,37 @@ class EventLog:
         if occurrence is not None:
             event["occurrence"] = occurrence
         event.update(extra)
-        stored = self._store.add_event(event)
-        log.info("event %s", json.dumps(stored, ensure_ascii=False))
+        with self._lock:
+            self._backlog.append(event)
+            self._flush()
         self.wakeup.set()
-        return stored
+        return event
+
+    def flush(self) -> None:
+        """Retry storing events held in RAM; the main loop calls it every tick."""
+        with self._lock:
+            if self._backlog:
+                self._flush()
+                self.wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    def _flush(self) -> None:
+        while self._backlog:
+            try:
+                stored = self._store.add_event(self._backlog[0])
+            except StoreError as exc:
+                if self.store_error is None:
+                    log.error("events wait in memory (%d): %s", len(self._backlog), exc)
+                self.store_error = str(exc)
+                return
+            self._backlog.popleft()
+            log.info("event %s", json.dumps(stored, ensure_ascii=False))
+        if self.store_error is not None:
+            log.warning("the store takes events again")
+            self.store_error = None
 
     def time(self, ts: float) -> str:
         """Event times: RFC 3339 in the node's zone, with milliseconds."""

@@ -200,6 +200,10 @@ class Broker:
         lines += [
             "persistence true",
             f"persistence_location {self.dir}/",
+            # Save after every change, not every 30 minutes, so even a crash (kill) keeps retained messages and
+            # sessions, as on the hub (hub/radiod.conf.template does the same).
+            "autosave_on_changes true",
+            "autosave_interval 1",
             f"log_dest file {self.log_path}",
             "log_type all",
             # Mosquitto started as root drops to the "mosquitto" user, which cannot write our temp dir.

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 RANK = {"emergency": 0, "priority": 1, "normal": 2}
 PLAYER_LEAD_S = 0.5
+AUDIO_TRIES = 3
+AUDIO_RETRY_S = 2.0
+"""A USB sound card that vanished often comes back within seconds (a loose plug, a brown-out)."""
 EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
 
 
@@ -113,6 +116,7 @@ class Playout:
         self._cond = threading.Condition()
         self._closing = False
         self._renderers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        self.audio_error: tuple[float, str] | None = None  # the latest output failure, for health
         self._thread = threading.Thread(target=self._run, name="playout", daemon=True)
 
     # ----- control, from any thread -----
@@ -172,6 +176,11 @@ class Playout:
             self._current.reason = "stopped"
             self._current.stop.set()
             return True
+
+    def wake(self) -> None:
+        """Re-evaluate what is due now; after a wall-clock jump the player's wait was computed on the old time."""
+        with self._cond:
+            self._cond.notify_all()
 
     def snapshot(self) -> tuple[PlayRequest | None, list[PlayRequest]]:
         """What is playing and what waits, in the order it would play."""
@@ -285,16 +294,21 @@ class Playout:
             self._reporter.started(req, amp_on, audio_start)
 
         name = f"{bulletin.id}-r{bulletin.rev}"
-        try:
-            timeline = self._player.play(
-                programme, name, start_at=req.start_at, stop=current.stop, on_started=on_started
-            )
-        except AudioOutputError as exc:
-            self._reporter.failed(req, "audio", str(exc))
-            return
-        except RadiodError as exc:
-            self._reporter.failed(req, "relays", str(exc))
-            return
+        for attempt in range(1, AUDIO_TRIES + 1):
+            try:
+                timeline = self._player.play(
+                    programme, name, start_at=req.start_at, stop=current.stop, on_started=on_started
+                )
+                break
+            except AudioOutputError as exc:
+                self.audio_error = (time.time(), str(exc))
+                log.warning("audio output failed (try %d of %d): %s", attempt, AUDIO_TRIES, exc)
+                if attempt == AUDIO_TRIES or current.stop.wait(AUDIO_RETRY_S):
+                    self._reporter.failed(req, "audio", str(exc))
+                    return
+            except RadiodError as exc:
+                self._reporter.failed(req, "relays", str(exc))
+                return
         if timeline.completed:
             self._reporter.finished(req, timeline)
         else:

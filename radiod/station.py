@@ -6,29 +6,39 @@ same everywhere; tests build one on gpiozero's MockFactory and a file sink.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from radiod.config import Config
+from radiod.errors import AudioOutputError
 from radiod.output import Output, open_output
 from radiod.playback import Timeline, play
 from radiod.profiles import Profile, load_profile
 from radiod.relays import Relays
 from radiod.render import Programme
 
+log = logging.getLogger(__name__)
+
 
 class Station:
     def __init__(self, config: Config, profile: Profile | None = None, pin_factory: object | None = None) -> None:
         self.profile = profile or load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
         self.relays = Relays(self.profile, pin_factory)
-        spec = self.profile.audio.device if config.audio.output == "default" else config.audio.output
+        self._spec = self.profile.audio.device if config.audio.output == "default" else config.audio.output
+        self._output: Output | None = None
         try:
-            self.output: Output = open_output(spec, self.profile.audio.sample_rate)
-        except BaseException:
-            self.relays.close()
-            raise
+            self.output()
+        except AudioOutputError as exc:  # a USB card unplugged at boot: start anyway, try again at each play
+            log.error("%s; the node starts without it and tries again at each play", exc)
+
+    def output(self) -> Output:
+        """The audio output, opened on first use and again after it could not be opened."""
+        if self._output is None:
+            self._output = open_output(self._spec, self.profile.audio.sample_rate)
+        return self._output
 
     @property
     def warmup_s(self) -> float:
@@ -49,7 +59,7 @@ class Station:
         return play(
             programme,
             self.relays,
-            self.output,
+            self.output(),
             name=name,
             stop=stop or threading.Event(),
             start_at=start_at,
@@ -62,7 +72,8 @@ class Station:
         try:
             self.relays.close()
         finally:
-            self.output.close()
+            if self._output is not None:
+                self._output.close()
 
     def __enter__(self) -> Station:
         return self

@@ -172,14 +172,14 @@ class ThreadNode:
 class ProcessNode:
     """``radiod run`` as its own process, for the tests that kill it."""
 
-    def __init__(self, config: Config, tmp: Path) -> None:
+    def __init__(self, config: Config, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.path = tmp / f"{config.node.id}.yaml"
         self.path.write_text(yaml.safe_dump(to_plain(config, mask_secrets=False)), encoding="utf-8")
         self.log = (tmp / f"{config.node.id}.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "radiod.cli", "run", "--config", str(self.path)],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
 
     def kill(self) -> None:
