@@ -19,8 +19,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
+from typing import Literal
 
-from gpiozero import GPIOZeroError, OutputDevice
+from gpiozero import DigitalOutputDevice, GPIOZeroError, OutputDevice
 from gpiozero.pins import Factory
 
 from radiod.errors import RelayError
@@ -39,6 +40,9 @@ _FACTORIES: dict[str, tuple[str, str, str]] = {
 AMPLIFIER = "amplifier"
 STATUS_LED = "status_led"
 HISTORY_LENGTH = 64
+LedPattern = Literal["off", "ok", "no_broker", "fault"]
+LED_PATTERNS: dict[str, tuple[float, float]] = {"ok": (0.1, 1.9), "no_broker": (1.0, 1.0), "fault": (0.2, 0.2)}
+"""Status LED (on, off) seconds per pattern; steady on means on air."""
 
 
 def make_pin_factory(name: str) -> Factory:
@@ -87,7 +91,8 @@ class Relays:
         try:
             self._amp = self._output(AMPLIFIER, profile.amplifier)
             self._lines = {name: self._output(f"speaker line '{name}'", r) for name, r in profile.lines.items()}
-            self._led = self._output(STATUS_LED, profile.status_led) if profile.status_led else None
+            led = profile.status_led
+            self._led = self._output(STATUS_LED, led, DigitalOutputDevice) if led else None
         except BaseException:
             self._release()
             raise
@@ -98,11 +103,12 @@ class Relays:
         self._on_watchdog: Callable[[float], None] | None = None
         self._closed = False
         self._history: deque[tuple[float, str, bool]] = deque(maxlen=HISTORY_LENGTH)
+        self._pattern: LedPattern = "off"
 
-    def _output(self, role: str, relay: Relay) -> OutputDevice:
+    def _output(self, role: str, relay: Relay, kind: type[OutputDevice] = OutputDevice) -> OutputDevice:
         """One relay as a gpiozero OutputDevice, off from the first instant (initial_value=False)."""
         try:
-            device = OutputDevice(
+            device = kind(
                 relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=self._factory
             )
         except GPIOZeroError as exc:
@@ -126,7 +132,8 @@ class Relays:
                 return
             self._set(AMPLIFIER, self._amp, on=True)
             if self._led:
-                self._set(STATUS_LED, self._led, on=True)
+                self._led.on()  # steady while on air; also stops a status blink
+                self._history.append((time.time(), STATUS_LED, True))
             self._on_since, self._on_mono = time.time(), time.monotonic()
             timer = threading.Timer(self.profile.amplifier.max_on_s, self._watchdog_expired, args=(self._generation,))
             timer.daemon = True  # a pending timer must never keep a stopping daemon alive
@@ -221,10 +228,29 @@ class Relays:
             device.on() if on else device.off()
             self._history.append((time.time(), name, on))
 
+    def show(self, pattern: LedPattern) -> None:
+        """What the status LED blinks while the amplifier is off, for a technician at the cabinet (see
+        docs/wiring.md): ``ok`` a short flash every 2 s, ``no_broker`` a slow blink, ``fault`` a fast blink."""
+        with self._lock:
+            self._pattern = pattern
+            if self._on_since is None and not self._closed:
+                self._show_pattern()
+
+    def _show_pattern(self) -> None:
+        if not isinstance(self._led, DigitalOutputDevice):
+            return
+        if self._pattern == "off":
+            self._led.off()
+        else:
+            on_s, off_s = LED_PATTERNS[self._pattern]
+            self._led.blink(on_time=on_s, off_time=off_s, background=True)
+
     def _switch_amp_off(self) -> None:
         self._set(AMPLIFIER, self._amp, on=False)
         if self._led:
-            self._set(STATUS_LED, self._led, on=False)
+            self._led.off()
+            self._history.append((time.time(), STATUS_LED, False))
+            self._show_pattern()
         self._on_since = None
         self._generation += 1
 

@@ -258,3 +258,27 @@ def test_signal_to_the_process_switches_the_amplifier_off_before_it_exits(signum
     latency = switched_off - sent
     print(f"signal {signal.Signals(signum).name} -> amplifier off: {latency * 1000:.2f} ms")
     assert 0 <= latency < 0.1
+
+
+def test_status_led_patterns_a_technician_can_read() -> None:
+    """Fast blink = fault, slow blink = no broker, short flash = ok, steady = on air (docs/wiring.md)."""
+    factory = MockFactory()
+    profile = load_profile("mock", PROFILES)
+    with Relays(profile, factory) as relays:
+        led = factory.pin(profile.status_led.pin)
+
+        def toggles_during(seconds: float) -> int:
+            before = len(led.states)
+            time.sleep(seconds)
+            return len(led.states) - before
+
+        relays.show("fault")
+        assert toggles_during(1.2) >= 4  # 0.2 s on, 0.2 s off
+        relays.show("no_broker")
+        assert 1 <= toggles_during(1.2) <= 3  # 1 s on, 1 s off
+        relays.amp_on()
+        assert relays.state()["status_led"] is True
+        assert toggles_during(0.6) == 0  # steady while on air
+        relays.amp_off()
+        relays.show("ok")
+        assert toggles_during(2.2) in (1, 2, 3)  # a 0.1 s flash every 2 s
