@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from harness import EventLog, Hub, ThreadNode, node_config
 
+from radiod.config import Config
 from radiod.localbroker import Broker
 
 
@@ -19,3 +23,34 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     """
     with Broker(tmp_path / "mosquitto") as running:
         yield running
+
+
+@pytest.fixture
+def hub(broker: Broker, tmp_path: Path) -> Hub:
+    """The commune hub: a signing key the nodes trust, and an operator that posts on ``broker``."""
+    return Hub(broker, tmp_path / "hub")
+
+
+@pytest.fixture
+def events(broker: Broker) -> Iterator[EventLog]:
+    """Every node event, as a hub subscriber with a persistent session receives them."""
+    log = EventLog(broker)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def start_node(hub: Hub, tmp_path: Path) -> Iterator[Callable[..., ThreadNode]]:
+    """Starts real daemons in threads (``start_node(config=None, **config_section_changes)``); all are stopped
+    cleanly after the test."""
+    nodes: list[ThreadNode] = []
+
+    def start(config: Config | None = None, **changes: Any) -> ThreadNode:
+        node = ThreadNode(dataclasses.replace(config or node_config(hub, tmp_path), **changes))
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        if node.thread.is_alive():
+            node.stop()

@@ -40,6 +40,12 @@ from radiod.operator import Operator, PostRequest
 from radiod.schema import to_plain
 
 PREFIX = "radio/test"
+SHORT = "Thông báo thử. Xin chào bà con."
+LONG = (
+    "Điện lực huyện thông báo tạm ngừng cung cấp điện để bảo dưỡng lưới điện. "
+    "Khu vực mất điện gồm toàn bộ thôn Đông và một phần thôn Tây. "
+    "Đề nghị các hộ gia đình chủ động bố trí công việc."
+)
 FAST_PROFILE = """\
 description: mock relays with short timings, for tests
 pin_factory: mock

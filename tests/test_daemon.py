@@ -6,16 +6,15 @@ import datetime as dt
 import json
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import PREFIX, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 
 from radiod.clock import parse_rfc3339, rfc3339
-from radiod.config import Config
 from radiod.jws import generate_keypair, sign
 from radiod.localbroker import Broker
 from radiod.mqtt_link import publish_once
@@ -23,39 +22,6 @@ from radiod.operator import PostRequest
 from radiod.store import Store
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
-SHORT = "Thông báo thử. Xin chào bà con."
-LONG = (
-    "Điện lực huyện thông báo tạm ngừng cung cấp điện để bảo dưỡng lưới điện. "
-    "Khu vực mất điện gồm toàn bộ thôn Đông và một phần thôn Tây. "
-    "Đề nghị các hộ gia đình chủ động bố trí công việc."
-)
-
-
-@pytest.fixture
-def hub(broker: Broker, tmp_path: Path) -> Hub:
-    return Hub(broker, tmp_path / "hub")
-
-
-@pytest.fixture
-def events(broker: Broker) -> Iterator[EventLog]:
-    log = EventLog(broker)
-    yield log
-    log.close()
-
-
-@pytest.fixture
-def start_node(hub: Hub, tmp_path: Path) -> Iterator[Callable[..., ThreadNode]]:
-    nodes: list[ThreadNode] = []
-
-    def start(config: Config | None = None, **kwargs: Any) -> ThreadNode:
-        node = ThreadNode(config or node_config(hub, tmp_path, **kwargs))
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        if node.thread.is_alive():
-            node.stop()
 
 
 def raw_bulletin(bulletin_id: str, text: str = SHORT, **fields: Any) -> dict[str, Any]:

@@ -12,46 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from harness import EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 
 from radiod.clock import JumpWatch, rfc3339
-from radiod.config import AudioConfig, Config
+from radiod.config import AudioConfig
 from radiod.localbroker import Broker
 from radiod.store import Store
-
-SHORT = "Thông báo thử. Xin chào bà con."
-LONG = (
-    "Điện lực huyện thông báo tạm ngừng cung cấp điện để bảo dưỡng lưới điện. "
-    "Khu vực mất điện gồm toàn bộ thôn Đông và một phần thôn Tây. "
-    "Đề nghị các hộ gia đình chủ động bố trí công việc."
-)
-
-
-@pytest.fixture
-def hub(broker: Broker, tmp_path: Path) -> Hub:
-    return Hub(broker, tmp_path / "hub")
-
-
-@pytest.fixture
-def events(broker: Broker) -> Iterator[EventLog]:
-    log = EventLog(broker)
-    yield log
-    log.close()
-
-
-@pytest.fixture
-def start_node(hub: Hub, tmp_path: Path) -> Iterator[Callable[..., ThreadNode]]:
-    nodes: list[ThreadNode] = []
-
-    def start(config: Config | None = None) -> ThreadNode:
-        node = ThreadNode(config or node_config(hub, tmp_path))
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        if node.thread.is_alive():
-            node.stop()
 
 
 def contiguous(events: EventLog) -> list[int]:
