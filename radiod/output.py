@@ -153,9 +153,11 @@ class FileOutput(Output):
                 wav.setnchannels(1)
                 wav.setsampwidth(2)
                 wav.setframerate(programme.rate)
-                completed, start, end = _play_paced(
-                    programme, stop, on_start, lambda block: wav.writeframes(to_int16(block).tobytes())
-                )
+                def write(block: np.ndarray) -> None:
+                    wav.writeframes(to_int16(block).tobytes())
+                    file.flush()  # on disk as it "plays", like a card's buffer: a reader sees it at once
+
+                completed, start, end = _play_paced(programme, stop, on_start, write)
         except OSError as exc:
             raise AudioOutputError(f"{self}: cannot write {path}: {exc.strerror or exc}") from None
         return PlayResult(completed, start, end, path)

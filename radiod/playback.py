@@ -35,8 +35,9 @@ LINE_SETTLE_S = 0.1
 # start_at - warmup_s, so a late wake-up eats into this slack instead of delaying the first sample (the warm-up
 # is never shortened); a longer warm-up by this much costs nothing.
 AMP_SLACK_S = 0.1
-# Event.wait can overshoot by a scheduler tick; the last stretch before the first sample is spun instead.
-FINE_WAIT_S = 0.02
+# Event.wait can overshoot by a scheduler tick; the last stretch before the first sample is spun instead. Kept
+# short: ten nodes spinning 20 ms on two cores (bench/skew.py) starve each other and start later, not sooner.
+FINE_WAIT_S = 0.002
 
 
 @dataclass(frozen=True)
