@@ -39,5 +39,9 @@ $(VENV)/bin/radiod: pyproject.toml setup.py
 	$(VENV)/bin/pip install -q -e ".[test]"
 	touch $@
 
+# On a Pi: the radiod user, a venv in /opt/radiod, the unit, a config, profiles and voices (docs/technician.md).
+install:
+	$(SUDO) systemd/install.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

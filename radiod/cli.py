@@ -61,6 +61,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
     """List the voices and whether each can run on this machine."""
     from radiod.errors import VoiceError
     from radiod.tts import engine_for
+    from radiod.tts.piper import memory_warning
     from radiod.voices import load_voices
 
     config = _config(args)
@@ -69,9 +70,29 @@ def cmd_voices(args: argparse.Namespace) -> int:
             engine_for(voice)
             state = "ok"
         except VoiceError as exc:
-            state = f"unavailable: {exc}"
+            state = f"unavailable: {exc}" + (f"; falls back on {voice.fallback}" if voice.fallback else "")
+        warning = memory_warning(voice)
+        state += f"; warning: {warning}" if warning else ""
         default = " (default)" if voice.id == config.speech.voice else ""
         print(f"{voice.id:<14} {voice.engine:<10} {voice.region:<8} {voice.description}{default}  [{state}]")
+    return 0
+
+
+def cmd_voices_install(args: argparse.Namespace) -> int:
+    """Check a Piper model and its config, copy them into the voices folder and write the voice file."""
+    from radiod.voice_install import install
+
+    voices_dir = Path(_config(args).speech.voices_dir)
+    for done in install(
+        Path(args.path), voices_dir, voice_id=args.id, region=args.region, fallback=args.fallback, force=args.force
+    ):
+        c = done.config
+        print(f"{done.voice_id}: installed {done.model} ({c.sample_rate} Hz, espeak-ng voice {c.espeak_voice}, "
+              f"{c.num_speakers} speaker(s)); voice file {done.voice_file}")
+        print(f"  test sentence: {done.test_audio_s:.1f} s of speech in {done.test_synthesis_s:.2f} s "
+              f"(real-time factor {done.test_synthesis_s / done.test_audio_s:.2f} here, with the model cold)")
+        print(f"  fallback: {done.fallback or 'none: set fallback: in the voice file'}")
+        print(f"  try it: radiod speak --voice {done.voice_id} -o /tmp/test.wav \"Xin chào bà con.\"")
     return 0
 
 
@@ -241,6 +262,81 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hub_setup(args: argparse.Namespace) -> int:
+    """Make the hub broker's TLS, logins, ACL and config, and one credentials folder per node and operator."""
+    import shutil
+
+    from radiod.hubsetup import HubSetup, setup_hub, split_names
+
+    setup = HubSetup(
+        prefix=args.prefix,
+        hosts=tuple(args.host),
+        nodes=split_names(args.node),
+        operators=split_names(args.operator),
+        out=Path(args.out),
+        port=args.port,
+        bind=args.bind,
+        hub_dir=args.hub_dir,
+        client_dir=args.client_dir,
+        trusted_keys=tuple(Path(k) for k in args.trusted_key or ()),
+        revoked_keys=split_names(args.revoked_key),
+        force=args.force,
+    )
+    for line in setup_hub(setup, mosquitto_passwd=shutil.which("mosquitto_passwd")).lines():
+        print(line)
+    return 0
+
+
+def _node_config(args: argparse.Namespace) -> Path | None:
+    """--config, else the installed node's config (/etc/radiod/config.yaml, or $RADIOD_CONFIG) when it exists:
+    the technician's commands must look at the running node's daemon, not at the built-in defaults."""
+    from radiod.config import DEFAULT_CONFIG_PATH
+
+    if args.config:
+        return Path(args.config)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Every check, one line each or JSON; exit 0 ok, 1 warn, 2 crit, also when the config or daemon is broken."""
+    from radiod.health import show_health
+
+    return show_health(_node_config(args), as_json=args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Now playing, the queue, the next plays and the last ten, from the running daemon."""
+    from radiod.control import show_status
+
+    return show_status(load_config(_node_config(args)), as_json=args.json)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """The technician's test, run by the daemon between two plays; each step printed as it ends."""
+    from radiod.control import run_test
+
+    return run_test(load_config(_node_config(args)), args.line)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The merged config (file over defaults) as YAML, secrets masked, so it can be pasted into a ticket."""
+    import yaml
+
+    from radiod.schema import to_plain
+
+    path = _node_config(args)
+    print(f"# {path or 'no config file'} merged over the built-in defaults; secrets masked")
+    print(yaml.safe_dump(to_plain(load_config(path)), allow_unicode=True, sort_keys=False), end="")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """Every node of the commune from the broker's retained state and health; exit 2 if one is down."""
+    from radiod.nodes import show_nodes
+
+    return show_nodes(load_config(_node_config(args)), as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="radiod",
@@ -267,7 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
     p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="read it N times")
 
-    command("voices", cmd_voices, "list the voices and whether they can run here", [config_opt])
+    p = command("voices", cmd_voices, "list the voices and whether they can run here; install a Piper voice",
+                [config_opt])  # fmt: skip
+    actions = p.add_subparsers(dest="voices_action", metavar="ACTION")
+    install_help = "check a Piper model (.onnx + .onnx.json) and install it as a voice (docs/piper.md)"
+    p = actions.add_parser("install", help=install_help, description=install_help)
+    # SUPPRESS: a --config given before "install" must not be overwritten by this one's default
+    p.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help="config file (default: built-in defaults)")
+    p.set_defaults(handler=cmd_voices_install)
+    p.add_argument("path", metavar="PATH_OR_DIR", help="the .onnx, its .onnx.json, or a folder holding them")
+    p.add_argument("--id", help="voice id (default: from the model name, e.g. vi-vais1000-medium)")
+    p.add_argument("--region", choices=("north", "central", "south"), default="north",
+                   help="regional reading of numbers and words (default north)")  # fmt: skip
+    p.add_argument("--fallback", metavar="V", help="voice to read with when this one cannot run or keep up "
+                   "(default: the espeak-ng voice of the region)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace an existing voice file or model")
 
     p = command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not")
     p.add_argument("--config", metavar="F", required=True, help="the config file to check")
@@ -321,6 +431,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("watch", cmd_watch, "show live events, health and state of every node", [config_opt])
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+
+    p = command("hub-setup", cmd_hub_setup, "make the hub broker's certificates, logins, ACL and config, "
+                "and one folder per node and operator (see hub/README.md)")
+    p.add_argument("--prefix", required=True, help="topic prefix P, e.g. radio/yen-hoa")
+    p.add_argument("--host", action="append", required=True, metavar="NAME",
+                   help="the hub's name or IP as nodes reach it (repeatable; the first goes into their config)")
+    p.add_argument("--node", action="append", required=True, metavar="ID[,ID...]", help="node ids (repeatable)")
+    p.add_argument("--operator", action="append", metavar="NAME[,NAME...]", help="operator logins (repeatable)")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write ca/, hub/, nodes/, operators/")
+    p.add_argument("--port", type=int, default=8883, help="the broker's TLS port (default 8883)")
+    p.add_argument("--bind", metavar="IP", help="listen on this address only (default: every interface)")
+    p.add_argument("--hub-dir", default="/etc/mosquitto/radiod", metavar="DIR",
+                   help="where hub/ is installed on the hub (default /etc/mosquitto/radiod)")
+    p.add_argument("--client-dir", default="/etc/radiod/mqtt", metavar="DIR",
+                   help="where a node's folder is installed on it (default /etc/radiod/mqtt)")
+    p.add_argument("--trusted-key", action="append", metavar="KID.pub.pem",
+                   help="a hub signing key the nodes trust (from `radiod keygen`; repeatable)")
+    p.add_argument("--revoked-key", action="append", metavar="KID", help="a key id the nodes refuse (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace every existing key, certificate and password")
+
+    node_opt = argparse.ArgumentParser(add_help=False)
+    node_opt.add_argument("--config", metavar="F",
+                          help="config file (default: /etc/radiod/config.yaml if it exists, else built-in defaults)")
+
+    p = command("health", cmd_health, "check this node; exit 0 ok, 1 warn, 2 crit, as monitoring plugins do",
+                [node_opt])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("status", cmd_status, "now playing, the queue, the next plays and the last ten plays", [node_opt])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [node_opt])
+    p.add_argument("--line", action="append", metavar="L", help="only this speaker line (repeatable; default: all)")
+
+    p = command("config", cmd_config, "print the merged config with secrets masked", [node_opt])
+    p.add_argument("--show", action="store_true", required=True, help="print it as YAML")
+
+    p = command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
+                [node_opt])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("demo", cmd_demo, "run the whole node on an embedded default and print what happened")
     p.add_argument("--keep", action="store_true", help="keep the demo's state directory")

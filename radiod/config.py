@@ -115,7 +115,24 @@ class ScheduleConfig:
 @dataclass(frozen=True, kw_only=True)
 class HealthConfig:
     interval_s: int = setting(60, doc="seconds between retained health reports", min=5)
-    min_free_mb: int = setting(100, doc="free space in storage.dir below which health is crit", min=1)
+    min_free_mb: int = setting(100, doc="free space in storage.dir below which health is crit (warn below 2x)", min=1)
+    max_clock_offset_s: float = setting(
+        0.5, doc="clock error above which health warns: clusters in earshot must start together", min=0.001
+    )
+    cpu_temp_warn_c: float = setting(70.0, doc="CPU temperature at which health warns", min=30, max=110)
+    cpu_temp_crit_c: float = setting(
+        80.0, doc="CPU temperature at which health is crit (a Pi throttles)", min=30, max=110
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlConfig:
+    socket: str | None = setting(
+        None,
+        doc="the daemon's control socket for radiod health/status/test; default /run/radiod/control.sock "
+        "(systemd's RuntimeDirectory), else <storage.dir>/control.sock",
+    )
+    group: str = setting("radiod", doc="group that may use the control socket besides root (mode 0660)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +155,7 @@ class Config:
     speech: SpeechConfig = setting(factory=SpeechConfig, doc="voices and synthesis")
     schedule: ScheduleConfig = setting(factory=ScheduleConfig, doc="when bulletins play")
     health: HealthConfig = setting(factory=HealthConfig, doc="health reports")
+    control: ControlConfig = setting(factory=ControlConfig, doc="the technician's local control socket")
     hub: HubConfig = setting(factory=HubConfig, doc="operator tools on the hub: post, cancel")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="journal verbosity")
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import queue
-import shutil
 import signal
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -29,8 +30,10 @@ from zoneinfo import ZoneInfo
 from radiod import __version__
 from radiod.clock import JumpWatch, rfc3339
 from radiod.config import Config
-from radiod.errors import Rejected, StoreError, VoiceError
+from radiod.control import daemon_server, install_stack_dump
+from radiod.errors import RadiodError, Rejected, StoreError, VoiceError
 from radiod.events import EventLog, Publisher
+from radiod.health import daemon_checks, worst
 from radiod.jws import TrustStore
 from radiod.messages import (
     Bulletin,
@@ -51,13 +54,19 @@ from radiod.programme import ProgrammeMaker
 from radiod.relays import switch_off_on_signals
 from radiod.render import Programme
 from radiod.scheduler import NOW, Scheduler
+from radiod.sdnotify import Notifier
 from radiod.station import Station
 from radiod.store import Store
+from radiod.techtest import TechnicianTest
 
 log = logging.getLogger(__name__)
 
 ALIVE_EVERY_S = 30.0
 """How often the daemon notes that it is alive, so missed occurrences after a power cut can be told."""
+STORE_RETRY_S = 5.0
+"""How often a refused store write is tried again."""
+UNAPPLIED_MAX = 5000
+"""Messages kept in RAM while the store refuses writes; more than a commune's whole retained schedule."""
 PURGE_EVERY_S = 3600.0
 """How often expired bulletins, tombstones and old play records leave the store."""
 
@@ -137,6 +146,16 @@ class Daemon:
         )
         self.clock = JumpWatch(lambda delta: self.inbox.put(_Call("clock_jump", delta)))
         self._stopping = threading.Event()
+        self.store_error: tuple[float, str] | None = None  # the latest store failure, for health
+        self._unapplied: deque[Incoming] = deque(maxlen=UNAPPLIED_MAX)
+        self.voice_warnings: dict[tuple[str, int], str] = {}  # (id, rev) -> why a fallback voice read it
+        self.techtest = TechnicianTest(
+            self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
+        )
+        self.control = daemon_server(self)
+        self.systemd = Notifier()
+        self.health_published_at: float | None = None  # the heartbeat check's evidence
+        self.watchdog_fired_at: float | None = None  # the relays check warns once the watchdog had to act
 
     # ----- life cycle -----
     def run(self) -> int:
@@ -145,38 +164,64 @@ class Daemon:
         last_alive = float(self.store.get_setting("last_alive") or 0) or None
         self._report_unfinished_plays()
         self.publisher.start()
+        self._warm_up_speech()
         self.link.start()
         self.playout.start()
         self.scheduler.start()
         self.scheduler.rebuild(last_alive=last_alive)
         self.clock.start()
+        try:
+            self.control.start()
+        except RadiodError as exc:  # the loudspeakers matter more than the technician's socket: play on
+            log.error("%s: radiod health, status and test cannot reach this daemon", exc)
+        self.systemd.ready(f"node {self.config.node.id} running")
         log.info("radiod %s node %s running", __version__, self.config.node.id)
         next_health = next_alive = next_purge = time.monotonic()
         try:
             while not self._stopping.is_set():
+                self.systemd.ping()  # only this loop pings: if it stalls, systemd restarts the daemon
                 now = time.monotonic()
                 if now >= next_alive:
-                    self.store.put_setting("last_alive", str(time.time()))
+                    self._guarded(lambda: self.store.put_setting("last_alive", str(time.time())))
                     next_alive = now + ALIVE_EVERY_S
                 if now >= next_purge:
-                    self.store.purge_expired(time.time())
+                    self._guarded(lambda: self.store.purge_expired(time.time()))
                     next_purge = now + PURGE_EVERY_S
                 if now >= next_health:
                     self._publish_health()
                     next_health = now + self.config.health.interval_s
+                wait = min(next_health, next_alive, next_purge) - time.monotonic()
+                wait = min(wait, self.systemd.ping_due_in(), STORE_RETRY_S if self._store_waiting() else wait)
                 try:
-                    wait = min(next_health, next_alive, next_purge) - time.monotonic()
                     item = self.inbox.get(timeout=max(0.05, wait))
                 except queue.Empty:
-                    continue
-                self._handle(item)
+                    item = None
+                if item is not None:
+                    self._guarded(lambda item=item: self._handle(item), keep=item)
+                if self._store_waiting():
+                    self._retry_store()
         finally:
             self._shutdown()
         return 0
 
+    def _warm_up_speech(self) -> None:
+        """Load the lexicon, the voice and the chimes now, so the first emergency after a boot is not the one
+        that pays for it (about 200 ms)."""
+        try:
+            self.maker.make("Xin chào.", self.config.speech.voice)
+        except RadiodError as exc:  # reported again, with a failed event, when a bulletin needs the voice
+            log.error("the default voice cannot speak: %s", exc)
+
     def request_stop(self) -> None:
         self._stopping.set()
         self.inbox.put(_Call("stop"))
+
+    def on_main_loop(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the main loop, the one thread that may touch the daemon's state; for the control
+        socket's threads, which wait on the returned future (an exception in ``fn`` goes to it too)."""
+        future: Future[Any] = Future()
+        self.inbox.put(_Call("call", (fn, future)))
+        return future
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -189,9 +234,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         switch_off_on_signals(self.station.relays)  # relays off first, then on_signal
+        install_stack_dump()  # SIGUSR1: every thread's stack to the journal
 
     def _shutdown(self) -> None:
         self.station.relays.all_off()
+        self.systemd.stopping()
+        self.control.stop()
         self.clock.stop()
         self.scheduler.shutdown()
         self.playout.close()
@@ -203,6 +251,31 @@ class Daemon:
         log.info("radiod stopped")
 
     # ----- the main loop's work -----
+    def _guarded(self, work: Callable[[], object], keep: Incoming | LinkEvent | _Call | None = None) -> None:
+        """Run ``work``; if the store refuses it (a full or failing SD card), note it for health and keep the
+        message to apply when the store takes writes again, so nothing is lost; meanwhile the node plays on."""
+        try:
+            work()
+        except StoreError as exc:
+            log.error("store: %s", exc)
+            self.store_error = (time.time(), str(exc))
+            if isinstance(keep, Incoming):
+                self._unapplied.append(keep)
+
+    def _store_waiting(self) -> bool:
+        return bool(self._unapplied or self.events.backlog)
+
+    def _retry_store(self) -> None:
+        """Events held in RAM go first (their order is the seq order), then the messages not yet applied."""
+        self.events.flush()
+        while self._unapplied and not self.events.backlog:
+            item = self._unapplied.popleft()
+            before = len(self._unapplied)
+            self._guarded(lambda item=item: self._handle(item), keep=item)
+            if len(self._unapplied) > before:  # refused again: the store is still full
+                self._unapplied.rotate(1)  # back to the front, in order
+                return
+
     def _handle(self, item: Incoming | LinkEvent | _Call) -> None:
         if isinstance(item, Incoming):
             self._on_message(item)
@@ -210,11 +283,20 @@ class Daemon:
             if item.kind == "connected":
                 self.events.wakeup.set()
                 self._publish_health()
+            else:
+                self._show_status("ok")
         elif item.what == "clock_jump":
             log.warning("wall clock jumped by %+.1f s: rebuilding the schedule", item.arg)
             self.scheduler.rebuild()
+            self.playout.wake()
         elif item.what == "report":
             self._publish_health()
+        elif item.what == "call":
+            fn, future = item.arg
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # handed back to the asker, which logs it; the loop goes on
+                future.set_exception(exc)
 
     def _on_message(self, msg: Incoming) -> None:
         if not msg.payload and "/bulletin/" in msg.topic:
@@ -271,6 +353,8 @@ class Daemon:
             self.scheduler.unschedule(bulletin.id)
         else:
             self.scheduler.schedule(bulletin, stored_at=now)
+            if not bulletin.schedule.now and bulletin.status != "test":
+                self.playout.warm(bulletin)
 
     def _on_command(self, command: Command) -> None:
         if not self.store.remember_command(command.id, command.exp):
@@ -288,7 +372,7 @@ class Daemon:
             self._publish_health()
             result = "health published"
         else:
-            result = self._technician_test()
+            result = self._technician_test(command.id)
         self.events.emit("command", action=command.action, result=result, command=command.id)
 
     # ----- helpers -----
@@ -308,9 +392,12 @@ class Daemon:
         return True
 
     def _render(self, bulletin: Bulletin, preamble: str | None) -> Programme:
+        """Render on the playout's pool; a voice replaced by its fallback is noted for the started event."""
         voice = bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
-        node_volume = float(self.store.get_setting("volume") or self.config.audio.volume)
-        return self.maker.make(
+        node_volume = self._node_volume()
+        speaker = self.maker.speaker
+        fallbacks = speaker.stats.fallbacks
+        programme = self.maker.make(
             bulletin.text,
             voice,
             chime=bulletin.chime,
@@ -319,6 +406,16 @@ class Daemon:
             volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
             preamble=preamble,
         )
+        if speaker.stats.fallbacks > fallbacks and speaker.last_fallback is not None:
+            fb = speaker.last_fallback
+            self.voice_warnings[(bulletin.id, bulletin.rev)] = (
+                f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}"
+            )
+        return programme
+
+    def _node_volume(self) -> float:
+        """The level a volume command set, else the config's."""
+        return float(self.store.get_setting("volume") or self.config.audio.volume)
 
     def _in_quiet_hours(self, ts: float) -> bool:
         local = dt.datetime.fromtimestamp(ts, self.tz).time()
@@ -344,32 +441,37 @@ class Daemon:
 
     def _on_watchdog(self, on_for: float) -> None:
         log.error("amplifier on for %.0f s: watchdog switched it off", on_for)
+        self.watchdog_fired_at = time.time()
         self.playout.stop_current()
 
-    def _technician_test(self) -> str:
-        return "not available yet"
+    def _technician_test(self, command_id: str) -> str:
+        """The MQTT test command: queued on the playout like `radiod test`; each step becomes an event."""
+        return self.techtest.queue(self.playout, command=command_id)
 
     def _publish_health(self) -> None:
         report = self.health_report()
-        self.link.publish(self.topics["health"], json.dumps(report, ensure_ascii=False), retain=True)
+        self._show_status(report["status"])
+        if self.link.publish(self.topics["health"], json.dumps(report, ensure_ascii=False), retain=True) is not None:
+            self.health_published_at = time.time()
+
+    def _show_status(self, status: str) -> None:
+        """The status LED: fault when health is crit, no broker when offline, else ok (docs/wiring.md)."""
+        if status == "crit":
+            self.station.relays.show("fault")
+        else:
+            self.station.relays.show("ok" if self.link.connected else "no_broker")
 
     def health_report(self) -> dict[str, Any]:
+        """The protocol's health report; its checks are radiod.health's (run here, on the main loop)."""
         now = time.time()
-        checks = [
-            self._check("broker", self.link.connected, "connected" if self.link.connected else
-                        f"not connected: {self.link.last_error or 'connecting'}", bad="warn"),
-            self._check_storage(),
-            self._check("outbox", self.store.outbox_size() < 1000, f"{self.store.outbox_size()} events waiting",
-                        bad="warn"),
-        ]
-        worst = max((c["status"] for c in checks), key=["ok", "warn", "crit"].index)
+        checks = [check.as_dict() for check in daemon_checks(self)]
         current, _queued = self.playout.snapshot()
         upcoming = self.scheduler.next_play()
         return {
             "v": 1,
             "node": self.config.node.id,
             "ts": self.events.time(now),
-            "status": worst,
+            "status": worst(c["status"] for c in checks),
             "version": __version__,
             "uptime_s": round(now - self.started_at),
             "checks": checks,
@@ -378,18 +480,6 @@ class Daemon:
             "bulletins": self.store.count_active(now),
             "outbox": self.store.outbox_size(),
         }
-
-    @staticmethod
-    def _check(name: str, ok: bool, detail: str, *, bad: str = "crit") -> dict[str, str]:
-        return {"name": name, "status": "ok" if ok else bad, "detail": detail}
-
-    def _check_storage(self) -> dict[str, str]:
-        path = Path(self.config.storage.dir)
-        free_mb = shutil.disk_usage(path).free / 1e6
-        writable = os.access(path, os.W_OK)
-        ok = writable and free_mb >= self.config.health.min_free_mb
-        detail = f"{free_mb:.0f} MB free" if writable else f"{path} is not writable"
-        return self._check("storage", ok, detail)
 
 
 class _Reporter:
@@ -400,7 +490,11 @@ class _Reporter:
 
     def _record(self, req: PlayRequest, state: str, detail: str = "") -> None:
         b = req.bulletin
-        self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=detail, at=time.time())
+        try:
+            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=detail, at=time.time())
+        except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
+            log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
+            self._d.store_error = (time.time(), str(exc))
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
         b = req.bulletin
@@ -412,7 +506,11 @@ class _Reporter:
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
         self._record(req, "started")
         t = self._d.events.time
-        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start))
+        extra = {}
+        warning = self._d.voice_warnings.pop((req.bulletin.id, req.bulletin.rev), None)
+        if warning:  # an optional field (protocol extension): the hub sees the fallback voice was used
+            extra["warning"] = warning
+        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **extra)
 
     def finished(self, req: PlayRequest, timeline: Timeline) -> None:
         self._record(req, "finished")

@@ -116,6 +116,7 @@ class Playout:
         self._cond = threading.Condition()
         self._closing = False
         self._renderers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm")
         self.audio_error: tuple[float, str] | None = None  # the latest output failure, for health
         self._thread = threading.Thread(target=self._run, name="playout", daemon=True)
 
@@ -135,6 +136,7 @@ class Playout:
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self._renderers.shutdown(wait=False, cancel_futures=True)
+        self._warmer.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, req: PlayRequest) -> None:
         """Queue an occurrence; render it now; pre-empt a lower-priority play if it is an emergency."""
@@ -155,6 +157,17 @@ class Playout:
             if self._job and req.rank == 0:
                 self._job.stop.set()
             self._cond.notify_all()
+
+    def warm(self, bulletin: Bulletin) -> None:
+        """Synthesize a scheduled bulletin into the speech cache now, one at a time in the background: a neural
+        voice reads at about real time on a Pi, far slower than the pre-render window before each play."""
+        self._warmer.submit(self._warm, bulletin)
+
+    def _warm(self, bulletin: Bulletin) -> None:
+        try:
+            self._render(bulletin, EXERCISE_NOTICE if bulletin.status == "exercise" else None)
+        except (SynthesisError, VoiceError) as exc:  # reported when it is due to play, with a failed event
+            log.warning("could not synthesize %s ahead of time: %s", bulletin.id, exc)
 
     def cancel(self, bulletin_id: str, reason: str = "cancelled") -> None:
         """Drop every queued occurrence of a bulletin and stop it if it is playing."""

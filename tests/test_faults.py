@@ -48,7 +48,8 @@ def test_broker_crash_during_delivery_loses_nothing(
 ) -> None:
     node = start_node()
     posted = [hub.post(SHORT, at=(rfc3339(time.time() + 3600),), expires="3d")["id"] for _ in range(5)]
-    broker.kill()  # a crash, while the node is still taking the bulletins in and reporting them
+    wait_for(lambda: node.daemon.store.count_active(time.time()) == 5, 20, "the node to store the bulletins")
+    broker.kill()  # a crash, while the node is still reporting them
     time.sleep(1.5)
     broker.start()
     events.wait("accepted", count=5, timeout=30)
