@@ -15,13 +15,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from harness import PREFIX, EventLog, Hub, ThreadNode, node_config, wait_for
+from harness import PREFIX, EventLog, Hub, ThreadNode, wait_for
 
 from radiod import control
 from radiod.cli import main
@@ -30,7 +30,6 @@ from radiod.config import Config, ControlConfig, GpioConfig, MqttConfig
 from radiod.control import ControlServer, request, socket_paths
 from radiod.errors import RadiodError
 from radiod.jws import sign
-from radiod.localbroker import Broker
 from radiod.mqtt_link import publish_once
 from radiod.schema import to_plain
 
@@ -38,31 +37,15 @@ SHORT = "Thông báo thử. Xin chào bà con."
 
 
 @pytest.fixture
-def hub(broker: Broker, tmp_path: Path) -> Hub:
-    return Hub(broker, tmp_path / "hub")
-
-
-@pytest.fixture
-def events(broker: Broker) -> Iterator[EventLog]:
-    log = EventLog(broker)
-    yield log
-    log.close()
-
-
-@pytest.fixture
-def start_node(hub: Hub, tmp_path: Path) -> Iterator[Callable[..., ThreadNode]]:
-    nodes: list[ThreadNode] = []
+def start_node(start_node: Callable[..., ThreadNode]) -> Callable[..., ThreadNode]:
+    """conftest's start_node, returning once the node's control socket is there."""
 
     def start(**changes: Any) -> ThreadNode:
-        node = ThreadNode(dataclasses.replace(node_config(hub, tmp_path), **changes))
-        nodes.append(node)
+        node = start_node(**changes)
         wait_for(lambda: any(p.exists() for p in socket_paths(node.config)), 10, "the control socket")
         return node
 
-    yield start
-    for node in nodes:
-        if node.thread.is_alive():
-            node.stop()
+    return start
 
 
 def config_file(config: Config, tmp_path: Path) -> str:
