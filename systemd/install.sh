@@ -2,7 +2,7 @@
 # Install (or upgrade) radiod on a Raspberry Pi node from this checkout: `sudo systemd/install.sh` or `make install`.
 #
 #   /opt/radiod                  a virtualenv with radiod (it sees apt's python3-lgpio: --system-site-packages)
-#   /usr/share/radiod/           firmware_profiles/ and voices/, where an installed radiod looks for them
+#   /usr/share/radiod/           firmware_profiles/, voices/ and hub/, where an installed radiod looks for them
 #   /etc/radiod/config.yaml      from config.example.yaml, only if there is none (never overwritten), 0640 root:radiod
 #   /etc/systemd/system/radiod.service, enabled; restarted on an upgrade, not started on a first install
 #   user radiod                  system user in the gpio and audio groups; its state is /var/lib/radiod
@@ -45,10 +45,11 @@ if ! staging; then
   "$PREFIX/bin/pip" install -q --upgrade "$SRC"
 fi
 
-echo "== profiles, voices, unit, docs"
-install -d -m 0755 "$DESTDIR$SHARE/firmware_profiles" "$DESTDIR$SHARE/voices" "$DESTDIR$PREFIX/share/doc" \
-  "$DESTDIR/etc/systemd/system"
+echo "== profiles, voices, hub templates, unit, docs"
+install -d -m 0755 "$DESTDIR$SHARE/firmware_profiles" "$DESTDIR$SHARE/voices" "$DESTDIR$SHARE/hub" \
+  "$DESTDIR$PREFIX/share/doc" "$DESTDIR/etc/systemd/system"
 install -m 0644 "$SRC"/firmware_profiles/*.yaml "$DESTDIR$SHARE/firmware_profiles/"
+install -m 0644 "$SRC"/hub/*.template "$SRC/hub/README.md" "$DESTDIR$SHARE/hub/"
 cp -R "$SRC/voices/." "$DESTDIR$SHARE/voices/"
 chmod -R u=rwX,go=rX "$DESTDIR$SHARE/voices"
 install -m 0644 "$SRC/systemd/radiod.service" "$DESTDIR/etc/systemd/system/radiod.service"
