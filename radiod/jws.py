@@ -117,15 +117,31 @@ def decode_payload(data: bytes) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise Rejected("bad_json", f"payload is not UTF-8 (byte {err.start})") from err
+    depth = _nesting(text)
+    if depth > MAX_NESTING:
+        raise Rejected("bad_json", f"payload nests {depth} levels deep; at most {MAX_NESTING} are allowed")
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys)
     except ValueError as err:  # JSONDecodeError and the checks below
         raise Rejected("bad_json", f"payload is not JSON: {err}") from err
-    except RecursionError as err:
-        raise Rejected("bad_json", "payload is not JSON: nested too deeply") from err
     if not isinstance(value, dict):
         raise Rejected("bad_json", f"payload is a JSON {type(value).__name__}, not an object")
     return value
+
+
+MAX_NESTING = 32
+"""Protocol payloads nest 4 levels; a fixed limit keeps the verdict the same whatever the caller's stack depth."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(text: str) -> int:
+    """How deep ``text``'s arrays and objects nest, counted outside strings, without recursion."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _no_constant(name: str) -> Any:

@@ -204,6 +204,7 @@ class Broker:
             # sessions, as on the hub (hub/radiod.conf.template does the same).
             "autosave_on_changes true",
             "autosave_interval 1",
+            "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
             "log_type all",
             # Mosquitto started as root drops to the "mosquitto" user, which cannot write our temp dir.

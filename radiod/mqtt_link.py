@@ -35,6 +35,7 @@ import logging
 import queue
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -124,7 +125,15 @@ def _new_client(mqtt: MqttConfig, client_id: str) -> paho.Client:
     # suppress_exceptions paho reports it through on_log instead and keeps the link running.
     client.suppress_exceptions = True
     client.on_log = _on_paho_log
+    client.on_socket_open = _no_delay
     return client
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Send each small MQTT packet at once: with Nagle's algorithm against the broker's delayed ACKs, every
+    event waited up to ~40 ms for its PUBACK (bench/fuzz.py: 164 -> 446 messages/s with this)."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 _paho_log = logging.getLogger(f"{__name__}.paho")

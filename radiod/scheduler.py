@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from radiod.clock import rfc3339
+from radiod.errors import Rejected
 from radiod.messages import Bulletin
 from radiod.occurrences import occurrences
 from radiod.playout import PlayRequest
@@ -69,7 +70,12 @@ class Scheduler:
             self._aps.remove_all_jobs()
             self._next.clear()
         for stored in self._store.bulletins(now=now):
-            self.schedule(self._parse(stored.payload), stored_at=stored.stored_at, last_alive=last_alive)
+            try:
+                bulletin = self._parse(stored.payload)
+            except Rejected as exc:  # stored by an older radiod with other rules: skip it, keep the node going
+                log.error("stored bulletin %s r%d cannot be read back (%s): not scheduled", stored.id, stored.rev, exc)
+                continue
+            self.schedule(bulletin, stored_at=stored.stored_at, last_alive=last_alive)
 
     def schedule(self, bulletin: Bulletin, *, stored_at: float, last_alive: float | None = None) -> None:
         """(Re)arm one bulletin: play what is due within grace, report what was missed, arm the next one."""
