@@ -391,6 +391,20 @@ def _existing_login(name: str, role: str, folder: Path, force: bool, problems: l
 # -- making keys and certificates ------------------------------------------------------------------------------------
 
 
+def write_test_pki(directory: Path, host: str) -> None:
+    """A throw-away CA (``ca.crt``), a server certificate for ``host`` and localhost, and a client certificate,
+    each with its key, in ``directory``: the same certificates hub-setup issues, for the private test broker."""
+    ca = _new_ca("test")
+    _write(directory / "ca.key", _key_pem(ca[0]), 0o600)
+    _write(directory / "ca.crt", _cert_pem(ca[1]), 0o644)
+    for name, usage, sans in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH, (host, "localhost")),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, None),
+    ):
+        key = _ensure_key(directory / f"{name}.key", None)
+        _ensure_cert(directory / f"{name}.crt", ca, key, common_name=name, sans=sans, usage=usage)
+
+
 def _new_key() -> ec.EllipticCurvePrivateKey:
     """P-256: what every TLS stack a node or a console may use (OpenSSL, mbedTLS on a microcontroller) supports."""
     return ec.generate_private_key(ec.SECP256R1())

@@ -14,9 +14,7 @@ killed leaves no Mosquitto behind.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
-import ipaddress
 import os
 import shutil
 import signal
@@ -77,7 +75,9 @@ class Broker:
         if self.users:
             self._write_password_file()
         if self.tls:
-            _write_certificates(self.dir)
+            from radiod.hubsetup import write_test_pki  # cryptography only when TLS is asked for
+
+            write_test_pki(self.dir, self.host)
 
     # -- what clients need ---------------------------------------------------------------------------------------
 
@@ -231,77 +231,3 @@ class Broker:
         for user, password in self.users.items():
             subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True, capture_output=True)
         os.chmod(path, 0o600)
-
-
-def _write_certificates(directory: Path) -> None:
-    """A throw-away CA, a server certificate valid for 127.0.0.1 and localhost, and a client certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.UTC)
-
-    def name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-    def save(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_bytes = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        (directory / f"{stem}.key").write_bytes(key_bytes)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("radiod test CA"))
-        .issuer_name(name("radiod test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    save("ca", ca_key, ca_cert)
-
-    def leaf(common_name: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName] | None) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(common_name))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        )
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        save(common_name, key, builder.sign(ca_key, hashes.SHA256()))
-
-    leaf(
-        "server",
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")],
-    )
-    leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)

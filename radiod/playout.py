@@ -319,6 +319,9 @@ class Playout:
                 if attempt == AUDIO_TRIES or current.stop.wait(AUDIO_RETRY_S):
                     self._reporter.failed(req, "audio", str(exc))
                     return
+            except (SynthesisError, VoiceError) as exc:  # a streamed programme synthesizes while it plays
+                self._reporter.failed(req, "synthesis", str(exc))
+                return
             except RadiodError as exc:
                 self._reporter.failed(req, "relays", str(exc))
                 return
