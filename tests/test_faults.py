@@ -163,6 +163,9 @@ def test_full_storage_loses_nothing_and_recovers(
     wait_for(lambda: node.daemon.store_error or node.daemon.events.store_error, 20, "the store to report full")
     time.sleep(3)  # the node keeps running with a full card
     assert node.thread.is_alive()
+    report = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=20)
+    assert report["status"] == "crit"
+    assert {c["name"]: c["status"] for c in report["checks"]}["store"] == "crit"
     filler.unlink()  # space returns
     events.wait("finished", bulletin=first, timeout=60)
     second = hub.post(SHORT)["id"]
@@ -212,3 +215,22 @@ def test_clock_jump_rebuilds_the_schedule_without_replaying(
     time.sleep(1.0)
     assert node.daemon.scheduler.next_of(later) == before
     assert len(events.of(type_="started", bulletin=done)) == 1
+
+
+def test_audio_output_that_fails_mid_play_is_retried_and_reported(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path, tiny_disk: Path
+) -> None:
+    """The output dies while playing (here: its disk fills after ~2 s of audio): the play is retried, then
+    reported failed; the relays end up off and health warns about the audio."""
+    filler = tiny_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1k", "count=3990"], capture_output=True, check=False)
+    config = replace(node_config(hub, tmp_path), audio=AudioConfig(output=f"file:{tiny_disk}/out"))
+    node = start_node(config)
+    bid = hub.post(LONG)["id"]
+    events.wait("started", bulletin=bid, timeout=30)
+    failed = events.wait("failed", bulletin=bid, timeout=60)[0]
+    assert failed["reason"] == "audio"
+    assert "No space left" in failed["message"]
+    assert not node.daemon.station.relays.state()["amplifier"]
+    report = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=20)
+    assert {c["name"]: c["status"] for c in report["checks"]}["audio"] == "warn"
