@@ -41,7 +41,7 @@ from radiod.operator import Operator, PostRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 RADIOD = ROOT / ".venv" / "bin" / "radiod"
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 PREFIX = "radio/bench"
 KID = "bench"
 ZONE = "bench"

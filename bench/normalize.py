@@ -15,7 +15,7 @@ from pathlib import Path
 
 from radiod.normalize import default_lexicon, normalize
 
-DEFAULT_CORPUS = Path("/work/shared/corpus")
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 
 
 def sentences(corpus: Path) -> list[str]:

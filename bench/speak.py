@@ -30,7 +30,7 @@ from radiod.speech import Speaker, split_sentences
 from radiod.tts import engine_for
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 VOICES = ROOT / "voices"
 RADIOD = ROOT / ".venv" / "bin" / "radiod"
 NINE_MINUTES_S = 540.0

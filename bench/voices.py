@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICES = ROOT / "voices"
-BULLETIN = Path("/work/shared/corpus/bulletins/02-canh-bao-bao.txt")
+BULLETIN = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bulletins" / "02-canh-bao-bao.txt"
 FALLBACK_TEXT = (
     "Ban Chỉ huy Phòng chống thiên tai xã thông báo. Bão số 3 đang tiến vào đất liền, gió giật cấp 10.\n"
     "Đề nghị các hộ gia đình chằng chống nhà cửa, thu hoạch lúa và hoa màu, không ra đồng, không ra biển."

@@ -22,7 +22,7 @@ from radiod.normalize.numbers import read_int
 
 CASES_FILE = Path(__file__).with_name("normalize_cases.tsv")
 VOICES = Path(__file__).resolve().parent.parent / "voices"
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 REQUIRED_RATE = 0.98
 
 

@@ -21,7 +21,7 @@ from radiod.speech_cache import SpeechCache
 from radiod.tts import engine_for
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 BULLETIN = (CORPUS / "bulletins" / "02-canh-bao-bao.txt").read_text(encoding="utf-8")
 CLAUSE = "các hộ gia đình chằng chống nhà cửa, thu hoạch lúa và hoa màu, không ra đồng"
 
