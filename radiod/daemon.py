@@ -67,6 +67,9 @@ STORE_RETRY_S = 5.0
 """How often a refused store write is tried again."""
 UNAPPLIED_MAX = 5000
 """Messages kept in RAM while the store refuses writes; more than a commune's whole retained schedule."""
+REJECTED_FIELD_MAX = 200
+REJECTED_MESSAGE_MAX = 500
+"""Bounds on what a rejected event copies from the message (a topic may be 64 KiB)."""
 PURGE_EVERY_S = 3600.0
 """How often expired bulletins, tombstones and old play records leave the store."""
 
@@ -315,20 +318,24 @@ class Daemon:
                 now=time.time(),
             )
         except Rejected as exc:
-            self.events.emit(
-                "rejected",
-                bulletin=topic_bulletin_id(msg.topic, self.config.mqtt.prefix),
-                reason=exc.reason,
-                message=exc.message,
-                topic=msg.topic,
-            )
+            bulletin_id = topic_bulletin_id(msg.topic, self.config.mqtt.prefix)
+            self._reject(msg.topic, exc.reason, exc.message, bulletin=bulletin_id)
             return
         if isinstance(parsed, Command):
-            self._on_command(parsed)
+            self._on_command(parsed, msg.topic)
         else:
-            self._on_bulletin(parsed)
+            self._on_bulletin(parsed, msg.topic)
 
-    def _on_bulletin(self, bulletin: Bulletin) -> None:
+    def _reject(self, topic: str, reason: str, message: str, **fields: Any) -> None:
+        """A ``rejected`` event, cut to a bounded size: a hostile message must not make a large event (they
+        wait in RAM when the SD card is full)."""
+        for key, value in fields.items():
+            if isinstance(value, str):
+                fields[key] = value[:REJECTED_FIELD_MAX]
+        self.events.emit("rejected", reason=reason, message=message[:REJECTED_MESSAGE_MAX],
+                         topic=topic[:REJECTED_FIELD_MAX], **fields)
+
+    def _on_bulletin(self, bulletin: Bulletin, topic: str) -> None:
         now = time.time()
         result = self.store.apply_bulletin(
             id=bulletin.id, rev=bulletin.rev, exp=bulletin.exp, cancelled=bulletin.cancelled,
@@ -339,10 +346,8 @@ class Daemon:
         if result == "stale":
             stored = self.store.get_bulletin(bulletin.id)
             have = stored.rev if stored else "?"
-            self.events.emit(
-                "rejected", bulletin=bulletin.id, rev=bulletin.rev, reason="stale_rev",
-                message=f"rev {bulletin.rev} is not newer than the stored rev {have}",
-            )
+            self._reject(topic, "stale_rev", f"rev {bulletin.rev} is not newer than the stored rev {have}",
+                         bulletin=bulletin.id, rev=bulletin.rev)
             return
         self.playout.cancel(bulletin.id, reason="cancelled" if bulletin.cancelled else "superseded")
         extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
@@ -354,13 +359,11 @@ class Daemon:
         else:
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
-                self.playout.warm(bulletin)
+                self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self._voice_for(bulletin)))
 
-    def _on_command(self, command: Command) -> None:
+    def _on_command(self, command: Command, topic: str) -> None:
         if not self.store.remember_command(command.id, command.exp):
-            self.events.emit(
-                "rejected", reason="replayed", message=f"command {command.id} was already executed", command=command.id
-            )
+            self._reject(topic, "replayed", f"command {command.id} was already executed", command=command.id)
             return
         if command.action == "stop":
             result = "stopped" if self.playout.stop_current() else "nothing was playing"
@@ -392,12 +395,17 @@ class Daemon:
         return True
 
     def _render(self, bulletin: Bulletin, preamble: str | None) -> Programme:
-        """Render on the playout's pool; a voice replaced by its fallback is noted for the started event."""
-        voice = bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
+        """Render on the playout's pool; a voice replaced by its fallback is noted for the started event.
+
+        ``now`` and emergency bulletins are streamed: their first sentence plays while the rest is synthesized,
+        instead of after minutes of silence with a neural voice. Scheduled ones are rendered whole, ahead of time.
+        """
+        voice = self._voice_for(bulletin)
         node_volume = self._node_volume()
         speaker = self.maker.speaker
         fallbacks = speaker.stats.fallbacks
-        programme = self.maker.make(
+        stream = bulletin.schedule.now or bulletin.priority == "emergency"
+        programme = (self.maker.make_stream if stream else self.maker.make)(
             bulletin.text,
             voice,
             chime=bulletin.chime,
@@ -412,6 +420,10 @@ class Daemon:
                 f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}"
             )
         return programme
+
+    def _voice_for(self, bulletin: Bulletin) -> str:
+        """The bulletin's voice if this node has it, else the node's default (the accepted event warned)."""
+        return bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
 
     def _node_volume(self) -> float:
         """The level a volume command set, else the config's."""

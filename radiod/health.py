@@ -374,6 +374,18 @@ def check_audio(
     return Check("audio", "ok", f"{opened}: ready")
 
 
+def check_memory(voice_id: str, voices_dir: Path, meminfo: Path = Path("/proc/meminfo")) -> Check:
+    """Enough RAM for the default voice: a neural (Piper) voice on a 512 MB Pi swaps or meets the OOM killer in
+    the middle of a bulletin; espeak-ng voices always fit."""
+    from radiod.tts.piper import memory_warning  # only the function: piper-tts itself is not imported
+
+    try:
+        warning = memory_warning(load_voice(voice_id, voices_dir), meminfo)
+    except (ConfigError, VoiceError) as exc:
+        return Check("memory", "ok", f"not checked: {exc}")  # the voice check says what is wrong with it
+    return Check("memory", "warn", warning) if warning else Check("memory", "ok", f"enough for voice {voice_id}")
+
+
 def check_store(last_error: tuple[float, str] | None, interval_s: float, now: float, tz: dt.tzinfo) -> Check:
     """The store takes writes: crit while it refuses them (a full or failing SD card; events then wait in
     memory), warn for :data:`RECENT_FAULT_S` after the last refusal."""
@@ -483,6 +495,7 @@ def daemon_checks(daemon: Daemon) -> list[Check]:
                                       tz=daemon.tz)),
         ("voice", lambda: check_voice(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)),
         *_local(config, now),
+        ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
         ("store", lambda: check_store(daemon.store_error, h.interval_s, now, daemon.tz)),
         ("relays", lambda: check_relays(daemon.station.relays, daemon.playout.busy, daemon.watchdog_fired_at,
                                         daemon.tz)),

@@ -158,16 +158,17 @@ class Playout:
                 self._job.stop.set()
             self._cond.notify_all()
 
-    def warm(self, bulletin: Bulletin) -> None:
-        """Synthesize a scheduled bulletin into the speech cache now, one at a time in the background: a neural
-        voice reads at about real time on a Pi, far slower than the pre-render window before each play."""
-        self._warmer.submit(self._warm, bulletin)
+    def warm(self, job: Callable[[], object]) -> None:
+        """Run ``job`` (synthesizing a scheduled bulletin into the speech cache) in the background, one at a
+        time: a neural voice reads at about real time on a Pi, far slower than the pre-render window."""
+        self._warmer.submit(self._warm, job)
 
-    def _warm(self, bulletin: Bulletin) -> None:
+    @staticmethod
+    def _warm(job: Callable[[], object]) -> None:
         try:
-            self._render(bulletin, EXERCISE_NOTICE if bulletin.status == "exercise" else None)
+            job()
         except (SynthesisError, VoiceError) as exc:  # reported when it is due to play, with a failed event
-            log.warning("could not synthesize %s ahead of time: %s", bulletin.id, exc)
+            log.warning("could not synthesize ahead of time: %s", exc)
 
     def cancel(self, bulletin_id: str, reason: str = "cancelled") -> None:
         """Drop every queued occurrence of a bulletin and stop it if it is playing."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from radiod.config import Config
 from radiod.pcm import Pcm, read_wav
 from radiod.profiles import Profile, load_profile
-from radiod.render import Programme, RenderOptions, render_programme
+from radiod.render import Programme, RenderOptions, StreamingProgramme, render_programme
 from radiod.speech import Speaker
 
 
@@ -46,8 +46,34 @@ class ProgrammeMaker:
     ) -> Programme:
         """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate."""
         speech = self.speaker.speak(text, voice_id)
-        spoken_preamble = tuple(self.speaker.speak(preamble, voice_id)) if preamble else ()
-        options = RenderOptions(
+        options = self._options(voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble)
+        return render_programme(speech, options)
+
+    def make_stream(
+        self,
+        text: str,
+        voice_id: str,
+        *,
+        chime: bool = True,
+        repeat: int = 1,
+        gap_s: float = 3.0,
+        volume: float = 1.0,
+        preamble: str | None = None,
+    ) -> StreamingProgramme:
+        """:meth:`make` for a bulletin that must start at once (``now``, emergency): returns as soon as the
+        synthesis has started, and the programme plays each sentence while the next ones are synthesized.
+
+        The preamble (a short fixed notice, cached after its first use) is synthesized here, before the speech.
+        Raises :class:`VoiceError` here; a :class:`SynthesisError` comes from the programme's ``blocks()``.
+        """
+        options = self._options(voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble)
+        return StreamingProgramme(lambda: self.speaker.stream(text, voice_id), options)
+
+    def _options(
+        self, voice_id: str, *, chime: bool, repeat: int, gap_s: float, volume: float, preamble: str | None
+    ) -> RenderOptions:
+        """The node's render settings for one bulletin, with its preamble spoken."""
+        return RenderOptions(
             rate=self.profile.audio.sample_rate,
             chime=chime and self.config.audio.chime,
             chimes=self._chimes,
@@ -55,6 +81,5 @@ class ProgrammeMaker:
             gap_s=gap_s,
             target_lufs=self.config.audio.loudness_lufs,
             volume=volume,
-            preamble=spoken_preamble,
+            preamble=tuple(self.speaker.speak(preamble, voice_id)) if preamble else (),
         )
-        return render_programme(speech, options)

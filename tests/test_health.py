@@ -32,6 +32,7 @@ from radiod.health import (
     check_config,
     check_cpu_temp,
     check_heartbeat,
+    check_memory,
     check_outbox,
     check_power,
     check_queue,
@@ -328,7 +329,7 @@ def test_daemon_report_ok_then_broker_stopped(node: ThreadNode, broker: Broker) 
     report = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=10)
     checks = checks_of(report)
     assert list(checks) == ["broker", "heartbeat", "audio", "voice", "storage", "clock", "cpu_temp", "power",
-                            "store", "relays", "queue", "outbox"]
+                            "memory", "store", "relays", "queue", "outbox"]
     assert checks["broker"]["status"] == "ok" and "since" in checks["broker"]["detail"]
     assert checks["relays"]["detail"] == "amplifier off, line-1 off"
     assert report["status"] == worst(c["status"] for c in report["checks"])
@@ -397,3 +398,23 @@ def test_socket_file_left_alone_is_not_a_daemon(tmp_path: Path, capsys: pytest.C
     assert stat.S_ISREG((tmp_path / "control.sock").stat().st_mode)
     assert main(["health", "--config", str(write_config(config, tmp_path / "c.yaml"))]) == 2
     assert "CRIT  daemon     radiod is not running: nothing listens" in capsys.readouterr().out
+
+
+def test_memory_check_warns_when_a_neural_voice_does_not_fit(tmp_path: Path) -> None:
+    """A Pi Zero 2 W (512 MB) with the 63 MB Piper voice: warn; an espeak-ng voice always fits."""
+    voices = tmp_path / "voices"
+    (voices / "models").mkdir(parents=True)
+    with (voices / "models" / "vi.onnx").open("wb") as model:
+        model.truncate(63 * 2**20)
+    (voices / "models" / "vi.onnx.json").write_text("{}", encoding="utf-8")
+    (voices / "vi-neural.yaml").write_text(
+        "description: a medium piper voice\nengine: piper\nmodel: models/vi.onnx\nfallback: vi-north\n",
+        encoding="utf-8",
+    )
+    (voices / "vi-north.yaml").write_text("description: espeak\nvoice: vi\n", encoding="utf-8")
+    zero2w = tmp_path / "meminfo"
+    zero2w.write_text("MemTotal:         437000 kB\nMemAvailable:     300000 kB\n", encoding="utf-8")
+    neural = check_memory("vi-neural", voices, zero2w)
+    assert neural.status == "warn"
+    assert "vi-north" in neural.detail
+    assert check_memory("vi-north", voices, zero2w).status == "ok"

@@ -94,7 +94,7 @@ def test_espeak_engine_has_the_engine_interface_and_a_version() -> None:
     assert EspeakEngine(engine.program).version() == engine.version()
 
 
-def test_piper_is_not_available_yet() -> None:
+def test_a_piper_voice_without_its_model_cannot_run() -> None:
     voice = Voice(description="neural", engine="piper", model="vi.onnx", id="vi-neural")
     with pytest.raises(VoiceError, match=r"vi-neural.*piper"):
         engine_for(voice)
