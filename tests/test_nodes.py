@@ -62,7 +62,7 @@ def test_nodes_offline_first_with_failing_checks(
     publish_once(hub.config().mqtt, "test", retained("n03", {"online": True, "since": rfc3339(now - 900)}, storm)
                  + retained("n04", {"online": True, "since": rfc3339(now - 7200)}, hung))
     wait_for(lambda: len(collect_retained(hub.config().mqtt, "t", f"{PREFIX}/node/+/health", settle_s=0.3)) >= 4,
-             15, "every node's health report on the broker")
+             30, "every node's health report on the broker")
     try:
         assert main(["nodes", "--config", hub_config]) == 2
         lines = capsys.readouterr().out.splitlines()
