@@ -168,3 +168,12 @@ def test_notifier_reaches_an_abstract_socket() -> None:
         sock.settimeout(2)
         Notifier({"NOTIFY_SOCKET": "@" + name}).status("playing b-0612")
         assert sock.recv(4096) == b"STATUS=playing b-0612"
+
+
+def test_journal_lines_carry_their_priority_under_systemd() -> None:
+    """`journalctl -u radiod -p warning` must find warnings: under systemd each line starts with <N>."""
+    code = "from radiod.logs import setup_logging; import logging; setup_logging('info'); " \
+           "logging.getLogger('radiod.test').warning('amplifier left on'); logging.getLogger('radiod.test').info('ok')"
+    env = {**os.environ, "JOURNAL_STREAM": "8:1234"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stderr.splitlines() == ["<4>WARNING radiod.test: amplifier left on", "<6>INFO radiod.test: ok"]
