@@ -7,7 +7,9 @@ receives it, plays it, and reports every step back. Nothing outside a temporary 
 
 from __future__ import annotations
 
+import grp
 import json
+import os
 import queue
 import shutil
 import tempfile
@@ -22,6 +24,7 @@ from gpiozero.pins.mock import MockFactory
 from radiod.config import (
     AudioConfig,
     Config,
+    ControlConfig,
     GpioConfig,
     NodeConfig,
     SecurityConfig,
@@ -67,6 +70,7 @@ def run_demo(*, keep: bool = False) -> int:
             storage=StorageConfig(dir=str(work / "state")),
             audio=AudioConfig(output=output),
             gpio=GpioConfig(profile="mock"),
+            control=ControlConfig(group=grp.getgrgid(os.getgid()).gr_name),  # no radiod group on a dev machine
         )
         print(f"hub broker:  mosquitto on {broker.host}:{broker.port} (prefix {PREFIX})")
         print(f"node:        {NODE} in zone thon-1, mock relays, audio -> {output}")

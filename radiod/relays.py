@@ -249,7 +249,8 @@ class Relays:
         self._set(AMPLIFIER, self._amp, on=False)
         if self._led:
             self._led.off()
-            self._history.append((time.time(), STATUS_LED, False))
+            if self._on_since is not None:  # off air: note it; an idle LED's blinking is not history
+                self._history.append((time.time(), STATUS_LED, False))
             self._show_pattern()
         self._on_since = None
         self._generation += 1
