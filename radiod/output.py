@@ -153,6 +153,7 @@ class FileOutput(Output):
                 wav.setnchannels(1)
                 wav.setsampwidth(2)
                 wav.setframerate(programme.rate)
+
                 def write(block: np.ndarray) -> None:
                     wav.writeframes(to_int16(block).tobytes())
                     file.flush()  # on disk as it "plays", like a card's buffer: a reader sees it at once
