@@ -15,7 +15,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -36,8 +35,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import Config
 from radiod.jws import generate_keypair, sign
-from radiod.localbroker import Broker
-from radiod.operator import Operator, PostRequest
+from radiod.localbroker import Broker, terminate
+from radiod.operator import Operator, PostRequest, tombstone_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RADIOD = ROOT / ".venv" / "bin" / "radiod"
@@ -311,13 +310,7 @@ class Hub:
         """SIGTERM (relays off, offline state, clean exit), SIGKILL if it hangs."""
         if node.proc is None:
             return
-        if node.proc.poll() is None:
-            node.proc.send_signal(signal.SIGTERM)
-            try:
-                node.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait()
+        terminate(node.proc, timeout)
         node.proc = None
 
     # ----- publishing -----
@@ -354,11 +347,7 @@ class Hub:
 
     def cancel(self, payload: dict[str, Any]) -> None:
         """Publish the bulletin's signed tombstone in its place (stops it if it is playing)."""
-        now = time.time()
-        tombstone = {
-            "v": 1, "kind": "bulletin", "id": payload["id"], "rev": payload["rev"] + 1, "iat": int(now),
-            "exp": payload["exp"], "targets": payload["targets"], "cancelled": True,
-        }
+        tombstone = tombstone_for(payload, time.time())
         self.publish([(self.topic(payload), self.signed(tombstone), True)])
 
 

@@ -405,7 +405,7 @@ class Daemon:
         speaker = self.maker.speaker
         fallbacks = speaker.stats.fallbacks
         stream = bulletin.schedule.now or bulletin.priority == "emergency"
-        programme = (self.maker.make_stream if stream else self.maker.make)(
+        programme = self.maker.make(
             bulletin.text,
             voice,
             chime=bulletin.chime,
@@ -413,6 +413,7 @@ class Daemon:
             gap_s=bulletin.schedule.gap_s,
             volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
             preamble=preamble,
+            stream=stream,
         )
         if speaker.stats.fallbacks > fallbacks and speaker.last_fallback is not None:
             fb = speaker.last_fallback

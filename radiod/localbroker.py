@@ -31,6 +31,17 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (a clean exit: Mosquitto saves its database, radiod switches its relays off), SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (another process may still take it; ``start`` retries)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -133,13 +144,7 @@ class Broker:
         """End Mosquitto cleanly (SIGTERM: it saves retained messages to its database); SIGKILL if it hangs."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        terminate(self._proc, timeout)
         self._proc = None
 
     def kill(self) -> None:

@@ -169,16 +169,7 @@ class Operator:
             raise OperatorError(f"no retained bulletin with id {bulletin_id!r} on {self.prefix}")
         latest = max((b["payload"] for b in current), key=lambda p: p.get("rev", 0))
         now = time.time()
-        tombstone = {
-            "v": 1,
-            "kind": "bulletin",
-            "id": bulletin_id,
-            "rev": int(latest.get("rev", 0)) + 1,
-            "iat": int(now),
-            "exp": int(max(latest.get("exp", now), now + 3600)),
-            "targets": latest.get("targets", ["all"]),
-            "cancelled": True,
-        }
+        tombstone = tombstone_for(latest, now)
         token = self.sign(tombstone)
         topics = sorted({b["topic"] for b in current})
         publish_once(self.config.mqtt, "cancel", [(t, token, True) for t in topics], timeout=10)
@@ -217,6 +208,21 @@ def _decode(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
 
 def _b64(segment: bytes) -> bytes:
     return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def tombstone_for(bulletin: dict[str, Any], now: float) -> dict[str, Any]:
+    """The tombstone that cancels ``bulletin``: same id and targets, the next rev, and an ``exp`` no earlier than
+    the bulletin's, so nodes keep refusing the cancelled rev for as long as it could have been replayed."""
+    return {
+        "v": 1,
+        "kind": "bulletin",
+        "id": bulletin["id"],
+        "rev": int(bulletin.get("rev", 0)) + 1,
+        "iat": int(now),
+        "exp": int(max(bulletin.get("exp", now), now + 3600)),
+        "targets": bulletin.get("targets", ["all"]),
+        "cancelled": True,
+    }
 
 
 def new_id(now: float, tz: ZoneInfo) -> str:

@@ -43,31 +43,19 @@ class ProgrammeMaker:
         gap_s: float = 3.0,
         volume: float = 1.0,
         preamble: str | None = None,
+        stream: bool = False,
     ) -> Programme:
-        """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate."""
-        speech = self.speaker.speak(text, voice_id)
-        options = self._options(voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble)
-        return render_programme(speech, options)
+        """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate.
 
-    def make_stream(
-        self,
-        text: str,
-        voice_id: str,
-        *,
-        chime: bool = True,
-        repeat: int = 1,
-        gap_s: float = 3.0,
-        volume: float = 1.0,
-        preamble: str | None = None,
-    ) -> StreamingProgramme:
-        """:meth:`make` for a bulletin that must start at once (``now``, emergency): returns as soon as the
-        synthesis has started, and the programme plays each sentence while the next ones are synthesized.
-
-        The preamble (a short fixed notice, cached after its first use) is synthesized here, before the speech.
-        Raises :class:`VoiceError` here; a :class:`SynthesisError` comes from the programme's ``blocks()``.
+        ``stream`` is for a bulletin that must start at once (``now``, emergency): it returns as soon as the
+        synthesis has started, and the programme plays each sentence while the next ones are synthesized; a
+        :class:`SynthesisError` then comes from the programme's ``blocks()``. Otherwise the whole speech is
+        synthesized first. Either way a :class:`VoiceError` is raised here.
         """
         options = self._options(voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble)
-        return StreamingProgramme(lambda: self.speaker.stream(text, voice_id), options)
+        if stream:
+            return StreamingProgramme(lambda: self.speaker.stream(text, voice_id), options)
+        return render_programme(self.speaker.speak(text, voice_id), options)
 
     def _options(
         self, voice_id: str, *, chime: bool, repeat: int, gap_s: float, volume: float, preamble: str | None

@@ -91,7 +91,7 @@ def test_a_streamed_bulletin_plays_through_the_file_sink_with_chimes_at_its_leve
     tmp_path: Path,
 ) -> None:
     maker = make_maker(tmp_path)
-    programme = maker.make_stream(WARNING, "vi-north")
+    programme = maker.make(WARNING, "vi-north", stream=True)
     output = FileOutput(tmp_path / "out", programme.rate)
     result = output.play(programme, "warning", threading.Event())
     assert result.completed and programme.complete and result.path is not None
@@ -119,7 +119,7 @@ def test_a_streamed_bulletin_plays_through_the_file_sink_with_chimes_at_its_leve
 def test_the_first_words_come_out_while_the_rest_is_still_being_synthesized(tmp_path: Path) -> None:
     maker = make_maker(tmp_path)
     sentences = len(maker.speaker.sentences(ARTICLES, "vi-north"))
-    programme = maker.make_stream(ARTICLES, "vi-north", chime=False)
+    programme = maker.make(ARTICLES, "vi-north", chime=False, stream=True)
     blocks = programme.blocks(960)
     first = next(blocks)
     still_synthesizing, cached = synthesizing(), cached_sentences(tmp_path)
@@ -133,7 +133,7 @@ def test_the_first_words_come_out_while_the_rest_is_still_being_synthesized(tmp_
 def test_stopping_a_streamed_play_stops_its_synthesis(tmp_path: Path) -> None:
     maker = make_maker(tmp_path)
     sentences = len(maker.speaker.sentences(ARTICLES, "vi-north"))
-    programme = maker.make_stream(ARTICLES, "vi-north", chime=False)
+    programme = maker.make(ARTICLES, "vi-north", chime=False, stream=True)
     stop = threading.Event()
     result = FileOutput(tmp_path / "out", programme.rate).play(programme, "long", stop, on_start=lambda _: stop.set())
     assert not result.completed and not programme.complete
@@ -145,7 +145,7 @@ def test_stopping_a_streamed_play_stops_its_synthesis(tmp_path: Path) -> None:
 def test_a_stopped_bulletin_played_again_plays_whole(tmp_path: Path) -> None:
     # A `now` bulletin pre-empted by an emergency is played again with the same programme afterwards.
     maker = make_maker(tmp_path)
-    programme = maker.make_stream(TWO_SENTENCES, "vi-north", chime=False)
+    programme = maker.make(TWO_SENTENCES, "vi-north", chime=False, stream=True)
     output = FileOutput(tmp_path / "out", programme.rate)
     stop = threading.Event()
     threading.Timer(1.5, stop.set).start()  # in the first sentence, before the second is taken from the stream
@@ -169,7 +169,7 @@ def test_a_stopped_bulletin_played_again_plays_whole(tmp_path: Path) -> None:
 def test_repeat_two_replays_the_speech_received(tmp_path: Path) -> None:
     maker = make_maker(tmp_path)
     text = "Thông báo thử. Xin chào bà con."
-    programme = maker.make_stream(text, "vi-north", chime=False, repeat=2, gap_s=0.5)
+    programme = maker.make(text, "vi-north", chime=False, repeat=2, gap_s=0.5, stream=True)
     result = FileOutput(tmp_path / "out", programme.rate).play(programme, "twice", threading.Event())
     assert result.completed and result.path is not None
     samples = read_wav(result.path).samples
@@ -214,7 +214,7 @@ SHORT_SENTENCES = "Một hai ba. Bốn năm sáu. Bảy tám chín. Mười mư�
 def test_a_voice_slower_than_real_time_is_waited_for_and_the_file_has_no_gap(tmp_path: Path) -> None:
     # ~0.06 s of speech and a 0.35 s pause per sentence, each taking the voice ~1 s: far behind real time
     maker = make_maker(tmp_path, slow_voice(tmp_path, seconds=1.0, length_scale=0.1))
-    programme = maker.make_stream(SHORT_SENTENCES, "sluggish", chime=False)
+    programme = maker.make(SHORT_SENTENCES, "sluggish", chime=False, stream=True)
     result = FileOutput(tmp_path / "out", programme.rate).play(programme, "slow", threading.Event())
     assert result.completed and result.path is not None
     samples = read_wav(result.path).samples
@@ -231,7 +231,7 @@ def test_a_voice_slower_than_real_time_is_waited_for_and_the_file_has_no_gap(tmp
 
 def test_a_play_stopped_before_the_first_sentence_arrived_stops_the_synthesis(tmp_path: Path) -> None:
     maker = make_maker(tmp_path, slow_voice(tmp_path, seconds=0.5))
-    programme = maker.make_stream(" ".join([SHORT_SENTENCES] * 3), "sluggish")  # 15 sentences, with the chime
+    programme = maker.make(" ".join([SHORT_SENTENCES] * 3), "sluggish", stream=True)  # 15 sentences, with the chime
     stop = threading.Event()
     result = FileOutput(tmp_path / "out", programme.rate).play(programme, "cut", stop, on_start=lambda _: stop.set())
     assert not result.completed
