@@ -33,7 +33,7 @@ from radiod.config import Config
 from radiod.control import daemon_server, install_stack_dump
 from radiod.errors import RadiodError, Rejected, StoreError, VoiceError
 from radiod.events import EventLog, Publisher
-from radiod.health import daemon_checks, worst
+from radiod.health import Check, daemon_checks, worst
 from radiod.jws import TrustStore
 from radiod.messages import (
     Bulletin,
@@ -152,6 +152,7 @@ class Daemon:
         self.store_error: tuple[float, str] | None = None  # the latest store failure, for health
         self._unapplied: deque[Incoming] = deque(maxlen=UNAPPLIED_MAX)
         self.voice_warnings: dict[tuple[str, int], str] = {}  # (id, rev) -> why a fallback voice read it
+        self.voice_check: tuple[float, Check] | None = None  # the last passing voice check, reused for a while
         self.techtest = TechnicianTest(
             self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
         )

@@ -64,6 +64,8 @@ VOICE_SLOW_S = 3.0
 VOICE_TIMEOUT_S = 5.0
 """The voice check gives up on a hung engine after this (or ``speech.timeout_s`` if shorter): it runs on the main
 loop, which must keep taking messages and pinging the watchdog."""
+VOICE_RECHECK_S = 600.0
+"""A passing voice check is reused this long, so the main loop rarely waits for espeak-ng."""
 OUTBOX_WARN = 100
 """Events waiting: a few minutes of normal traffic; more means the hub has not heard the node for a while."""
 OUTBOX_CRIT = OUTBOX_CAP // 2
@@ -493,7 +495,7 @@ def daemon_checks(daemon: Daemon) -> list[Check]:
         ("heartbeat", lambda: check_heartbeat(daemon.health_published_at, daemon.started_at, h.interval_s, now)),
         ("audio", lambda: check_audio(daemon.station.output, in_use, daemon.playout.audio_error, now=now,
                                       tz=daemon.tz)),
-        ("voice", lambda: check_voice(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)),
+        ("voice", lambda: _voice_check(daemon, now)),
         *_local(config, now),
         ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
         ("store", lambda: check_store(daemon.store_error, h.interval_s, now, daemon.tz)),
@@ -503,6 +505,18 @@ def daemon_checks(daemon: Daemon) -> list[Check]:
         ("outbox", lambda: check_outbox(daemon.store.outbox_size())),
     ]
     return [_guarded(name, check) for name, check in checks]
+
+
+def _voice_check(daemon: Daemon, now: float) -> Check:
+    """The voice check, at most every :data:`VOICE_RECHECK_S`: it runs espeak-ng on the main loop, where an
+    emergency arriving meanwhile would wait for it; a voice that worked a minute ago still works."""
+    cached = daemon.voice_check
+    if cached is not None and now - cached[0] < VOICE_RECHECK_S and cached[1].status == "ok":
+        return cached[1]
+    config = daemon.config
+    check = check_voice(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
+    daemon.voice_check = (now, check)
+    return check
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
