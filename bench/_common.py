@@ -1,6 +1,6 @@
 """Shared set-up for the node-on-the-wire benches: a private hub, signed bulletins, node processes, events.
 
-A :class:`Hub` is a temporary directory with its own Mosquitto (``radiod.localbroker.Broker``), an Ed25519 key
+A :class:`Hub` is a temporary directory with its own Mosquitto (``radiod.hub.localbroker.Broker``), an Ed25519 key
 pair the nodes trust, a firmware profile directory (the mock board, and ``instant``: the mock board with no
 warm-up or hold) and one MQTT client that both publishes (so a publish instant is not blurred by a connect) and
 records every node event and state message with the time it arrived. Nodes are real ``radiod run --config F``
@@ -34,9 +34,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import Config
-from radiod.jws import generate_keypair, sign
-from radiod.localbroker import Broker, terminate
-from radiod.operator import Operator, PostRequest, tombstone_for
+from radiod.hub.localbroker import Broker, terminate
+from radiod.hub.operator import Operator, PostRequest, tombstone_for
+from radiod.protocol.jws import generate_keypair, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 RADIOD = ROOT / ".venv" / "bin" / "radiod"

@@ -53,9 +53,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from radiod.errors import Rejected
-from radiod.jws import TrustStore, generate_keypair
-from radiod.localbroker import Broker
-from radiod.messages import ID_PATTERN, MAX_PAYLOAD_BYTES, MAX_TEXT, parse_message
+from radiod.hub.localbroker import Broker
+from radiod.protocol.jws import TrustStore, generate_keypair
+from radiod.protocol.messages import ID_PATTERN, MAX_PAYLOAD_BYTES, MAX_TEXT, parse_message
 
 PREFIX = "radio/fuzz"
 NODE, ZONE, KID = "n01", "fz", "hub-1"

@@ -36,7 +36,7 @@ IMPORT_STEPS = [  # (label, import statement, the steps that leaving this packag
     ("joserfc (needs cryptography)", "import joserfc.jws, joserfc.jwk", (5,)),
     ("numpy", "import numpy", (6,)),
     ("gpiozero (mock pins)", "import gpiozero, gpiozero.pins.mock", (7,)),
-    ("radiod.daemon (all of radiod)", "import radiod.daemon", ()),
+    ("radiod.node.daemon (all of radiod)", "import radiod.node.daemon", ()),
 ]
 MEASURE = """
 import sys

@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from radiod.normalize import default_lexicon, normalize
+from radiod.speech.normalize import default_lexicon, normalize
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radiod.pcm import Pcm, read_wav, to_int16
-from radiod.render import RenderOptions, render_programme
+from radiod.audio.pcm import Pcm, read_wav, to_int16
+from radiod.audio.render import RenderOptions, render_programme
 
 SENTENCES = [
     "Kính thưa bà con, ủy ban nhân dân xã xin thông báo lịch tiêm phòng cho trẻ em dưới năm tuổi.",

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from radiod.speech import Speaker, split_sentences
-from radiod.tts import engine_for
+from radiod.speech.speaker import Speaker, split_sentences
+from radiod.speech.tts import engine_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
@@ -196,7 +196,7 @@ def main() -> None:
         nine = tmp / "nine.txt"
         nine.write_text(nine_minutes_of_text(Speaker(VOICES, tmp / "probe-cache"), args.voice), encoding="utf-8")
         pipeline = (
-            "import sys; from pathlib import Path; from radiod.speech import Speaker; "
+            "import sys; from pathlib import Path; from radiod.speech.speaker import Speaker; "
             "clips = Speaker(Path(sys.argv[1]), Path(sys.argv[2])).speak(Path(sys.argv[3]).read_text(), sys.argv[4]); "
             "print(sum(c.duration_s for c in clips))"
         )

@@ -48,8 +48,8 @@ print("RSS_KB", os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.std
 
 def child(voice_id: str, voices: Path, text: str) -> None:
     """Measure one voice in this (fresh) process and print the figures as JSON."""
-    from radiod.speech import Speaker
-    from radiod.tts import engine_for
+    from radiod.speech.speaker import Speaker
+    from radiod.speech.tts import engine_for
 
     started = time.perf_counter()
     speaker = Speaker(voices, None)
@@ -96,7 +96,7 @@ def add_test_model(voices: Path, into: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     from piper_model import build_voice
 
-    from radiod.voice_install import install
+    from radiod.speech.voice_install import install
 
     shutil.copytree(voices, into)
     install(build_voice(into / "download"), into, region="north")
@@ -117,9 +117,9 @@ def main() -> None:
         return
 
     from radiod.errors import VoiceError
-    from radiod.tts import engine_for
-    from radiod.tts.piper import memory_warning
-    from radiod.voices import load_voices
+    from radiod.speech.tts import engine_for
+    from radiod.speech.tts.piper import memory_warning
+    from radiod.speech.voices import load_voices
 
     with tempfile.TemporaryDirectory(prefix="bench-voices-") as tmp:
         voices = add_test_model(args.voices, Path(tmp) / "voices") if args.with_test_model else args.voices

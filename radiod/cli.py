@@ -19,7 +19,7 @@ from radiod.config import Config, load_config
 from radiod.errors import ConfigError, RadiodError
 
 if TYPE_CHECKING:
-    from radiod.operator import Operator
+    from radiod.hub.operator import Operator
 
 EXIT_ERROR = 1
 EXIT_INVALID = 2
@@ -48,7 +48,7 @@ def _read_text(args: argparse.Namespace) -> str:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a config file and the profile and default voice it names."""
     from radiod.profiles import load_profile
-    from radiod.voices import load_voice
+    from radiod.speech.voices import load_voice
 
     config = load_config(Path(args.config))
     load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
@@ -60,9 +60,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_voices(args: argparse.Namespace) -> int:
     """List the voices and whether each can run on this machine."""
     from radiod.errors import VoiceError
-    from radiod.tts import engine_for
-    from radiod.tts.piper import memory_warning
-    from radiod.voices import load_voices
+    from radiod.speech.tts import engine_for
+    from radiod.speech.tts.piper import memory_warning
+    from radiod.speech.voices import load_voices
 
     config = _config(args)
     for voice in load_voices(Path(config.speech.voices_dir)):
@@ -80,7 +80,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 def cmd_voices_install(args: argparse.Namespace) -> int:
     """Check a Piper model and its config, copy them into the voices folder and write the voice file."""
-    from radiod.voice_install import install
+    from radiod.speech.voice_install import install
 
     voices_dir = Path(_config(args).speech.voices_dir)
     for done in install(
@@ -98,8 +98,8 @@ def cmd_voices_install(args: argparse.Namespace) -> int:
 
 def cmd_normalize(args: argparse.Namespace) -> int:
     """Print the spoken form; with ``-`` one output line per input line, so it works in a pipe."""
-    from radiod.normalize import explain, load_lexicon, normalize
-    from radiod.voices import load_voice
+    from radiod.speech.normalize import explain, load_lexicon, normalize
+    from radiod.speech.voices import load_voice
 
     config = _config(args)
     region = load_voice(args.voice or config.speech.voice, Path(config.speech.voices_dir)).region
@@ -121,19 +121,19 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 def cmd_speak(args: argparse.Namespace) -> int:
     """Normalize, synthesize and render TEXT; write it to ``-o`` or play it through relays and the output."""
-    from radiod.programme import ProgrammeMaker
+    from radiod.node.programme import ProgrammeMaker
 
     config = _config(args)
     text = _read_text(args)
     maker = ProgrammeMaker(config)
     programme = maker.make(text, args.voice or config.speech.voice, chime=not args.no_chime, repeat=args.repeat)
     if args.output:
-        from radiod.pcm import write_wav_blocks
+        from radiod.audio.pcm import write_wav_blocks
 
         write_wav_blocks(Path(args.output), programme.rate, programme.blocks(8192))
         print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
         return 0
-    from radiod.station import Station
+    from radiod.audio.station import Station
 
     with Station(config) as station:
         timeline = station.play(programme, name=time.strftime("speak-%Y%m%dT%H%M%S"))
@@ -156,8 +156,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The node daemon."""
-    from radiod.daemon import Daemon
     from radiod.logs import setup_logging
+    from radiod.node.daemon import Daemon
 
     config = load_config(Path(args.config))
     setup_logging(config.log_level)
@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write an Ed25519 key pair for the hub; the private key is created 0600."""
-    from radiod.jws import generate_keypair
+    from radiod.protocol.jws import generate_keypair
 
     try:
         private, public = generate_keypair(args.kid, Path(args.dir))
@@ -178,14 +178,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> Operator:
-    from radiod.operator import Operator
+    from radiod.hub.operator import Operator
 
     return Operator(_config(args), key=Path(args.key) if args.key else None, kid=args.kid)
 
 
 def cmd_post(args: argparse.Namespace) -> int:
     """Sign and publish a bulletin (retained) and print its id."""
-    from radiod.operator import PostRequest, targets_from
+    from radiod.hub.operator import PostRequest, targets_from
 
     req = PostRequest(
         text=_read_text(args),
@@ -225,7 +225,7 @@ def cmd_bulletins(args: argparse.Namespace) -> int:
     import time
 
     from radiod.clock import rfc3339
-    from radiod.operator import describe_schedule
+    from radiod.hub.operator import describe_schedule
 
     operator = _operator(args)
     now = time.time()
@@ -250,8 +250,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Decode live events, health and state of every node for a person to read."""
     from zoneinfo import ZoneInfo
 
-    from radiod.mqtt_link import stream
-    from radiod.operator import describe_event
+    from radiod.hub.operator import describe_event
+    from radiod.node.mqtt_link import stream
 
     config = _config(args)
     tz = ZoneInfo(config.node.timezone)
@@ -266,7 +266,7 @@ def cmd_hub_setup(args: argparse.Namespace) -> int:
     """Make the hub broker's TLS, logins, ACL and config, and one credentials folder per node and operator."""
     import shutil
 
-    from radiod.hubsetup import HubSetup, setup_hub, split_names
+    from radiod.hub.hubsetup import HubSetup, setup_hub, split_names
 
     setup = HubSetup(
         prefix=args.prefix,
@@ -299,21 +299,21 @@ def _node_config(args: argparse.Namespace) -> Path | None:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Every check, one line each or JSON; exit 0 ok, 1 warn, 2 crit, also when the config or daemon is broken."""
-    from radiod.health import show_health
+    from radiod.node.health import show_health
 
     return show_health(_node_config(args), as_json=args.json)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Now playing, the queue, the next plays and the last ten, from the running daemon."""
-    from radiod.control import show_status
+    from radiod.node.control import show_status
 
     return show_status(load_config(_node_config(args)), as_json=args.json)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     """The technician's test, run by the daemon between two plays; each step printed as it ends."""
-    from radiod.control import run_test
+    from radiod.node.control import run_test
 
     return run_test(load_config(_node_config(args)), args.line)
 
@@ -332,7 +332,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     """Every node of the commune from the broker's retained state and health; exit 2 if one is down."""
-    from radiod.nodes import show_nodes
+    from radiod.hub.nodes import show_nodes
 
     return show_nodes(load_config(_node_config(args)), as_json=args.json)
 

@@ -30,11 +30,11 @@ from radiod.config import (
     SecurityConfig,
     StorageConfig,
 )
-from radiod.daemon import Daemon
-from radiod.jws import generate_keypair
-from radiod.localbroker import Broker
-from radiod.mqtt_link import Incoming, stream
-from radiod.operator import Operator, PostRequest
+from radiod.hub.localbroker import Broker
+from radiod.hub.operator import Operator, PostRequest
+from radiod.node.daemon import Daemon
+from radiod.node.mqtt_link import Incoming, stream
+from radiod.protocol.jws import generate_keypair
 
 PREFIX = "radio/demo"
 NODE = "demo1"

@@ -11,7 +11,7 @@ import pytest
 from harness import EventLog, Hub, ThreadNode, node_config
 
 from radiod.config import Config
-from radiod.localbroker import Broker
+from radiod.hub.localbroker import Broker
 
 
 @pytest.fixture

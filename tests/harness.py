@@ -1,6 +1,6 @@
 """What the daemon tests stand up: a hub (keys, an operator, an event subscriber) and nodes, all real.
 
-The node is the real :class:`radiod.daemon.Daemon` (in a thread, on gpiozero's MockFactory and a real-time file
+The node is the real :class:`radiod.node.daemon.Daemon` (in a thread, on gpiozero's MockFactory and a real-time file
 sink) or the real ``radiod run`` process (for SIGKILL). The subscriber is a plain paho client with a persistent
 session at QoS 1, as a hub's event logger would be, so it misses nothing across a broker restart.
 """
@@ -33,10 +33,10 @@ from radiod.config import (
     SecurityConfig,
     StorageConfig,
 )
-from radiod.daemon import Daemon
-from radiod.jws import generate_keypair
-from radiod.localbroker import Broker
-from radiod.operator import Operator, PostRequest
+from radiod.hub.localbroker import Broker
+from radiod.hub.operator import Operator, PostRequest
+from radiod.node.daemon import Daemon
+from radiod.protocol.jws import generate_keypair
 from radiod.schema import to_plain
 
 PREFIX = "radio/test"

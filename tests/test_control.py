@@ -23,14 +23,14 @@ import pytest
 import yaml
 from harness import PREFIX, EventLog, Hub, ThreadNode, wait_for
 
-from radiod import control
 from radiod.cli import main
 from radiod.clock import rfc3339
 from radiod.config import Config, ControlConfig, GpioConfig, MqttConfig
-from radiod.control import ControlServer, request, socket_paths
 from radiod.errors import RadiodError
-from radiod.jws import sign
-from radiod.mqtt_link import publish_once
+from radiod.node import control
+from radiod.node.control import ControlServer, request, socket_paths
+from radiod.node.mqtt_link import publish_once
+from radiod.protocol.jws import sign
 from radiod.schema import to_plain
 
 SHORT = "Thông báo thử. Xin chào bà con."

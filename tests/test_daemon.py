@@ -15,11 +15,11 @@ import pytest
 from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 
 from radiod.clock import parse_rfc3339, rfc3339
-from radiod.jws import generate_keypair, sign
-from radiod.localbroker import Broker
-from radiod.mqtt_link import publish_once
-from radiod.operator import PostRequest
-from radiod.store import Store
+from radiod.hub.localbroker import Broker
+from radiod.hub.operator import PostRequest
+from radiod.node.mqtt_link import publish_once
+from radiod.node.store import Store
+from radiod.protocol.jws import generate_keypair, sign
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 

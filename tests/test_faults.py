@@ -16,8 +16,8 @@ from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_co
 
 from radiod.clock import JumpWatch, rfc3339
 from radiod.config import AudioConfig
-from radiod.localbroker import Broker
-from radiod.store import Store
+from radiod.hub.localbroker import Broker
+from radiod.node.store import Store
 
 
 def contiguous(events: EventLog) -> list[int]:

@@ -1,7 +1,7 @@
 """Fuzzing the message path through the real daemon on a real broker.
 
 Hostile input goes in where an attacker (or a broken hub tool) would put it: as MQTT messages on the topics a node
-subscribes to, on a real Mosquitto, to the real :class:`~radiod.daemon.Daemon` running in a thread. What comes out
+subscribes to, on a real Mosquitto, to the real :class:`~radiod.node.daemon.Daemon` running in a thread. What comes out
 is what the hub would see: the node's events. For every message the tests assert that
 
 - the node answers with exactly one ``rejected`` event, in order, whose ``reason`` is one of the protocol's codes
@@ -42,9 +42,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from radiod.errors import Rejected
-from radiod.jws import TrustStore, generate_keypair
-from radiod.localbroker import Broker
-from radiod.messages import ID_PATTERN, MAX_PAYLOAD_BYTES, MAX_REV, MAX_TEXT, parse_message
+from radiod.hub.localbroker import Broker
+from radiod.protocol.jws import TrustStore, generate_keypair
+from radiod.protocol.messages import ID_PATTERN, MAX_PAYLOAD_BYTES, MAX_REV, MAX_TEXT, parse_message
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 

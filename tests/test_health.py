@@ -23,9 +23,12 @@ import yaml
 from gpiozero.pins.mock import MockFactory
 from harness import Hub, ThreadNode, node_config, wait_for
 
+from radiod.audio.output import FileOutput, NullOutput, open_output
+from radiod.audio.relays import Relays
 from radiod.cli import main
 from radiod.config import REPO_ROOT, Config
-from radiod.health import (
+from radiod.hub.localbroker import Broker
+from radiod.node.health import (
     Check,
     check_audio,
     check_clock,
@@ -42,13 +45,10 @@ from radiod.health import (
     check_voice,
     worst,
 )
-from radiod.localbroker import Broker
-from radiod.mqtt_link import collect_retained
-from radiod.output import FileOutput, NullOutput, open_output
+from radiod.node.mqtt_link import collect_retained
+from radiod.node.store import Store
 from radiod.profiles import load_profile
-from radiod.relays import Relays
 from radiod.schema import to_plain
-from radiod.store import Store
 
 VOICES = REPO_ROOT / "voices"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")

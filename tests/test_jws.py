@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radiod.errors import ConfigError, Rejected
-from radiod.jws import TrustStore, decode_payload, generate_keypair, sign
+from radiod.protocol.jws import TrustStore, decode_payload, generate_keypair, sign
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from radiod.errors import Rejected
-from radiod.jws import TrustStore, generate_keypair, sign
-from radiod.messages import (
+from radiod.protocol.jws import TrustStore, generate_keypair, sign
+from radiod.protocol.messages import (
     Bulletin,
     Command,
     Daily,

@@ -17,8 +17,8 @@ import pytest
 
 from radiod.config import MqttConfig
 from radiod.errors import RadiodError
-from radiod.localbroker import Broker
-from radiod.mqtt_link import (
+from radiod.hub.localbroker import Broker
+from radiod.node.mqtt_link import (
     Incoming,
     LinkEvent,
     MqttLink,
@@ -136,7 +136,7 @@ def test_state_is_online_while_connected_and_offline_after_stop(broker: Broker, 
 CHILD = """
 import queue, sys, time
 from radiod.config import MqttConfig
-from radiod.mqtt_link import MqttLink
+from radiod.node.mqtt_link import MqttLink
 host, port, prefix, node = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 inbox = queue.Queue()
 link = MqttLink(MqttConfig(host=host, port=port, prefix=prefix), node, subscriptions=[],

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from radiod.errors import ConfigError, RadiodError
-from radiod.normalize import Lexicon, default_lexicon, explain, load_lexicon, normalize
-from radiod.normalize.numbers import read_int
+from radiod.speech.normalize import Lexicon, default_lexicon, explain, load_lexicon, normalize
+from radiod.speech.normalize.numbers import read_int
 
 CASES_FILE = Path(__file__).with_name("normalize_cases.tsv")
 VOICES = Path(__file__).resolve().parent.parent / "voices"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radiod.messages import Daily, Schedule
-from radiod.occurrences import next_occurrence, occurrences
+from radiod.protocol.messages import Daily, Schedule
+from radiod.protocol.occurrences import next_occurrence, occurrences
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 BERLIN = ZoneInfo("Europe/Berlin")

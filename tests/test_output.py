@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from radiod.audio.output import FileOutput, NullOutput, open_output
+from radiod.audio.pcm import Pcm, read_wav, to_int16
+from radiod.audio.render import Programme, RenderOptions, render_programme
 from radiod.errors import AudioOutputError
-from radiod.output import FileOutput, NullOutput, open_output
-from radiod.pcm import Pcm, read_wav, to_int16
-from radiod.render import Programme, RenderOptions, render_programme
 
 RATE = 16000  # a low rate keeps the real-time tests light
 

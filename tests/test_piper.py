@@ -26,14 +26,14 @@ pytest.importorskip("onnx", reason="onnx (which builds the test model) is not in
 from piper import PiperVoice
 from piper_model import HOP, build_voice, phoneme_id_map, write_config
 
+from radiod.audio.pcm import Pcm
 from radiod.cli import main
 from radiod.errors import SynthesisError, VoiceError
-from radiod.pcm import Pcm
-from radiod.speech import Speaker
-from radiod.tts import engine_for
-from radiod.tts.piper import PEAK, PiperEngine, memory_warning, read_config
-from radiod.voice_install import install
-from radiod.voices import load_voice
+from radiod.speech.speaker import Speaker
+from radiod.speech.tts import engine_for
+from radiod.speech.tts.piper import PEAK, PiperEngine, memory_warning, read_config
+from radiod.speech.voice_install import install
+from radiod.speech.voices import load_voice
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
 MODEL = "models/vi_VN-test-x_low.onnx"
@@ -273,7 +273,7 @@ def test_without_piper_tts_espeak_voices_run_and_piper_voices_say_why_not(voices
         "import sys; sys.modules['piper'] = None\n"  # `import piper` now raises ImportError
         "from pathlib import Path\n"
         "from radiod.cli import main\n"
-        "from radiod.speech import Speaker\n"
+        "from radiod.speech.speaker import Speaker\n"
         f"main(['voices', '--config', {str(config)!r}])\n"
         f"speaker = Speaker(Path({str(voices)!r}), None)\n"
         "clips = speaker.speak('Xin chào bà con.', 'neural')\n"

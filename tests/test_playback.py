@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from radiod.audio.output import Output, open_output
+from radiod.audio.pcm import Pcm, read_wav
+from radiod.audio.playback import AMP_SLACK_S, LINE_SETTLE_S, Timeline, play
+from radiod.audio.relays import Relays
+from radiod.audio.render import Programme, RenderOptions, render_programme
 from radiod.errors import AudioOutputError, RelayError
-from radiod.output import Output, open_output
-from radiod.pcm import Pcm, read_wav
-from radiod.playback import AMP_SLACK_S, LINE_SETTLE_S, Timeline, play
 from radiod.profiles import Profile, load_profile
-from radiod.relays import Relays
-from radiod.render import Programme, RenderOptions, render_programme
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "firmware_profiles"

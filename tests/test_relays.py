@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from radiod.audio.relays import Relays, make_pin_factory, switch_off_on_signals
 from radiod.errors import RelayError
 from radiod.profiles import Profile, Relay, load_profile
-from radiod.relays import Relays, make_pin_factory, switch_off_on_signals
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "firmware_profiles"
@@ -212,7 +212,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from gpiozero.pins.mock import MockFactory
     from radiod.profiles import load_profile
-    from radiod.relays import Relays, switch_off_on_signals
+    from radiod.audio.relays import Relays, switch_off_on_signals
 
     factory = MockFactory()
     relays = Relays(load_profile("mock", Path(sys.argv[1])), factory)

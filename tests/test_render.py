@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radiod.chime import default_chimes
-from radiod.loudness import integrated_lufs
-from radiod.pcm import Pcm, read_wav, to_int16
-from radiod.render import CEILING_DBFS, CHIME_LEVEL_LU, CHIME_PAUSE_S, RenderOptions, render_programme
+from radiod.audio.chime import default_chimes
+from radiod.audio.loudness import integrated_lufs
+from radiod.audio.pcm import Pcm, read_wav, to_int16
+from radiod.audio.render import CEILING_DBFS, CHIME_LEVEL_LU, CHIME_PAUSE_S, RenderOptions, render_programme
 
 CEILING = 10 ** (CEILING_DBFS / 20)
 SENTENCES = [

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from radiod.audio.pcm import Pcm
 from radiod.errors import SynthesisError, VoiceError
-from radiod.pcm import Pcm
-from radiod.speech import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S, Speaker, split_sentences
-from radiod.speech_cache import SpeechCache
-from radiod.tts import engine_for
+from radiod.speech.cache import SpeechCache
+from radiod.speech.speaker import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S, Speaker, split_sentences
+from radiod.speech.tts import engine_for
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout

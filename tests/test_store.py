@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from radiod.errors import StoreError
-from radiod.store import COMMAND_KEEP_AFTER_EXP_S, PLAY_LOG_RETENTION_S, Store
+from radiod.node.store import COMMAND_KEEP_AFTER_EXP_S, PLAY_LOG_RETENTION_S, Store
 
 NOW = 1_795_000_000.0  # late 2026
 DAY = 86400.0
@@ -353,7 +353,7 @@ def test_a_full_outbox_drops_the_oldest_info_events_first_with_a_warning_and_lea
         store.add_event(event("rejected"))  # 3
         store.add_event(event("finished"))  # 4
         store.add_event(event("command"))  # 5
-        with caplog.at_level(logging.WARNING, logger="radiod.store"):
+        with caplog.at_level(logging.WARNING, logger="radiod.node.store"):
             assert store.add_event(event("accepted"))["seq"] == 6
             assert store.add_event(event("accepted"))["seq"] == 7
         assert [seq for seq, _ in store.pending_events()] == [2, 4, 5, 6, 7]

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from harness import EventLog, Hub, ThreadNode, wait_for
 
+from radiod.audio.loudness import integrated_lufs
+from radiod.audio.output import FileOutput
+from radiod.audio.pcm import Pcm, read_wav
+from radiod.audio.render import CEILING_DBFS, Programme
 from radiod.config import Config, StorageConfig
-from radiod.loudness import integrated_lufs
-from radiod.output import FileOutput
-from radiod.pcm import Pcm, read_wav
-from radiod.programme import ProgrammeMaker
-from radiod.render import CEILING_DBFS, Programme
-from radiod.speech import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S
+from radiod.node.programme import ProgrammeMaker
+from radiod.speech.speaker import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout

@@ -21,9 +21,9 @@ import yaml
 from harness import Hub, node_config
 
 from radiod.config import REPO_ROOT, load_config
-from radiod.localbroker import Broker
+from radiod.hub.localbroker import Broker
+from radiod.node.sdnotify import Notifier
 from radiod.schema import to_plain
-from radiod.sdnotify import Notifier
 
 UNIT = REPO_ROOT / "systemd" / "radiod.service"
 INSTALL = REPO_ROOT / "systemd" / "install.sh"

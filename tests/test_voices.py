@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from radiod.errors import SynthesisError, VoiceError
-from radiod.tts import BatchEngine, Engine, EspeakEngine, engine_for
-from radiod.tts.espeak import split_at_breaks
-from radiod.voices import Voice, load_voice, voice_files
+from radiod.speech.tts import BatchEngine, Engine, EspeakEngine, engine_for
+from radiod.speech.tts.espeak import split_at_breaks
+from radiod.speech.voices import Voice, load_voice, voice_files
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
 SHIPPED = [p.stem for p in voice_files(VOICES)]

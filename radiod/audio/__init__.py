@@ -1,0 +1,1 @@
+"""Sound: PCM, programmes (chimes, loudness, limiter, resampling), outputs and the relays that switch them."""

@@ -1,0 +1,282 @@
+"""Operator tools that run on the commune hub (or an operator's PC): post, cancel, list, watch.
+
+They speak protocol v1 like any other hub tool would: a signed bulletin retained on
+``P/bulletin/<target>/<id>``, a tombstone with a higher rev in its place to cancel. Nothing here runs on a node;
+the signing key never needs to leave the hub.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from radiod.clock import rfc3339
+from radiod.config import Config
+from radiod.errors import RadiodError, Rejected
+from radiod.node.mqtt_link import Incoming, collect_retained, publish_once
+from radiod.protocol.jws import TrustStore, decode_payload, sign
+from radiod.protocol.messages import bulletin_topic
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhd])")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+class OperatorError(RadiodError):
+    """An operator's request cannot be carried out as given (a bad time, no signing key, unknown id)."""
+
+
+def parse_when(text: str, tz: ZoneInfo, now: float) -> float:
+    """A start time: RFC 3339 with offset, ``YYYY-MM-DD HH:MM`` or ``HH:MM`` (the next such time) in ``tz``."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{1,2}:\d{2}", text):
+            hour, minute = (int(x) for x in text.split(":"))
+            local_now = dt.datetime.fromtimestamp(now, tz)
+            candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if candidate.timestamp() <= now:
+                candidate += dt.timedelta(days=1)
+            return candidate.timestamp()
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(f"cannot read the time {text!r}: use HH:MM, 'YYYY-MM-DD HH:MM' or RFC 3339") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=tz)
+    return stamp.timestamp()
+
+
+def parse_expiry(text: str, tz: ZoneInfo, now: float) -> float:
+    """``--expires``: a duration from now (90m, 2h, 7d) or a time as :func:`parse_when` reads it."""
+    match = _DURATION.fullmatch(text.strip())
+    if match:
+        return now + float(match.group(1)) * _UNITS[match.group(2)]
+    return parse_when(text, tz, now)
+
+
+@dataclass(frozen=True)
+class PostRequest:
+    text: str
+    targets: tuple[str, ...] = ("all",)
+    at: tuple[str, ...] = ()
+    daily: tuple[str, ...] = ()
+    weekdays: tuple[int, ...] = ()
+    date_from: str | None = None
+    date_until: str | None = None
+    priority: str = "normal"
+    status: str = "actual"
+    voice: str | None = None
+    repeat: int = 1
+    gap_s: float | None = None
+    expires: str | None = None
+    title: str | None = None
+    chime: bool = True
+    volume: float | None = None
+    bulletin_id: str | None = None
+    rev: int = 1
+
+
+class Operator:
+    """The hub's side of the protocol, configured from the same YAML schema as a node."""
+
+    def __init__(self, config: Config, *, key: Path | None = None, kid: str | None = None) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.node.timezone)
+        self.prefix = config.mqtt.prefix
+        self.kid = kid or config.hub.kid
+        key_path = key or (Path(config.hub.signing_key) if config.hub.signing_key else None)
+        self.key = key_path
+
+    # ----- building and signing -----
+    def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
+        """The bulletin payload for ``req``; times are resolved in the hub's time zone."""
+        now = time.time() if now is None else now
+        schedule: dict[str, Any]
+        if req.at:
+            starts = sorted(parse_when(t, self.tz, now) for t in req.at)
+            schedule = {"at": [rfc3339(t, self.tz, ms=False) for t in starts]}
+            default_exp = starts[-1] + 3600
+        elif req.daily:
+            daily: dict[str, Any] = {"times": list(req.daily)}
+            if req.weekdays:
+                daily["weekdays"] = list(req.weekdays)
+            if req.date_from:
+                daily["from"] = req.date_from
+            if req.date_until:
+                daily["until"] = req.date_until
+            schedule = {"daily": daily}
+            default_exp = now + self.config.hub.default_expiry_h * 3600
+            if req.date_until:
+                until = dt.datetime.fromisoformat(req.date_until).replace(tzinfo=self.tz) + dt.timedelta(days=1)
+                default_exp = until.timestamp()
+        else:
+            schedule = {"now": True}
+            default_exp = now + self.config.hub.default_expiry_h * 3600
+        if req.repeat != 1:
+            schedule["repeat"] = req.repeat
+        if req.gap_s is not None:
+            schedule["gap_s"] = req.gap_s
+        exp = parse_expiry(req.expires, self.tz, now) if req.expires else default_exp
+        if exp <= now:
+            raise OperatorError(f"--expires {req.expires} is in the past")
+        payload: dict[str, Any] = {
+            "v": 1,
+            "kind": "bulletin",
+            "id": req.bulletin_id or new_id(now, self.tz),
+            "rev": req.rev,
+            "iat": int(now),
+            "exp": int(exp),
+            "priority": req.priority,
+            "status": req.status,
+            "targets": list(req.targets),
+            "title": req.title or _title_of(req.text),
+            "lang": "vi",
+            "text": req.text,
+            "schedule": schedule,
+            "chime": req.chime,
+        }
+        if req.voice:
+            payload["voice"] = req.voice
+        if req.volume is not None:
+            payload["volume"] = req.volume
+        return payload
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        if self.key is None:
+            raise OperatorError("no signing key: pass --key FILE or set hub.signing_key in the config")
+        return sign(payload, self.key, self.kid)
+
+    # ----- talking to the broker -----
+    def post(self, req: PostRequest) -> dict[str, Any]:
+        """Sign and publish a bulletin, retained, on the topic of each of its targets; returns the payload."""
+        payload = self.bulletin(req)
+        token = self.sign(payload)
+        messages = [(bulletin_topic(self.prefix, t, payload["id"]), token, True) for t in payload["targets"]]
+        publish_once(self.config.mqtt, "post", messages, timeout=10)
+        return payload
+
+    def cancel(self, bulletin_id: str) -> dict[str, Any]:
+        """Publish a signed tombstone (same id, rev + 1) in place of every retained copy of the bulletin."""
+        current = [b for b in self.retained_bulletins() if b["payload"].get("id") == bulletin_id]
+        if not current:
+            raise OperatorError(f"no retained bulletin with id {bulletin_id!r} on {self.prefix}")
+        latest = max((b["payload"] for b in current), key=lambda p: p.get("rev", 0))
+        now = time.time()
+        tombstone = tombstone_for(latest, now)
+        token = self.sign(tombstone)
+        topics = sorted({b["topic"] for b in current})
+        publish_once(self.config.mqtt, "cancel", [(t, token, True) for t in topics], timeout=10)
+        return tombstone
+
+    def retained_bulletins(self) -> list[dict[str, Any]]:
+        """Every retained bulletin on the broker: topic, decoded payload, and whether its signature checks out."""
+        trust = self._trust()
+        out = []
+        for msg in collect_retained(self.config.mqtt, "bulletins", f"{self.prefix}/bulletin/#"):
+            if not msg.payload:
+                continue
+            out.append({"topic": msg.topic, **_decode(msg, trust)})
+        return out
+
+    def _trust(self) -> TrustStore | None:
+        keys = self.config.security.trusted_keys
+        return TrustStore({k: Path(v) for k, v in keys.items()}, self.config.security.revoked_keys) if keys else None
+
+
+def _decode(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
+    """Payload of a retained bulletin for display; 'verified' says whether a trusted key signed it."""
+    raw = msg.payload
+    if trust is not None:
+        try:
+            return {"payload": trust.verify(raw), "verified": True}
+        except Rejected:
+            pass
+    parts = raw.split(b".")
+    try:
+        body = _b64(parts[1]) if len(parts) == 3 else raw
+        return {"payload": decode_payload(body), "verified": False}
+    except (ValueError, Rejected):
+        return {"payload": {}, "verified": False}
+
+
+def _b64(segment: bytes) -> bytes:
+    return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def tombstone_for(bulletin: dict[str, Any], now: float) -> dict[str, Any]:
+    """The tombstone that cancels ``bulletin``: same id and targets, the next rev, and an ``exp`` no earlier than
+    the bulletin's, so nodes keep refusing the cancelled rev for as long as it could have been replayed."""
+    return {
+        "v": 1,
+        "kind": "bulletin",
+        "id": bulletin["id"],
+        "rev": int(bulletin.get("rev", 0)) + 1,
+        "iat": int(now),
+        "exp": int(max(bulletin.get("exp", now), now + 3600)),
+        "targets": bulletin.get("targets", ["all"]),
+        "cancelled": True,
+    }
+
+
+def new_id(now: float, tz: ZoneInfo) -> str:
+    """A bulletin id that sorts by time and is unique within the commune: b-20261123-0630-3f9a."""
+    stamp = dt.datetime.fromtimestamp(now, tz).strftime("%Y%m%d-%H%M%S")
+    return f"b-{stamp}-{secrets.token_hex(2)}"
+
+
+def _title_of(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:200]
+
+
+def describe_schedule(schedule: dict[str, Any] | None) -> str:
+    if not schedule:
+        return "-"
+    if schedule.get("now"):
+        text = "now"
+    elif "at" in schedule:
+        text = "at " + ", ".join(str(t) for t in schedule["at"])
+    elif "daily" in schedule:
+        daily = schedule["daily"]
+        text = "daily " + ",".join(daily.get("times", []))
+        if daily.get("weekdays"):
+            text += " on " + ",".join(str(d) for d in daily["weekdays"])
+    else:
+        text = "?"
+    if schedule.get("repeat", 1) != 1:
+        text += f" x{schedule['repeat']}"
+    return text
+
+
+def describe_event(topic: str, payload: bytes, tz: ZoneInfo) -> Iterator[str]:
+    """One readable line per node message, for `radiod watch`."""
+    try:
+        data = json.loads(payload) if payload else {}
+    except ValueError:
+        yield f"{topic}: (not JSON) {payload[:80]!r}"
+        return
+    kind = topic.rsplit("/", 1)[-1]
+    node = topic.split("/")[-2]
+    if kind == "state":
+        yield f"{node:<8} state   {'online' if data.get('online') else 'OFFLINE'} since {data.get('since', '?')}"
+    elif kind == "health":
+        failing = [f"{c['name']}={c['status']} ({c.get('detail', '')})" for c in data.get("checks", [])
+                   if c.get("status") != "ok"]
+        yield f"{node:<8} health  {data.get('status', '?')} {'; '.join(failing)}".rstrip()
+    elif kind == "event":
+        skip = {"v", "node", "seq", "ts", "type", "bulletin", "rev"}
+        details = " ".join(f"{k}={v}" for k, v in data.items() if k not in skip)
+        where = f"{data.get('bulletin', '')} r{data.get('rev', '')}" if data.get("bulletin") else ""
+        yield f"{node:<8} #{data.get('seq', '?'):<5} {data.get('ts', '')} {data.get('type', '?'):<11} {where} {details}"
+
+
+def targets_from(zones: Sequence[str], nodes: Sequence[str]) -> tuple[str, ...]:
+    targets = tuple(f"zone-{z}" for z in zones) + tuple(f"node-{n}" for n in nodes)
+    return targets or ("all",)

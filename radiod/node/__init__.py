@@ -1,0 +1,1 @@
+"""The node daemon: message, store, schedule, playout, report."""

@@ -1,0 +1,552 @@
+"""``radiod run``: the node daemon. It wires message → store → schedule → render → play → report.
+
+Threads, and what each may do:
+- paho's network thread only puts messages and link events on ``inbox``;
+- this main loop takes them one at a time: verify, store, schedule, answer commands, publish health;
+- APScheduler's thread only hands requests to the playout;
+- the playout thread plays, one programme at a time; its render pool runs the speech pipeline;
+- the publisher thread drains the event outbox to the broker.
+SIGTERM and SIGINT switch the relays off first, then stop the loop, publish the offline state and exit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from radiod import __version__
+from radiod.audio.playback import Timeline
+from radiod.audio.relays import switch_off_on_signals
+from radiod.audio.render import Programme
+from radiod.audio.station import Station
+from radiod.clock import JumpWatch, rfc3339
+from radiod.config import Config
+from radiod.errors import RadiodError, Rejected, StoreError, VoiceError
+from radiod.node.control import daemon_server, install_stack_dump
+from radiod.node.events import EventLog, Publisher
+from radiod.node.health import Check, daemon_checks, worst
+from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
+from radiod.node.playout import Playout, PlayRequest
+from radiod.node.programme import ProgrammeMaker
+from radiod.node.scheduler import NOW, Scheduler
+from radiod.node.sdnotify import Notifier
+from radiod.node.store import Store
+from radiod.node.techtest import TechnicianTest
+from radiod.protocol.jws import TrustStore
+from radiod.protocol.messages import (
+    Bulletin,
+    Command,
+    event_topic,
+    health_topic,
+    parse_bulletin_json,
+    parse_message,
+    state_topic,
+    subscriptions,
+    topic_bulletin_id,
+)
+from radiod.protocol.occurrences import occurrences
+
+log = logging.getLogger(__name__)
+
+ALIVE_EVERY_S = 30.0
+"""How often the daemon notes that it is alive, so missed occurrences after a power cut can be told."""
+STORE_RETRY_S = 5.0
+"""How often a refused store write is tried again."""
+UNAPPLIED_MAX = 5000
+"""Messages kept in RAM while the store refuses writes; more than a commune's whole retained schedule."""
+REJECTED_FIELD_MAX = 200
+REJECTED_MESSAGE_MAX = 500
+"""Bounds on what a rejected event copies from the message (a topic may be 64 KiB)."""
+PURGE_EVERY_S = 3600.0
+"""How often expired bulletins, tombstones and old play records leave the store."""
+
+
+def open_store(path: Path) -> Store:
+    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it)."""
+    try:
+        return Store(path)
+    except StoreError as exc:
+        if not exc.corrupt:
+            raise
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
+        log.error("store %s is corrupt (%s): moved aside, rebuilding from the retained bulletins", path, exc)
+        return Store(path)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Work handed to the main loop from another thread (a clock jump, a timer)."""
+
+    what: str
+    arg: Any = None
+
+
+class Daemon:
+    def __init__(self, config: Config, *, pin_factory: object | None = None) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.node.timezone)
+        self.inbox: queue.Queue[Incoming | LinkEvent | _Call] = queue.Queue()
+        self.started_at = time.time()
+        state_dir = Path(config.storage.dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = open_store(state_dir / "radiod.db")
+        self.trust = TrustStore(
+            {kid: Path(p) for kid, p in config.security.trusted_keys.items()}, config.security.revoked_keys
+        )
+        self.station = Station(config, pin_factory=pin_factory)
+        self.station.relays.all_off()
+        self.station.relays.on_watchdog(self._on_watchdog)
+        self.maker = ProgrammeMaker(config, self.station.profile)
+        self.events = EventLog(self.store, config.node.id, self.tz)
+        prefix, node = config.mqtt.prefix, config.node.id
+        self.topics = {
+            "state": state_topic(prefix, node),
+            "health": health_topic(prefix, node),
+            "event": event_topic(prefix, node),
+        }
+        self.link = MqttLink(
+            config.mqtt,
+            node,
+            subscriptions=subscriptions(prefix, node, config.node.zones),
+            state_topic=self.topics["state"],
+            version=__version__,
+            inbox=self.inbox,  # type: ignore[arg-type]  # the inbox also carries _Call items
+            tz=self.tz,
+        )
+        self.publisher = Publisher(self.store, self.link, self.topics["event"], self.events.wakeup)
+        self.playout = Playout(
+            self.station,
+            self._render,
+            _Reporter(self),
+            in_quiet_hours=self._in_quiet_hours,
+            late_limit_s=config.schedule.grace_s,
+        )
+        self.scheduler = Scheduler(
+            self.store,
+            self.tz,
+            grace_s=config.schedule.grace_s,
+            prerender_s=config.schedule.prerender_s,
+            submit=self.playout.submit,
+            skip=self._skip,
+            parse=parse_bulletin_json,
+        )
+        self.clock = JumpWatch(lambda delta: self.inbox.put(_Call("clock_jump", delta)))
+        self._stopping = threading.Event()
+        self.store_error: tuple[float, str] | None = None  # the latest store failure, for health
+        self._unapplied: deque[Incoming] = deque(maxlen=UNAPPLIED_MAX)
+        self.voice_warnings: dict[tuple[str, int], str] = {}  # (id, rev) -> why a fallback voice read it
+        self.voice_check: tuple[float, Check] | None = None  # the last passing voice check, reused for a while
+        self.techtest = TechnicianTest(
+            self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
+        )
+        self.control = daemon_server(self)
+        self.systemd = Notifier()
+        self.health_published_at: float | None = None  # the heartbeat check's evidence
+        self.watchdog_fired_at: float | None = None  # the relays check warns once the watchdog had to act
+
+    # ----- life cycle -----
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
+        self._install_signals()
+        last_alive = float(self.store.get_setting("last_alive") or 0) or None
+        self._report_unfinished_plays()
+        self.publisher.start()
+        self._warm_up_speech()
+        self.link.start()
+        self.playout.start()
+        self.scheduler.start()
+        self.scheduler.rebuild(last_alive=last_alive)
+        self.clock.start()
+        try:
+            self.control.start()
+        except RadiodError as exc:  # the loudspeakers matter more than the technician's socket: play on
+            log.error("%s: radiod health, status and test cannot reach this daemon", exc)
+        self.systemd.ready(f"node {self.config.node.id} running")
+        log.info("radiod %s node %s running", __version__, self.config.node.id)
+        next_health = next_alive = next_purge = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                self.systemd.ping()  # only this loop pings: if it stalls, systemd restarts the daemon
+                now = time.monotonic()
+                if now >= next_alive:
+                    self._guarded(lambda: self.store.put_setting("last_alive", str(time.time())))
+                    next_alive = now + ALIVE_EVERY_S
+                if now >= next_purge:
+                    self._guarded(lambda: self.store.purge_expired(time.time()))
+                    next_purge = now + PURGE_EVERY_S
+                if now >= next_health:
+                    self._publish_health()
+                    next_health = now + self.config.health.interval_s
+                wait = min(next_health, next_alive, next_purge) - time.monotonic()
+                wait = min(wait, self.systemd.ping_due_in(), STORE_RETRY_S if self._store_waiting() else wait)
+                try:
+                    item = self.inbox.get(timeout=max(0.05, wait))
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    self._guarded(lambda item=item: self._handle(item), keep=item)
+                if self._store_waiting():
+                    self._retry_store()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _warm_up_speech(self) -> None:
+        """Load the lexicon, the voice and the chimes now, so the first emergency after a boot is not the one
+        that pays for it (about 200 ms)."""
+        try:
+            self.maker.make("Xin chào.", self.config.speech.voice)
+        except RadiodError as exc:  # reported again, with a failed event, when a bulletin needs the voice
+            log.error("the default voice cannot speak: %s", exc)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self.inbox.put(_Call("stop"))
+
+    def on_main_loop(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the main loop, the one thread that may touch the daemon's state; for the control
+        socket's threads, which wait on the returned future (an exception in ``fn`` goes to it too)."""
+        future: Future[Any] = Future()
+        self.inbox.put(_Call("call", (fn, future)))
+        return future
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: relays off, stopping", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        switch_off_on_signals(self.station.relays)  # relays off first, then on_signal
+        install_stack_dump()  # SIGUSR1: every thread's stack to the journal
+
+    def _shutdown(self) -> None:
+        self.station.relays.all_off()
+        self.systemd.stopping()
+        self.control.stop()
+        self.clock.stop()
+        self.scheduler.shutdown()
+        self.playout.close()
+        self.store.put_setting("last_alive", str(time.time()))
+        self.publisher.stop()
+        self.link.stop()
+        self.station.close()
+        self.store.close()
+        log.info("radiod stopped")
+
+    # ----- the main loop's work -----
+    def _guarded(self, work: Callable[[], object], keep: Incoming | LinkEvent | _Call | None = None) -> None:
+        """Run ``work``; if the store refuses it (a full or failing SD card), note it for health and keep the
+        message to apply when the store takes writes again, so nothing is lost; meanwhile the node plays on."""
+        try:
+            work()
+        except StoreError as exc:
+            log.error("store: %s", exc)
+            self.store_error = (time.time(), str(exc))
+            if isinstance(keep, Incoming):
+                self._unapplied.append(keep)
+
+    def _store_waiting(self) -> bool:
+        return bool(self._unapplied or self.events.backlog)
+
+    def _retry_store(self) -> None:
+        """Events held in RAM go first (their order is the seq order), then the messages not yet applied."""
+        self.events.flush()
+        while self._unapplied and not self.events.backlog:
+            item = self._unapplied.popleft()
+            before = len(self._unapplied)
+            self._guarded(lambda item=item: self._handle(item), keep=item)
+            if len(self._unapplied) > before:  # refused again: the store is still full
+                self._unapplied.rotate(1)  # back to the front, in order
+                return
+
+    def _handle(self, item: Incoming | LinkEvent | _Call) -> None:
+        if isinstance(item, Incoming):
+            self._on_message(item)
+        elif isinstance(item, LinkEvent):
+            if item.kind == "connected":
+                self.events.wakeup.set()
+                self._publish_health()
+            else:
+                self._show_status("ok")
+        elif item.what == "clock_jump":
+            log.warning("wall clock jumped by %+.1f s: rebuilding the schedule", item.arg)
+            self.scheduler.rebuild()
+            self.playout.wake()
+        elif item.what == "report":
+            self._publish_health()
+        elif item.what == "call":
+            fn, future = item.arg
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # handed back to the asker, which logs it; the loop goes on
+                future.set_exception(exc)
+
+    def _on_message(self, msg: Incoming) -> None:
+        if not msg.payload and "/bulletin/" in msg.topic:
+            # A retained bulletin cleared by the hub after its exp. Only a signed tombstone cancels.
+            log.info("retained message cleared on %s", msg.topic)
+            return
+        try:
+            parsed = parse_message(
+                msg.topic,
+                msg.payload,
+                prefix=self.config.mqtt.prefix,
+                node_id=self.config.node.id,
+                zones=self.config.node.zones,
+                trust=self.trust,
+                require_signature=self.config.security.require_signature,
+                now=time.time(),
+            )
+        except Rejected as exc:
+            bulletin_id = topic_bulletin_id(msg.topic, self.config.mqtt.prefix)
+            self._reject(msg.topic, exc.reason, exc.message, bulletin=bulletin_id)
+            return
+        if isinstance(parsed, Command):
+            self._on_command(parsed, msg.topic)
+        else:
+            self._on_bulletin(parsed, msg.topic)
+
+    def _reject(self, topic: str, reason: str, message: str, **fields: Any) -> None:
+        """A ``rejected`` event, cut to a bounded size: a hostile message must not make a large event (they
+        wait in RAM when the SD card is full)."""
+        for key, value in fields.items():
+            if isinstance(value, str):
+                fields[key] = value[:REJECTED_FIELD_MAX]
+        self.events.emit("rejected", reason=reason, message=message[:REJECTED_MESSAGE_MAX],
+                         topic=topic[:REJECTED_FIELD_MAX], **fields)
+
+    def _on_bulletin(self, bulletin: Bulletin, topic: str) -> None:
+        now = time.time()
+        result = self.store.apply_bulletin(
+            id=bulletin.id, rev=bulletin.rev, exp=bulletin.exp, cancelled=bulletin.cancelled,
+            payload=bulletin.raw, now=now,
+        )
+        if result == "duplicate":
+            return
+        if result == "stale":
+            stored = self.store.get_bulletin(bulletin.id)
+            have = stored.rev if stored else "?"
+            self._reject(topic, "stale_rev", f"rev {bulletin.rev} is not newer than the stored rev {have}",
+                         bulletin=bulletin.id, rev=bulletin.rev)
+            return
+        self.playout.cancel(bulletin.id, reason="cancelled" if bulletin.cancelled else "superseded")
+        extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
+        if bulletin.voice and not self._voice_exists(bulletin.voice):
+            extra["warning"] = f"unknown voice '{bulletin.voice}': read with {self.config.speech.voice}"
+        self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
+        if bulletin.cancelled:
+            self.scheduler.unschedule(bulletin.id)
+        else:
+            self.scheduler.schedule(bulletin, stored_at=now)
+            if not bulletin.schedule.now and bulletin.status != "test":
+                self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self._voice_for(bulletin)))
+
+    def _on_command(self, command: Command, topic: str) -> None:
+        if not self.store.remember_command(command.id, command.exp):
+            self._reject(topic, "replayed", f"command {command.id} was already executed", command=command.id)
+            return
+        if command.action == "stop":
+            result = "stopped" if self.playout.stop_current() else "nothing was playing"
+        elif command.action == "volume":
+            level = float(command.level or 0.0)
+            self.store.put_setting("volume", str(level))
+            result = f"volume {level:.2f}"
+        elif command.action == "report":
+            self._publish_health()
+            result = "health published"
+        else:
+            result = self._technician_test(command.id)
+        self.events.emit("command", action=command.action, result=result, command=command.id)
+
+    # ----- helpers -----
+    def _next_occurrence(self, bulletin: Bulletin, now: float) -> str | None:
+        if bulletin.schedule.now:
+            return self.events.time(now)
+        start = dt.datetime.fromtimestamp(now, dt.UTC)
+        end = dt.datetime.fromtimestamp(bulletin.exp, dt.UTC)
+        upcoming = next(occurrences(bulletin.schedule, self.tz, start, end), None)
+        return rfc3339(upcoming.timestamp(), self.tz, ms=False) if upcoming else None
+
+    def _voice_exists(self, voice_id: str) -> bool:
+        try:
+            self.maker.speaker.voice(voice_id)
+        except VoiceError:
+            return False
+        return True
+
+    def _render(self, bulletin: Bulletin, preamble: str | None) -> Programme:
+        """Render on the playout's pool; a voice replaced by its fallback is noted for the started event.
+
+        ``now`` and emergency bulletins are streamed: their first sentence plays while the rest is synthesized,
+        instead of after minutes of silence with a neural voice. Scheduled ones are rendered whole, ahead of time.
+        """
+        voice = self._voice_for(bulletin)
+        node_volume = self._node_volume()
+        speaker = self.maker.speaker
+        fallbacks = speaker.stats.fallbacks
+        stream = bulletin.schedule.now or bulletin.priority == "emergency"
+        programme = self.maker.make(
+            bulletin.text,
+            voice,
+            chime=bulletin.chime,
+            repeat=bulletin.schedule.repeat,
+            gap_s=bulletin.schedule.gap_s,
+            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            preamble=preamble,
+            stream=stream,
+        )
+        if speaker.stats.fallbacks > fallbacks and speaker.last_fallback is not None:
+            fb = speaker.last_fallback
+            self.voice_warnings[(bulletin.id, bulletin.rev)] = (
+                f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}"
+            )
+        return programme
+
+    def _voice_for(self, bulletin: Bulletin) -> str:
+        """The bulletin's voice if this node has it, else the node's default (the accepted event warned)."""
+        return bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
+
+    def _node_volume(self) -> float:
+        """The level a volume command set, else the config's."""
+        return float(self.store.get_setting("volume") or self.config.audio.volume)
+
+    def _in_quiet_hours(self, ts: float) -> bool:
+        local = dt.datetime.fromtimestamp(ts, self.tz).time()
+        for window in self.config.schedule.quiet_hours:
+            if window.start <= window.end:
+                if window.start <= local < window.end:
+                    return True
+            elif local >= window.start or local < window.end:
+                return True
+        return False
+
+    def _skip(self, bulletin: Bulletin, occurrence: str, reason: str) -> None:
+        self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, "skipped", detail=reason, at=time.time())
+        self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason)
+
+    def _report_unfinished_plays(self) -> None:
+        """A play that started but never ended: the daemon died mid-play. Report it; it may replay in grace."""
+        for play in self.store.unfinished_plays():
+            self.store.mark_occurrence(play.id, play.rev, play.occurrence, "interrupted", detail="restart",
+                                       at=time.time())
+            self.events.emit("interrupted", bulletin=play.id, rev=play.rev, occurrence=play.occurrence,
+                             reason="restart")
+
+    def _on_watchdog(self, on_for: float) -> None:
+        log.error("amplifier on for %.0f s: watchdog switched it off", on_for)
+        self.watchdog_fired_at = time.time()
+        self.playout.stop_current()
+
+    def _technician_test(self, command_id: str) -> str:
+        """The MQTT test command: queued on the playout like `radiod test`; each step becomes an event."""
+        return self.techtest.queue(self.playout, command=command_id)
+
+    def _publish_health(self) -> None:
+        report = self.health_report()
+        self._show_status(report["status"])
+        if self.link.publish(self.topics["health"], json.dumps(report, ensure_ascii=False), retain=True) is not None:
+            self.health_published_at = time.time()
+
+    def _show_status(self, status: str) -> None:
+        """The status LED: fault when health is crit, no broker when offline, else ok (docs/wiring.md)."""
+        if status == "crit":
+            self.station.relays.show("fault")
+        else:
+            self.station.relays.show("ok" if self.link.connected else "no_broker")
+
+    def health_report(self) -> dict[str, Any]:
+        """The protocol's health report; its checks are radiod.node.health's (run here, on the main loop)."""
+        now = time.time()
+        checks = [check.as_dict() for check in daemon_checks(self)]
+        current, _queued = self.playout.snapshot()
+        upcoming = self.scheduler.next_play()
+        return {
+            "v": 1,
+            "node": self.config.node.id,
+            "ts": self.events.time(now),
+            "status": worst(c["status"] for c in checks),
+            "version": __version__,
+            "uptime_s": round(now - self.started_at),
+            "checks": checks,
+            "playing": {"bulletin": current.bulletin.id, "rev": current.bulletin.rev} if current else None,
+            "next": {"bulletin": upcoming[0], "at": rfc3339(upcoming[1], self.tz, ms=False)} if upcoming else None,
+            "bulletins": self.store.count_active(now),
+            "outbox": self.store.outbox_size(),
+        }
+
+
+class _Reporter:
+    """The playout's reports, turned into occurrence records and events."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def _record(self, req: PlayRequest, state: str, detail: str = "") -> None:
+        b = req.bulletin
+        try:
+            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=detail, at=time.time())
+        except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
+            log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
+            self._d.store_error = (time.time(), str(exc))
+
+    def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
+        b = req.bulletin
+        self._d.events.emit(type_, bulletin=b.id, rev=b.rev, occurrence=self._occurrence(req), **extra)
+
+    def _occurrence(self, req: PlayRequest) -> str:
+        return self._d.events.time(req.enqueued) if req.occurrence == NOW else req.occurrence
+
+    def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
+        self._record(req, "started")
+        t = self._d.events.time
+        extra = {}
+        warning = self._d.voice_warnings.pop((req.bulletin.id, req.bulletin.rev), None)
+        if warning:  # an optional field (protocol extension): the hub sees the fallback voice was used
+            extra["warning"] = warning
+        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **extra)
+
+    def finished(self, req: PlayRequest, timeline: Timeline) -> None:
+        self._record(req, "finished")
+        t = self._d.events.time
+        self._emit(
+            req, "finished", amp_on=t(timeline.amp_on), audio_start=t(timeline.audio_start),
+            audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off),
+            duration_s=round(timeline.audio_end - timeline.audio_start, 3),
+        )
+
+    def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None:
+        self._record(req, "interrupted" if reason == "preempted" else "skipped", reason)
+        extra: dict[str, Any] = {"reason": reason}
+        if timeline is not None:
+            t = self._d.events.time
+            extra.update(audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off))
+        self._emit(req, "interrupted", **extra)
+
+    def failed(self, req: PlayRequest, reason: str, message: str) -> None:
+        self._record(req, "failed", reason)
+        self._emit(req, "failed", reason=reason, message=message)
+
+    def skipped(self, req: PlayRequest, reason: str) -> None:
+        self._record(req, "skipped", reason)
+        self._emit(req, "skipped", reason=reason)

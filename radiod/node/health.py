@@ -1,0 +1,566 @@
+"""Health checks: each says ok, warn or crit with one line a technician on SSH can act on.
+
+The same checks feed three readers: the retained MQTT health report (protocol v1: ``status`` is the worst
+check), ``radiod health`` (text or JSON, exit 0/1/2 as Nagios, Icinga and Zabbix plugins expect) and
+``radiod nodes`` on the hub (which shows the failing ones). A check never raises for the condition it checks:
+a missing directory or a dead broker is a crit line, not a traceback.
+
+Where they run. Checks of the running daemon (broker, heartbeat, audio, voice, store, relays, queue, outbox) are
+computed in the daemon, on its main loop, by :func:`daemon_checks`, and reach ``radiod health`` over the
+control socket. Checks that need no daemon (storage, clock, CPU temperature, power) are in
+:func:`local_checks`: the daemon runs them for its report and the CLI runs them too, so ``radiod health`` still
+says something useful, and exits 2, when the daemon is dead. Only the CLI checks the config file, because only
+it reads the file as it is now (the daemon runs on the one it read at start).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from radiod.audio.output import NullOutput, Output
+from radiod.audio.relays import AMPLIFIER, STATUS_LED, Relays
+from radiod.clock import rfc3339
+from radiod.config import Config, load_config
+from radiod.errors import AudioOutputError, ConfigError, RadiodError, SynthesisError, VoiceError
+from radiod.node.control import request, socket_paths
+from radiod.node.store import OUTBOX_CAP
+from radiod.profiles import load_profile
+from radiod.speech.tts import engine_for
+from radiod.speech.voices import load_voice
+
+if TYPE_CHECKING:
+    from radiod.node.daemon import Daemon
+    from radiod.node.mqtt_link import MqttLink
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "warn", "crit"]
+STATUSES: tuple[Status, ...] = ("ok", "warn", "crit")
+EXIT_CODES: dict[str, int] = {"ok": 0, "warn": 1, "crit": 2}
+"""Monitoring-plugin exit codes (Nagios plugin guidelines): 0 OK, 1 WARNING, 2 CRITICAL."""
+
+THERMAL_DIR = Path("/sys/class/thermal")
+THROTTLED_FILE = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+"""The Pi firmware's throttle flags, the same word ``vcgencmd get_throttled`` prints, readable without /dev/vcio."""
+SANE_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+"""Earlier than this, the clock has never been set: a Pi without RTC boots near the last shutdown or 1970."""
+TEST_WORD = "Thử"
+"""Synthesized by the voice check: one short Vietnamese word, so espeak-ng's tone rules are exercised."""
+VOICE_SLOW_S = 3.0
+"""One word taking longer than this means the CPU is starved: a bulletin would be rendered late."""
+VOICE_TIMEOUT_S = 5.0
+"""The voice check gives up on a hung engine after this (or ``speech.timeout_s`` if shorter): it runs on the main
+loop, which must keep taking messages and pinging the watchdog."""
+VOICE_RECHECK_S = 600.0
+"""A passing voice check is reused this long, so the main loop rarely waits for espeak-ng."""
+OUTBOX_WARN = 100
+"""Events waiting: a few minutes of normal traffic; more means the hub has not heard the node for a while."""
+OUTBOX_CRIT = OUTBOX_CAP // 2
+"""Half the store's outbox cap: past it, a long outage soon drops events (the hub will see a seq gap)."""
+HEARTBEAT_WARN_INTERVALS = 2
+HEARTBEAT_CRIT_INTERVALS = 5
+RECENT_FAULT_S = 3600.0
+"""A store write refused or a play's audio failing this recently still shows, as a warn, once it works again:
+the technician who arrives an hour later learns that it happened."""
+
+_UNDERVOLTAGE_NOW = 1 << 0
+_THROTTLED_NOW = (1 << 1) | (1 << 2) | (1 << 3)
+_UNDERVOLTAGE_SINCE_BOOT = 1 << 16
+_THROTTLED_SINCE_BOOT = (1 << 17) | (1 << 18) | (1 << 19)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of health: the protocol's ``{"name", "status", "detail"}``."""
+
+    name: str
+    status: Status
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+def worst(statuses: Iterable[str]) -> Status:
+    """The worst of some statuses ("ok" for none), as the report's ``status`` and the exit code want it."""
+    return max(statuses, key=STATUSES.index, default="ok")  # type: ignore[arg-type]
+
+
+# ----- checks that need no daemon --------------------------------------------------------------------------------
+
+
+def check_config(path: Path | None) -> tuple[Check, Config | None]:
+    """The config file as it is on disk now, with the profile and voice it names; and the config if it loads.
+
+    This is what the daemon will read at its next start, so a bad edit shows up here before a reboot bites.
+    """
+    if path is None:
+        return Check("config", "warn", "no config file: running on the built-in defaults (give --config F, or "
+                     "create /etc/radiod/config.yaml)"), load_config(None)
+    try:
+        config = load_config(path)
+        load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
+        load_voice(config.speech.voice, Path(config.speech.voices_dir))
+    except ConfigError as exc:
+        more = f" (and {len(exc.problems) - 1} more: radiod validate --config {path})" if len(exc.problems) > 1 else ""
+        return Check("config", "crit", f"{exc.problems[0]}{more}"), None
+    except VoiceError as exc:
+        return Check("config", "crit", f"{path}: speech.voice: {exc}"), None
+    return Check("config", "ok", f"{path} is valid (node {config.node.id}, profile {config.gpio.profile}, "
+                 f"voice {config.speech.voice})"), config
+
+
+def check_storage(directory: Path, min_free_mb: int) -> Check:
+    """The state directory exists, takes a file (a real write: a read-only remount or a full card fails it,
+    where permission bits alone say nothing for root), and has free space: crit below ``min_free_mb``, warn
+    below twice that."""
+    if not directory.is_dir():
+        return Check("storage", "crit", f"{directory} does not exist: the store cannot be opened")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".health-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except PermissionError as exc:
+        if os.geteuid() not in (0, directory.stat().st_uid):  # a technician's CLI, not the daemon's user
+            return Check("storage", "warn", f"{directory} is not writable by this user, so it cannot tell whether "
+                         "the daemon can write there: run it as root")
+        return Check("storage", "crit", f"{directory} is not writable: {exc.strerror or exc}")
+    except OSError as exc:
+        return Check("storage", "crit", f"{directory} is not writable: {exc.strerror or exc}")
+    free_mb = shutil.disk_usage(directory).free / 1e6
+    if free_mb < min_free_mb:
+        return Check("storage", "crit", f"only {free_mb:.0f} MB free in {directory} (minimum {min_free_mb} MB): "
+                     "free space on the SD card (old journal, speech cache)")
+    if free_mb < 2 * min_free_mb:
+        return Check("storage", "warn", f"{free_mb:.0f} MB free in {directory}, near the minimum of "
+                     f"{min_free_mb} MB")
+    return Check("storage", "ok", f"{directory} writable, {free_mb:.0f} MB free")
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """What a time source says: synchronized or not, and the clock's error in seconds when it knows it."""
+
+    source: str
+    synchronized: bool
+    error_s: float | None
+
+
+def check_clock(max_offset_s: float, *, now: float | None = None) -> Check:
+    """The wall clock is set and synchronized: scheduled bulletins play by it, and clusters in earshot of each
+    other start by it at the same instant (an offset is an echo across the village)."""
+    now = time.time() if now is None else now
+    if now < SANE_EPOCH:
+        return Check("clock", "crit", f"the clock reads {rfc3339(now, ms=False)}: it was never set (no RTC, no "
+                     "time source reached); scheduled bulletins will not play on time")
+    reading = read_clock()
+    if reading is None:
+        return Check("clock", "warn", "cannot tell whether the clock is synchronized (no chronyc, timedatectl "
+                     "or adjtimex answered)")
+    if not reading.synchronized:
+        return Check("clock", "warn", f"not synchronized ({reading.source}): scheduled plays may start late or "
+                     "out of step with neighbouring clusters; check the network and the NTP server")
+    if reading.error_s is not None and abs(reading.error_s) > max_offset_s:
+        return Check("clock", "warn", f"synchronized but off by {reading.error_s:+.3f} s ({reading.source}), "
+                     f"more than {max_offset_s} s: neighbouring clusters will be heard out of step")
+    error = f", within {abs(reading.error_s) * 1000:.0f} ms" if reading.error_s is not None else ""
+    return Check("clock", "ok", f"synchronized ({reading.source}{error})")
+
+
+def read_clock() -> ClockReading | None:
+    """Ask chrony, then systemd (timedatectl), then the kernel (adjtimex): the first that answers."""
+    for source in (_chrony, _timedatectl, _adjtimex):
+        reading = source()
+        if reading is not None:
+            return reading
+    return None
+
+
+def _run(args: list[str]) -> str | None:
+    """A tool's output, or None when it is not installed, fails, or hangs (the next source is asked)."""
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
+def _chrony() -> ClockReading | None:
+    out = _run(["chronyc", "-n", "tracking"])
+    if out is None:
+        return None
+    leap = re.search(r"^Leap status\s*:\s*(.+)$", out, re.MULTILINE)
+    offset = re.search(r"^System time\s*:\s*([0-9.]+) seconds (slow|fast)", out, re.MULTILINE)
+    if leap is None:
+        return None
+    error = (float(offset[1]) * (-1 if offset[2] == "slow" else 1)) if offset else None
+    return ClockReading("chrony", leap[1].strip() != "Not synchronised", error)
+
+
+def _timedatectl() -> ClockReading | None:
+    out = _run(["timedatectl", "show", "--property=NTPSynchronized", "--value"])
+    if out is None or out.strip() not in ("yes", "no"):
+        return None
+    return ClockReading("timedatectl", out.strip() == "yes", None)
+
+
+class _Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class _Timex(ctypes.Structure):
+    """``struct timex`` of adjtimex(2), as glibc lays it out (the tail is reserved padding)."""
+
+    _fields_ = [
+        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+        ("time", _Timeval), ("tick", ctypes.c_long), ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long),
+        ("shift", ctypes.c_int), ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_reserved", ctypes.c_int * 11),
+    ]  # fmt: skip
+
+
+_TIME_ERROR = 5
+_STA_UNSYNC = 0x0040
+
+
+def _adjtimex() -> ClockReading | None:
+    """The kernel's own flag, which NTP daemons clear once synchronized: what timedatectl itself reads, and
+    available where neither chrony nor systemd runs. Read-only (``modes`` 0)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = _Timex()
+        state = libc.adjtimex(ctypes.byref(timex))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    synchronized = state != _TIME_ERROR and not timex.status & _STA_UNSYNC
+    return ClockReading("kernel", synchronized, timex.esterror / 1e6 if synchronized else None)
+
+
+def check_cpu_temp(warn_c: float, crit_c: float, thermal_dir: Path = THERMAL_DIR) -> Check:
+    """The SoC temperature: a Pi in a metal box on a pole in the sun throttles at 80-85 °C, and then renders
+    late or stops."""
+    zones = sorted(thermal_dir.glob("thermal_zone*"))
+    readings: list[tuple[float, str]] = []
+    for zone in zones:
+        try:
+            millideg = int((zone / "temp").read_text().strip())
+            kind = (zone / "type").read_text().strip() if (zone / "type").exists() else zone.name
+        except (OSError, ValueError):
+            continue
+        readings.append((millideg / 1000.0, kind))
+    if not readings:
+        return Check("cpu_temp", "ok", f"no temperature sensor in {thermal_dir} (not a Raspberry Pi?)")
+    cpu = [r for r in readings if "cpu" in r[1].lower()]
+    temp, kind = max(cpu or readings)
+    where = f"{temp:.1f} °C ({kind})"
+    if temp >= crit_c:
+        return Check("cpu_temp", "crit", f"{where}, at or above {crit_c:g} °C: the Pi throttles; shade or "
+                     "ventilate the cabinet")
+    if temp >= warn_c:
+        return Check("cpu_temp", "warn", f"{where}, at or above {warn_c:g} °C")
+    return Check("cpu_temp", "ok", where)
+
+
+def check_power(throttled_file: Path = THROTTLED_FILE) -> Check:
+    """Under-voltage and throttling as the Pi firmware reports them: a weak supply browns out the relays and
+    corrupts the SD card long before the Pi stops."""
+    word = _throttled_word(throttled_file)
+    if word is None:
+        return Check("power", "ok", "no Raspberry Pi firmware here: under-voltage not monitored")
+    flags = f"get_throttled=0x{word:x}"
+    if word & _UNDERVOLTAGE_NOW:
+        return Check("power", "crit", f"under-voltage now ({flags}): the power supply or its cable is too weak")
+    if word & _UNDERVOLTAGE_SINCE_BOOT:
+        return Check("power", "warn", f"under-voltage happened since boot ({flags}): check the supply and cable")
+    if word & (_THROTTLED_NOW | _THROTTLED_SINCE_BOOT):
+        return Check("power", "warn", f"CPU throttled or capped ({flags}): heat or power")
+    return Check("power", "ok", f"no under-voltage or throttling since boot ({flags})")
+
+
+def _throttled_word(throttled_file: Path) -> int | None:
+    """The firmware's flags from sysfs (hex digits), or from ``vcgencmd get_throttled`` (``throttled=0x...``)."""
+    try:
+        text: str | None = throttled_file.read_text()
+    except OSError:
+        text = _run(["vcgencmd", "get_throttled"])
+    if text is None:
+        return None
+    try:
+        return int(text.strip().removeprefix("throttled=").removeprefix("0x"), 16)
+    except ValueError:
+        return None
+
+
+def local_checks(config: Config, *, now: float | None = None) -> list[Check]:
+    """The checks that need no daemon: run by the daemon for its report and by the CLI when it is dead."""
+    return [_guarded(name, check) for name, check in _local(config, now)]
+
+
+def _local(config: Config, now: float | None) -> list[tuple[str, Callable[[], Check]]]:
+    h = config.health
+    return [
+        ("storage", lambda: check_storage(Path(config.storage.dir), h.min_free_mb)),
+        ("clock", lambda: check_clock(h.max_clock_offset_s, now=now)),
+        ("cpu_temp", lambda: check_cpu_temp(h.cpu_temp_warn_c, h.cpu_temp_crit_c)),
+        ("power", check_power),
+    ]
+
+
+# ----- checks of the running daemon --------------------------------------------------------------------------------
+
+
+def check_broker(link: MqttLink, tz: dt.tzinfo) -> Check:
+    """Connected to the hub's broker, since when; crit when not (no new bulletin, no emergency can arrive)."""
+    since = link.connected_since
+    if not link.connected or since is None:
+        return Check("broker", "crit", f"not connected to {link.address}: {link.last_error or 'connecting'}")
+    when = f"connected to {link.address} since {rfc3339(since, tz, ms=False)}"
+    if link.last_error:
+        return Check("broker", "warn", f"{when}, but {link.last_error}")
+    return Check("broker", "ok", when)
+
+
+def check_heartbeat(last_published: float | None, started_at: float, interval_s: float, now: float) -> Check:
+    """The retained health report went out recently: the hub's view of this node is fresh."""
+    age = now - (last_published if last_published is not None else started_at)
+    if last_published is None:
+        what = f"no health report published in the {age:.0f} s since start"
+    else:
+        what = f"last health report published {age:.0f} s ago"
+    if age <= HEARTBEAT_WARN_INTERVALS * interval_s:
+        return Check("heartbeat", "ok", what if last_published is not None else f"starting: {what}")
+    status: Status = "warn" if age <= HEARTBEAT_CRIT_INTERVALS * interval_s else "crit"
+    return Check("heartbeat", status, f"{what} (every {interval_s:g} s): the hub sees stale health")
+
+
+def check_audio(
+    output: Callable[[], Output], in_use: str | None, last_failure: tuple[float, str] | None = None,
+    *, now: float | None = None, tz: dt.tzinfo | None = None,
+) -> Check:
+    """The audio output is there and opens (``output`` opens it, or returns the one already open); warn when a
+    play's audio failed within :data:`RECENT_FAULT_S` (``last_failure``: when, why). While something plays it
+    is not probed: re-opening a sound card would cut the stream, and the play is the proof."""
+    try:
+        opened = output()
+        if in_use is not None:
+            return Check("audio", "ok", f"{opened}: in use ({in_use})")
+        opened.check()
+    except AudioOutputError as exc:
+        return Check("audio", "crit", str(exc))
+    if isinstance(opened, NullOutput):
+        return Check("audio", "warn", f"{opened}: audio is discarded, the loudspeakers stay silent "
+                     "(set audio.output to default or a device name)")
+    now = time.time() if now is None else now
+    if last_failure is not None and now - last_failure[0] <= RECENT_FAULT_S:
+        return Check("audio", "warn", f"{opened}: ready, but a play's audio failed at "
+                     f"{rfc3339(last_failure[0], tz, ms=False)}: {last_failure[1]}")
+    return Check("audio", "ok", f"{opened}: ready")
+
+
+def check_memory(voice_id: str, voices_dir: Path, meminfo: Path = Path("/proc/meminfo")) -> Check:
+    """Enough RAM for the default voice: a neural (Piper) voice on a 512 MB Pi swaps or meets the OOM killer in
+    the middle of a bulletin; espeak-ng voices always fit."""
+    from radiod.speech.tts.piper import memory_warning  # only the function: piper-tts itself is not imported
+
+    try:
+        warning = memory_warning(load_voice(voice_id, voices_dir), meminfo)
+    except (ConfigError, VoiceError) as exc:
+        return Check("memory", "ok", f"not checked: {exc}")  # the voice check says what is wrong with it
+    return Check("memory", "warn", warning) if warning else Check("memory", "ok", f"enough for voice {voice_id}")
+
+
+def check_store(last_error: tuple[float, str] | None, interval_s: float, now: float, tz: dt.tzinfo) -> Check:
+    """The store takes writes: crit while it refuses them (a full or failing SD card; events then wait in
+    memory), warn for :data:`RECENT_FAULT_S` after the last refusal."""
+    if last_error is None:
+        return Check("store", "ok", "every write accepted since start")
+    at, message = last_error
+    when = rfc3339(at, tz, ms=False)
+    if now - at <= HEARTBEAT_WARN_INTERVALS * interval_s:
+        return Check("store", "crit", f"the store refused a write at {when}: {message}; events wait in memory")
+    if now - at <= RECENT_FAULT_S:
+        return Check("store", "warn", f"the store refused a write at {when} ({message}); it takes writes again")
+    return Check("store", "ok", f"writes accepted since the last refusal at {when}")
+
+
+def check_voice(voice_id: str, voices_dir: Path, timeout_s: float, *, slow_s: float = VOICE_SLOW_S) -> Check:
+    """The default voice synthesizes a test word now: espeak-ng installed, its Vietnamese data present, the
+    CPU free enough. A voice that cannot run but has a working fallback is a warn: bulletins still play, in
+    the fallback voice, as the speech pipeline does."""
+    problem: str | None = None
+    tried: list[str] = []
+    trying: str | None = voice_id
+    while trying is not None and trying not in tried:
+        tried.append(trying)
+        fallback: str | None = None
+        try:
+            voice = load_voice(trying, voices_dir)
+            fallback = voice.fallback
+            engine = engine_for(voice)
+            started = time.monotonic()
+            engine.synthesize(TEST_WORD, voice, min(timeout_s, VOICE_TIMEOUT_S))
+            took = time.monotonic() - started
+        except (ConfigError, VoiceError, SynthesisError) as exc:
+            problem = problem or str(exc)
+            trying = fallback
+            continue
+        if trying != voice_id:
+            return Check("voice", "warn", f"{problem}; bulletins are read with the fallback voice '{trying}'")
+        if took > slow_s:
+            return Check("voice", "warn", f"voice {voice_id} ({engine.name}) took {took:.1f} s for one word "
+                         f"(more than {slow_s:g} s): the CPU is overloaded, bulletins will be rendered late")
+        return Check("voice", "ok", f"voice {voice_id} ({engine.name}) synthesized a test word in "
+                     f"{took * 1000:.0f} ms")
+    return Check("voice", "crit", problem or f"voice {voice_id} cannot speak")
+
+
+def check_relays(relays: Relays, busy: Callable[[], bool], watchdog_fired_at: float | None, tz: dt.tzinfo) -> Check:
+    """Every relay's state (not the status LED's, which blinks patterns); crit if the amplifier is on while
+    nothing plays (a stuck relay blasts the commune), warn if the on-time watchdog had to switch it off since
+    the daemon started.
+
+    ``busy`` is asked before and after reading the pins: a play sets the playout busy before the amplifier goes
+    on and clears it after it went off, so idle-on-idle around "amplifier on" cannot be a play starting.
+    """
+    idle_before = not busy()
+    state = relays.state()
+    idle_after = not busy()
+    states = ", ".join(f"{name} {'ON' if on else 'off'}" for name, on in state.items() if name != STATUS_LED)
+    if state[AMPLIFIER] and idle_before and idle_after:
+        return Check("relays", "crit", f"amplifier ON while nothing plays: {states}")
+    if watchdog_fired_at is not None:
+        return Check("relays", "warn", f"{states}; the on-time watchdog switched the amplifier off at "
+                     f"{rfc3339(watchdog_fired_at, tz, ms=False)}")
+    return Check("relays", "ok", states)
+
+
+def check_outbox(size: int, *, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX_CRIT) -> Check:
+    """Events not yet acknowledged by the broker: the hub's record of what was broadcast lags by that much."""
+    what = f"{size} event{'s' if size != 1 else ''} waiting for the broker"
+    if size >= crit_at:
+        return Check("outbox", "crit", f"{what}: nearing the cap, the oldest will be dropped")
+    if size >= warn_at:
+        return Check("outbox", "warn", what)
+    return Check("outbox", "ok", what)
+
+
+def check_queue(daemon: Daemon) -> Check:
+    """The player thread is alive; what plays, what waits, what is next; warn when the last play failed."""
+    playout, tz = daemon.playout, daemon.tz
+    if not playout.alive:
+        return Check("queue", "crit", "the player thread has died: nothing will play (see journalctl -u radiod; "
+                     "restart radiod)")
+    current, queued = playout.snapshot()
+    job = playout.exclusive_job()
+    parts = [f"playing {current.bulletin.id}" if current else f"running the {job}" if job else "idle"]
+    parts.append(f"{len(queued)} queued")
+    upcoming = daemon.scheduler.next_play()
+    parts.append(f"next {upcoming[0]} at {rfc3339(upcoming[1], tz, ms=False)}" if upcoming else "nothing scheduled")
+    summary = ", ".join(parts)
+    last = daemon.store.last_plays(1)
+    if last and last[0].state == "failed":
+        play = last[0]
+        return Check("queue", "warn", f"{summary}; the last play ({play.id} at {play.occurrence}) failed: "
+                     f"{play.detail or 'see journalctl -u radiod'}")
+    return Check("queue", "ok", summary)
+
+
+def daemon_checks(daemon: Daemon) -> list[Check]:
+    """Every check of a running daemon, in the order a technician reads them; runs on the daemon's main loop."""
+    config, h, now = daemon.config, daemon.config.health, time.time()
+    current, _queued = daemon.playout.snapshot()
+    job = daemon.playout.exclusive_job()
+    in_use = f"playing {current.bulletin.id}" if current else job
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("broker", lambda: check_broker(daemon.link, daemon.tz)),
+        ("heartbeat", lambda: check_heartbeat(daemon.health_published_at, daemon.started_at, h.interval_s, now)),
+        ("audio", lambda: check_audio(daemon.station.output, in_use, daemon.playout.audio_error, now=now,
+                                      tz=daemon.tz)),
+        ("voice", lambda: _voice_check(daemon, now)),
+        *_local(config, now),
+        ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
+        ("store", lambda: check_store(daemon.store_error, h.interval_s, now, daemon.tz)),
+        ("relays", lambda: check_relays(daemon.station.relays, daemon.playout.busy, daemon.watchdog_fired_at,
+                                        daemon.tz)),
+        ("queue", lambda: check_queue(daemon)),
+        ("outbox", lambda: check_outbox(daemon.store.outbox_size())),
+    ]
+    return [_guarded(name, check) for name, check in checks]
+
+
+def _voice_check(daemon: Daemon, now: float) -> Check:
+    """The voice check, at most every :data:`VOICE_RECHECK_S`: it runs espeak-ng on the main loop, where an
+    emergency arriving meanwhile would wait for it; a voice that worked a minute ago still works."""
+    cached = daemon.voice_check
+    if cached is not None and now - cached[0] < VOICE_RECHECK_S and cached[1].status == "ok":
+        return cached[1]
+    config = daemon.config
+    check = check_voice(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
+    daemon.voice_check = (now, check)
+    return check
+
+
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
+    """A check that raises is a radiod bug: it becomes a crit line (and a traceback in the journal) rather than
+    ending the main loop that called it, which would silence the loudspeakers over a report."""
+    try:
+        return check()
+    except Exception as exc:
+        log.exception("health check %s failed", name)
+        return Check(name, "crit", f"the check itself failed ({type(exc).__name__}: {exc}): a radiod bug, see "
+                     "journalctl -u radiod")
+
+
+# ----- the CLI -----------------------------------------------------------------------------------------------------
+
+
+def gather(config_path: Path | None) -> tuple[list[Check], dict[str, Any] | None]:
+    """``radiod health``: the daemon's own checks over its socket, plus the config file; with the daemon dead
+    (or stalled), a crit "daemon" line and the checks that need no daemon. Also the daemon's report, if any."""
+    config_check, config = check_config(config_path)
+    effective = config or load_config(None)  # an invalid file: look where the defaults would put things
+    try:
+        answer = request(socket_paths(effective), {"cmd": "health"})
+    except RadiodError as exc:
+        return [Check("daemon", "crit", str(exc)), config_check, *local_checks(effective)], None
+    report = answer["report"]
+    alive = Check("daemon", "ok", f"running: pid {answer['pid']}, radiod {report['version']}, node "
+                  f"{report['node']}, up {report['uptime_s']} s")
+    reported = [Check(c["name"], c["status"], c["detail"]) for c in report["checks"]]
+    return [alive, config_check, *reported], report
+
+
+def show_health(config_path: Path | None, *, as_json: bool) -> int:
+    """Print the checks (one line each, or JSON) and return the monitoring exit code of the worst."""
+    checks, report = gather(config_path)
+    status = worst(c.status for c in checks)
+    if as_json:
+        print(json.dumps({"status": status, "checks": [c.as_dict() for c in checks], "report": report},
+                         ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(format_checks(checks)))
+    return EXIT_CODES[status]
+
+
+def format_checks(checks: Iterable[Check]) -> list[str]:
+    """One line per check, the status first in capitals so a failing one catches the eye."""
+    return [f"{c.status.upper():<4}  {c.name:<9}  {c.detail}" for c in checks]

@@ -1,0 +1,342 @@
+"""One player and a queue ordered by priority, then time: what plays next, and what gives way.
+
+Circular 39/2020: an emergency plays at once and interrupts anything lower; a priority bulletin goes ahead of
+normal ones. Requests arrive from the scheduler (ahead of their start, so the programme is rendered before the
+instant it must play) and from the main loop (``now`` bulletins). Rendering runs on a small pool beside the
+player, so an emergency is synthesized while the bulletin it will interrupt is still playing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from radiod.audio.playback import Timeline
+from radiod.audio.render import Programme
+from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.protocol.messages import Bulletin
+
+log = logging.getLogger(__name__)
+
+RANK = {"emergency": 0, "priority": 1, "normal": 2}
+PLAYER_LEAD_S = 0.5
+AUDIO_TRIES = 3
+AUDIO_RETRY_S = 2.0
+"""A USB sound card that vanished often comes back within seconds (a loose plug, a brown-out)."""
+EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
+
+
+@dataclass
+class PlayRequest:
+    """One occurrence of a bulletin to play.
+
+    ``occurrence`` is the store's key for it (the scheduled instant in RFC 3339, or ``now``); ``start_at`` is
+    the wall-clock instant of the first sample, or None for as soon as possible.
+    """
+
+    bulletin: Bulletin
+    occurrence: str
+    start_at: float | None
+    enqueued: float = field(default_factory=time.time)
+    programme: Future[Programme] | None = None
+
+    @property
+    def rank(self) -> int:
+        return RANK[self.bulletin.priority]
+
+    def sort_key(self) -> tuple[int, float]:
+        return (self.rank, self.start_at if self.start_at is not None else self.enqueued)
+
+    def same_occurrence(self, other: PlayRequest) -> bool:
+        return (self.bulletin.id, self.occurrence) == (other.bulletin.id, other.occurrence)
+
+
+class Reporter(Protocol):
+    """What the player tells the rest of the node; the daemon turns it into store records and events."""
+
+    def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None: ...
+    def finished(self, req: PlayRequest, timeline: Timeline) -> None: ...
+    def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None: ...
+    def failed(self, req: PlayRequest, reason: str, message: str) -> None: ...
+    def skipped(self, req: PlayRequest, reason: str) -> None: ...
+
+
+class Player(Protocol):
+    """The station as the playout sees it."""
+
+    warmup_s: float
+
+    def play(self, programme: Programme, name: str, *, start_at: float | None, stop: threading.Event,
+             on_started: Callable[[float, float], None]) -> Timeline: ...
+
+
+@dataclass
+class _Current:
+    req: PlayRequest
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str | None = None  # why it was stopped: preempted, cancelled, stopped
+
+
+@dataclass
+class _Job:
+    """Work that needs the loudspeakers to itself (the technician's test), run on the player thread between
+    plays so it can never overlap a bulletin; ``stop`` is set by an emergency, a stop command or shutdown."""
+
+    name: str
+    run: Callable[[threading.Event], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class Playout:
+    """The queue and the player thread. Every public method is thread-safe and returns at once."""
+
+    def __init__(
+        self,
+        player: Player,
+        render: Callable[[Bulletin, str | None], Programme],
+        reporter: Reporter,
+        *,
+        in_quiet_hours: Callable[[float], bool],
+        late_limit_s: float,
+    ) -> None:
+        self._player = player
+        self._render = render
+        self._reporter = reporter
+        self._in_quiet_hours = in_quiet_hours
+        self._late_limit = late_limit_s
+        self._queue: list[PlayRequest] = []
+        self._current: _Current | None = None
+        self._jobs: list[_Job] = []
+        self._job: _Job | None = None  # the job running on the player thread
+        self._cond = threading.Condition()
+        self._closing = False
+        self._renderers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        self._warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm")
+        self.audio_error: tuple[float, str] | None = None  # the latest output failure, for health
+        self._thread = threading.Thread(target=self._run, name="playout", daemon=True)
+
+    # ----- control, from any thread -----
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the current play (relays go off in the player's finally) and end the thread."""
+        with self._cond:
+            self._closing = True
+            if self._current:
+                self._current.reason = "shutdown"
+                self._current.stop.set()
+            if self._job:
+                self._job.stop.set()
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+        self._renderers.shutdown(wait=False, cancel_futures=True)
+        self._warmer.shutdown(wait=False, cancel_futures=True)
+
+    def submit(self, req: PlayRequest) -> None:
+        """Queue an occurrence; render it now; pre-empt a lower-priority play if it is an emergency."""
+        if req.bulletin.status == "test":
+            self._reporter.skipped(req, "test")
+            return
+        with self._cond:
+            if any(q.same_occurrence(req) for q in self._queue) or (
+                self._current and self._current.req.same_occurrence(req)
+            ):
+                return
+            req.programme = self._renderers.submit(self._render_request, req)
+            self._queue.append(req)
+            current = self._current
+            if current and req.rank == 0 and current.req.rank > 0 and current.reason is None:
+                current.reason = "preempted"
+                current.stop.set()
+            if self._job and req.rank == 0:
+                self._job.stop.set()
+            self._cond.notify_all()
+
+    def warm(self, job: Callable[[], object]) -> None:
+        """Run ``job`` (synthesizing a scheduled bulletin into the speech cache) in the background, one at a
+        time: a neural voice reads at about real time on a Pi, far slower than the pre-render window."""
+        self._warmer.submit(self._warm, job)
+
+    @staticmethod
+    def _warm(job: Callable[[], object]) -> None:
+        try:
+            job()
+        except (SynthesisError, VoiceError) as exc:  # reported when it is due to play, with a failed event
+            log.warning("could not synthesize ahead of time: %s", exc)
+
+    def cancel(self, bulletin_id: str, reason: str = "cancelled") -> None:
+        """Drop every queued occurrence of a bulletin and stop it if it is playing."""
+        with self._cond:
+            self._queue = [q for q in self._queue if q.bulletin.id != bulletin_id]
+            if self._current and self._current.req.bulletin.id == bulletin_id and self._current.reason is None:
+                self._current.reason = reason
+                self._current.stop.set()
+            self._cond.notify_all()
+
+    def stop_current(self) -> bool:
+        """The operator's stop command: end the current play now. False if nothing was playing."""
+        with self._cond:
+            if self._job:
+                self._job.stop.set()
+                return True
+            if not self._current:
+                return False
+            self._current.reason = "stopped"
+            self._current.stop.set()
+            return True
+
+    def wake(self) -> None:
+        """Re-evaluate what is due now; after a wall-clock jump the player's wait was computed on the old time."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def snapshot(self) -> tuple[PlayRequest | None, list[PlayRequest]]:
+        """What is playing and what waits, in the order it would play."""
+        with self._cond:
+            current = self._current.req if self._current else None
+            return current, sorted(self._queue, key=PlayRequest.sort_key)
+
+    def run_exclusive(self, name: str, run: Callable[[threading.Event], None]) -> None:
+        """Run ``run(stop)`` on the player thread once no play is due, never during one.
+
+        A bulletin already due goes first; an emergency arriving meanwhile sets ``stop``, as does a stop
+        command. An exception in ``run`` is logged and the player goes on.
+        """
+        with self._cond:
+            self._jobs.append(_Job(name, run))
+            self._cond.notify_all()
+
+    def exclusive_job(self) -> str | None:
+        """The name of the job running now (see :meth:`run_exclusive`), or None."""
+        with self._cond:
+            return self._job.name if self._job else None
+
+    def busy(self) -> bool:
+        """A play or a job holds the player: set before the amplifier goes on, cleared after it went off."""
+        with self._cond:
+            return self._current is not None or self._job is not None
+
+    @property
+    def alive(self) -> bool:
+        """The player thread runs (after start, until close): false means nothing can play."""
+        return self._thread.is_alive()
+
+    # ----- the player thread -----
+    def _render_request(self, req: PlayRequest) -> Programme:
+        preamble = EXERCISE_NOTICE if req.bulletin.status == "exercise" else None
+        return self._render(req.bulletin, preamble)
+
+    def _next_due(self) -> PlayRequest | _Job | None:
+        """Wait for the most urgent request whose amplifier must go on now; None when closing."""
+        with self._cond:
+            while not self._closing:
+                now = time.time()
+                due = [q for q in self._queue if q.start_at is None or self._lead_time(q) <= now]
+                if due:
+                    req = min(due, key=PlayRequest.sort_key)
+                    self._queue.remove(req)
+                    self._current = _Current(req)
+                    return req
+                if self._jobs:
+                    self._job = self._jobs.pop(0)
+                    return self._job
+                waits = [self._lead_time(q) - now for q in self._queue if q.start_at is not None]
+                self._cond.wait(timeout=min(waits) if waits else None)
+            return None
+
+    def _lead_time(self, req: PlayRequest) -> float:
+        """When the player must take a scheduled request: a little before its warm-up, so that playback's own
+        precise wait (not this queue's) decides the instant the amplifier goes on."""
+        assert req.start_at is not None
+        return req.start_at - self._player.warmup_s - PLAYER_LEAD_S
+
+    def _run(self) -> None:
+        while (req := self._next_due()) is not None:
+            if isinstance(req, _Job):
+                self._run_job(req)
+                continue
+            try:
+                self._play(req)
+            except Exception as exc:
+                # A bug must not silence the cluster until someone climbs the pole: report it, play on.
+                log.exception("playout failed on %s", req.bulletin.id)
+                self._reporter.failed(req, "internal", f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            job.run(job.stop)
+        except Exception:
+            log.exception("%s failed", job.name)  # as for a play: a bug must not end the player thread
+        finally:
+            with self._cond:
+                self._job = None
+
+    def _play(self, req: PlayRequest) -> None:
+        now = time.time()
+        bulletin = req.bulletin
+        if now >= bulletin.exp:
+            self._reporter.skipped(req, "expired")
+            return
+        if req.start_at is not None and now - req.start_at > self._late_limit:
+            self._reporter.skipped(req, "missed")
+            return
+        if bulletin.priority == "normal" and self._in_quiet_hours(req.start_at or now):
+            self._reporter.skipped(req, "quiet_hours")
+            return
+        assert req.programme is not None
+        try:
+            programme = req.programme.result()
+        except (SynthesisError, VoiceError) as exc:
+            self._reporter.failed(req, "synthesis", str(exc))
+            return
+        current = self._current
+        assert current is not None
+        if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
+            self._after_stop(current, None)
+            return
+
+        def on_started(amp_on: float, audio_start: float) -> None:
+            self._reporter.started(req, amp_on, audio_start)
+
+        name = f"{bulletin.id}-r{bulletin.rev}"
+        for attempt in range(1, AUDIO_TRIES + 1):
+            try:
+                timeline = self._player.play(
+                    programme, name, start_at=req.start_at, stop=current.stop, on_started=on_started
+                )
+                break
+            except AudioOutputError as exc:
+                self.audio_error = (time.time(), str(exc))
+                log.warning("audio output failed (try %d of %d): %s", attempt, AUDIO_TRIES, exc)
+                if attempt == AUDIO_TRIES or current.stop.wait(AUDIO_RETRY_S):
+                    self._reporter.failed(req, "audio", str(exc))
+                    return
+            except (SynthesisError, VoiceError) as exc:  # a streamed programme synthesizes while it plays
+                self._reporter.failed(req, "synthesis", str(exc))
+                return
+            except RadiodError as exc:
+                self._reporter.failed(req, "relays", str(exc))
+                return
+        if timeline.completed:
+            self._reporter.finished(req, timeline)
+        else:
+            self._after_stop(current, timeline)
+
+    def _after_stop(self, current: _Current, timeline: Timeline | None) -> None:
+        reason = current.reason or "stopped"
+        self._reporter.interrupted(current.req, reason, timeline)
+        if reason == "preempted" and time.time() < current.req.bulletin.exp:
+            again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued)
+            again.programme = current.req.programme
+            with self._cond:
+                self._queue.append(again)
+                self._cond.notify_all()

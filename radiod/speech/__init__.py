@@ -1,0 +1,1 @@
+"""Vietnamese text to speech: normalization, voices, engines and the sentence cache."""
