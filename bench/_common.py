@@ -35,7 +35,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import Config
 from radiod.hub.localbroker import Broker, terminate
-from radiod.hub.operator import Operator, PostRequest, tombstone_for
+from radiod.hub.operator import Operator, PostRequest
+from radiod.protocol.builders import tombstone_for
 from radiod.protocol.jws import generate_keypair, sign
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,6 +54,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from radiod.errors import Rejected
 from radiod.hub.localbroker import Broker
+from radiod.protocol import builders
 from radiod.protocol.jws import TrustStore, generate_keypair
 from radiod.protocol.messages import ID_PATTERN, MAX_PAYLOAD_BYTES, MAX_TEXT, parse_message
 
@@ -162,13 +163,12 @@ class Generator:
             {"at": [time.strftime("%Y-%m-%dT%H:%M:%SZ", tomorrow)]},
             {"daily": {"times": ["06:30"], "weekdays": [1, 2], "from": time.strftime("%Y-%m-%d", tomorrow)}},
         ])
-        return {"v": 1, "kind": "bulletin", "id": bid, "rev": 1, "iat": int(now), "exp": int(now) + 86400 * 3,
-                "priority": "normal", "status": "actual", "targets": [target], "title": "thử",
-                "text": "Thông báo thử.", "schedule": schedule}
+        return builders.bulletin(id=bid, iat=int(now), exp=int(now) + 86400 * 3, targets=[target], title="thử",
+                                 text="Thông báo thử.", schedule=schedule)
 
     def command(self, cid: str, target: str, now: float) -> dict[str, Any]:
-        return {"v": 1, "kind": "command", "id": cid, "iat": int(now), "exp": int(now) + 60, "targets": [target],
-                "action": "volume", "args": {"level": 0.5}}
+        return builders.command(id=cid, iat=int(now), exp=int(now) + 60, targets=[target], action="volume",
+                                level=0.5)
 
     def oracle(self, topic: str, payload: bytes) -> str:
         try:

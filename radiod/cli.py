@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from radiod import __version__
 from radiod.config import Config, load_config
 from radiod.errors import ConfigError, RadiodError
+from radiod.protocol.enums import Priority, Status
 
 if TYPE_CHECKING:
     from radiod.hub.operator import Operator
@@ -251,11 +252,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from radiod.hub.operator import describe_event
-    from radiod.node.mqtt_link import stream
+    from radiod.hub.session import stream
+    from radiod.protocol.topics import NODE_TOPIC_KINDS, node_topic
 
     config = _config(args)
     tz = ZoneInfo(config.node.timezone)
-    filters = [f"{config.mqtt.prefix}/node/+/{kind}" for kind in ("state", "health", "event")]
+    filters = [node_topic(config.mqtt.prefix, "+", kind) for kind in NODE_TOPIC_KINDS]
     for msg in stream(config.mqtt, "watch", filters, duration_s=args.seconds):
         for line in describe_event(msg.topic, msg.payload, tz):
             print(line, flush=True)
@@ -411,8 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
     p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD", help="with --daily: last day")
-    p.add_argument("--priority", choices=("normal", "priority", "emergency"), default="normal")
-    p.add_argument("--status", choices=("actual", "exercise", "test"), default="actual")
+    p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
+    p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
     p.add_argument("--voice", metavar="V", help="voice id on the nodes")
     p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
     p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")

@@ -32,8 +32,9 @@ from radiod.config import (
 )
 from radiod.hub.localbroker import Broker
 from radiod.hub.operator import Operator, PostRequest
+from radiod.hub.session import stream
 from radiod.node.daemon import Daemon
-from radiod.node.mqtt_link import Incoming, stream
+from radiod.node.mqtt_link import Incoming
 from radiod.protocol.jws import generate_keypair
 
 PREFIX = "radio/demo"

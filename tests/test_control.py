@@ -27,9 +27,9 @@ from radiod.cli import main
 from radiod.clock import rfc3339
 from radiod.config import Config, ControlConfig, GpioConfig, MqttConfig
 from radiod.errors import RadiodError
+from radiod.hub.session import publish_once
 from radiod.node import control
 from radiod.node.control import ControlServer, request, socket_paths
-from radiod.node.mqtt_link import publish_once
 from radiod.protocol.jws import sign
 from radiod.schema import to_plain
 

@@ -17,7 +17,7 @@ from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode,
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.hub.localbroker import Broker
 from radiod.hub.operator import PostRequest
-from radiod.node.mqtt_link import publish_once
+from radiod.hub.session import publish_once
 from radiod.node.store import Store
 from radiod.protocol.jws import generate_keypair, sign
 

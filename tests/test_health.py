@@ -28,6 +28,7 @@ from radiod.audio.relays import Relays
 from radiod.cli import main
 from radiod.config import REPO_ROOT, Config
 from radiod.hub.localbroker import Broker
+from radiod.hub.session import collect_retained
 from radiod.node.health import (
     Check,
     check_audio,
@@ -45,7 +46,6 @@ from radiod.node.health import (
     check_voice,
     worst,
 )
-from radiod.node.mqtt_link import collect_retained
 from radiod.node.store import Store
 from radiod.profiles import load_profile
 from radiod.schema import to_plain

@@ -25,9 +25,10 @@ from radiod.config import Config, MqttConfig, TlsConfig, load_config
 from radiod.errors import RadiodError
 from radiod.hub.hubsetup import HubSetup, HubSetupError, hash_password, setup_hub, write_password_file
 from radiod.hub.localbroker import Broker, free_port
-from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink, collect_retained, publish_once
+from radiod.hub.session import collect_retained, publish_once
+from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.protocol.jws import generate_keypair
-from radiod.protocol.messages import subscriptions
+from radiod.protocol.topics import subscriptions
 
 PREFIX = "radio/hub-test"
 NODES = ("n01", "n02")

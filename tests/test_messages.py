@@ -14,17 +14,12 @@ from hypothesis import strategies as st
 
 from radiod.errors import Rejected
 from radiod.protocol.jws import TrustStore, generate_keypair, sign
-from radiod.protocol.messages import (
-    Bulletin,
-    Command,
-    Daily,
-    Schedule,
+from radiod.protocol.messages import Bulletin, Command, Daily, Schedule, parse_bulletin_json, parse_message
+from radiod.protocol.topics import (
     bulletin_topic,
     command_topic,
     event_topic,
     health_topic,
-    parse_bulletin_json,
-    parse_message,
     state_topic,
     subscriptions,
     topic_bulletin_id,

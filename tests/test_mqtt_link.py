@@ -18,15 +18,8 @@ import pytest
 from radiod.config import MqttConfig
 from radiod.errors import RadiodError
 from radiod.hub.localbroker import Broker
-from radiod.node.mqtt_link import (
-    Incoming,
-    LinkEvent,
-    MqttLink,
-    collect_retained,
-    node_client_id,
-    publish_once,
-    stream,
-)
+from radiod.hub.session import collect_retained, publish_once, stream
+from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink, node_client_id
 
 PREFIX = "radio/test"
 BULLETINS_ALL = f"{PREFIX}/bulletin/all/+"

@@ -17,7 +17,7 @@ from harness import PREFIX, Hub, ThreadNode, node_config, wait_for
 from radiod.cli import main
 from radiod.clock import rfc3339
 from radiod.hub.localbroker import Broker
-from radiod.node.mqtt_link import collect_retained, publish_once
+from radiod.hub.session import collect_retained, publish_once
 from radiod.schema import to_plain
 
 

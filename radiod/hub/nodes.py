@@ -19,8 +19,12 @@ from typing import Any
 
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import Config
+from radiod.hub.session import collect_retained
 from radiod.node.health import EXIT_CODES
-from radiod.node.mqtt_link import Incoming, collect_retained
+from radiod.node.mqtt_link import Incoming
+from radiod.protocol.enums import HealthStatus
+from radiod.protocol.outgoing import Check, Health, NextPlay, Playing, State
+from radiod.protocol.topics import node_topic, parse_node_topic
 
 SILENT_INTERVALS = 3
 ORDER = {"offline": 0, "silent": 1, "crit": 2, "warn": 3, "unknown": 4, "ok": 5}
@@ -39,51 +43,50 @@ class NodeView:
     since: str | None = None
     last_seen: str | None = None
     version: str | None = None
-    next: dict[str, Any] | None = None
-    playing: dict[str, Any] | None = None
-    failed: list[dict[str, str]] = field(default_factory=list)
+    next: NextPlay | None = None
+    playing: Playing | None = None
+    failed: list[Check] = field(default_factory=list)
 
 
 def node_views(messages: list[Incoming], prefix: str, *, interval_s: float, now: float) -> list[NodeView]:
     """Fold the retained state and health messages into one view per node, the most urgent first."""
-    nodes: dict[str, dict[str, dict[str, Any]]] = {}
-    base = prefix.rstrip("/") + "/node/"
+    states: dict[str, State] = {}
+    reports: dict[str, Health] = {}
     for msg in messages:
-        if not msg.topic.startswith(base):
+        parsed = parse_node_topic(msg.topic, prefix)
+        if parsed is None or not msg.payload:
             continue
-        name, _, kind = msg.topic[len(base):].partition("/")
-        if kind not in ("state", "health") or not msg.payload:
-            continue
+        name, kind = parsed
         try:
-            data = json.loads(msg.payload)
+            if kind == "state":
+                states[name] = State.from_dict(json.loads(msg.payload))
+            elif kind == "health":
+                reports[name] = Health.from_dict(json.loads(msg.payload))
         except ValueError:
             continue  # not the protocol's: a stray retained message on a node topic
-        if isinstance(data, dict):
-            nodes.setdefault(name, {})[kind] = data
-    views = [_view(name, parts.get("state"), parts.get("health"), interval_s, now) for name, parts in nodes.items()]
+    names = states.keys() | reports.keys()
+    views = [_view(name, states.get(name), reports.get(name), interval_s, now) for name in names]
     return sorted(views, key=lambda v: (ORDER[v.state], v.node))
 
 
-def _view(name: str, state: dict[str, Any] | None, health: dict[str, Any] | None, interval_s: float,
-          now: float) -> NodeView:
+def _view(name: str, state: State | None, health: Health | None, interval_s: float, now: float) -> NodeView:
     view = NodeView(name)
     if state is not None:
-        view.online = bool(state.get("online"))
-        view.since = state.get("since")
-        view.version = state.get("version")
-    seen = _time(health.get("ts")) if health else None
+        view.online = state.online
+        view.since = state.since
+        view.version = state.version
+    seen = _time(health.ts) if health else None
     if health is not None:
-        view.last_seen = health.get("ts")
-        view.version = health.get("version") or view.version
-        view.next = health.get("next")
-        view.playing = health.get("playing")
-        view.failed = [c for c in health.get("checks", []) if isinstance(c, dict) and c.get("status") != "ok"]
+        view.last_seen = health.ts
+        view.version = health.version or view.version
+        view.next = health.next
+        view.playing = health.playing
+        view.failed = [c for c in health.checks if c.status != HealthStatus.OK]
+        view.state = str(health.status)
     if view.online is False:
         view.state = "offline"
     elif seen is not None and now - seen > SILENT_INTERVALS * interval_s:
         view.state = "silent"
-    elif health is not None and health.get("status") in ("ok", "warn", "crit"):
-        view.state = str(health["status"])
     if view.last_seen is None and view.since:
         view.last_seen = view.since
     return view
@@ -104,12 +107,11 @@ def format_nodes(views: list[NodeView], now: float) -> list[str]:
         when = _time(v.last_seen)
         if when is not None:
             seen = f"{_ago(now - when)} ago"
-        upcoming = f"{v.next.get('bulletin')} at {v.next.get('at')}" if v.next else "-"
+        upcoming = f"{v.next.bulletin} at {v.next.at}" if v.next else "-"
         lines.append(f"{v.node:<10} {v.state.upper():<8} {seen:<26} {v.version or '?':<9} {upcoming}")
         if v.state == "offline" and v.since:
             lines.append(f"{'':<10} offline since {v.since}")
-        lines += [f"{'':<10} {c.get('status', '?').upper():<4} {c.get('name', '?')}: {c.get('detail', '')}"
-                  for c in v.failed]
+        lines += [f"{'':<10} {c.status.upper():<4} {c.name}: {c.detail}" for c in v.failed]
     return lines
 
 
@@ -127,7 +129,7 @@ def _ago(seconds: float) -> str:
 def show_nodes(config: Config, *, as_json: bool, settle_s: float = 1.0) -> int:
     """``radiod nodes``: print the table (or JSON); exit 2 if a node is offline, silent or crit, 1 on a warn."""
     prefix = config.mqtt.prefix
-    messages = collect_retained(config.mqtt, "nodes", f"{prefix}/node/+/+", settle_s=settle_s)
+    messages = collect_retained(config.mqtt, "nodes", node_topic(prefix, "+", "+"), settle_s=settle_s)
     now = time.time()
     views = node_views(messages, prefix, interval_s=config.health.interval_s, now=now)
     if as_json:

@@ -22,9 +22,13 @@ from zoneinfo import ZoneInfo
 from radiod.clock import rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError, Rejected
-from radiod.node.mqtt_link import Incoming, collect_retained, publish_once
+from radiod.hub.session import collect_retained, publish_once
+from radiod.node.mqtt_link import Incoming
+from radiod.protocol import builders
+from radiod.protocol.enums import HealthStatus, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload, sign
-from radiod.protocol.messages import bulletin_topic
+from radiod.protocol.outgoing import Event, Health, State
+from radiod.protocol.topics import bulletin_topic, bulletins_filter
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhd])")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -70,8 +74,8 @@ class PostRequest:
     weekdays: tuple[int, ...] = ()
     date_from: str | None = None
     date_until: str | None = None
-    priority: str = "normal"
-    status: str = "actual"
+    priority: Priority = Priority.NORMAL
+    status: Status = Status.ACTUAL
     voice: str | None = None
     repeat: int = 1
     gap_s: float | None = None
@@ -98,55 +102,37 @@ class Operator:
     def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
         """The bulletin payload for ``req``; times are resolved in the hub's time zone."""
         now = time.time() if now is None else now
-        schedule: dict[str, Any]
+        at: list[str] = []
         if req.at:
             starts = sorted(parse_when(t, self.tz, now) for t in req.at)
-            schedule = {"at": [rfc3339(t, self.tz, ms=False) for t in starts]}
+            at = [rfc3339(t, self.tz, ms=False) for t in starts]
             default_exp = starts[-1] + 3600
-        elif req.daily:
-            daily: dict[str, Any] = {"times": list(req.daily)}
-            if req.weekdays:
-                daily["weekdays"] = list(req.weekdays)
-            if req.date_from:
-                daily["from"] = req.date_from
-            if req.date_until:
-                daily["until"] = req.date_until
-            schedule = {"daily": daily}
-            default_exp = now + self.config.hub.default_expiry_h * 3600
-            if req.date_until:
-                until = dt.datetime.fromisoformat(req.date_until).replace(tzinfo=self.tz) + dt.timedelta(days=1)
-                default_exp = until.timestamp()
+        elif req.daily and req.date_until:
+            until = dt.datetime.fromisoformat(req.date_until).replace(tzinfo=self.tz) + dt.timedelta(days=1)
+            default_exp = until.timestamp()
         else:
-            schedule = {"now": True}
             default_exp = now + self.config.hub.default_expiry_h * 3600
-        if req.repeat != 1:
-            schedule["repeat"] = req.repeat
-        if req.gap_s is not None:
-            schedule["gap_s"] = req.gap_s
         exp = parse_expiry(req.expires, self.tz, now) if req.expires else default_exp
         if exp <= now:
             raise OperatorError(f"--expires {req.expires} is in the past")
-        payload: dict[str, Any] = {
-            "v": 1,
-            "kind": "bulletin",
-            "id": req.bulletin_id or new_id(now, self.tz),
-            "rev": req.rev,
-            "iat": int(now),
-            "exp": int(exp),
-            "priority": req.priority,
-            "status": req.status,
-            "targets": list(req.targets),
-            "title": req.title or _title_of(req.text),
-            "lang": "vi",
-            "text": req.text,
-            "schedule": schedule,
-            "chime": req.chime,
-        }
-        if req.voice:
-            payload["voice"] = req.voice
-        if req.volume is not None:
-            payload["volume"] = req.volume
-        return payload
+        return builders.bulletin(
+            id=req.bulletin_id or new_id(now, self.tz),
+            rev=req.rev,
+            iat=int(now),
+            exp=int(exp),
+            priority=req.priority,
+            status=req.status,
+            targets=req.targets,
+            title=req.title or "",
+            text=req.text,
+            schedule=builders.schedule(
+                at=at, times=req.daily, weekdays=req.weekdays, date_from=req.date_from, date_until=req.date_until,
+                repeat=req.repeat, gap_s=req.gap_s,
+            ),
+            voice=req.voice,
+            chime=req.chime,
+            volume=req.volume,
+        )
 
     def sign(self, payload: dict[str, Any]) -> str:
         if self.key is None:
@@ -169,7 +155,7 @@ class Operator:
             raise OperatorError(f"no retained bulletin with id {bulletin_id!r} on {self.prefix}")
         latest = max((b["payload"] for b in current), key=lambda p: p.get("rev", 0))
         now = time.time()
-        tombstone = tombstone_for(latest, now)
+        tombstone = builders.tombstone_for(latest, now)
         token = self.sign(tombstone)
         topics = sorted({b["topic"] for b in current})
         publish_once(self.config.mqtt, "cancel", [(t, token, True) for t in topics], timeout=10)
@@ -179,7 +165,7 @@ class Operator:
         """Every retained bulletin on the broker: topic, decoded payload, and whether its signature checks out."""
         trust = self._trust()
         out = []
-        for msg in collect_retained(self.config.mqtt, "bulletins", f"{self.prefix}/bulletin/#"):
+        for msg in collect_retained(self.config.mqtt, "bulletins", bulletins_filter(self.prefix)):
             if not msg.payload:
                 continue
             out.append({"topic": msg.topic, **_decode(msg, trust)})
@@ -210,30 +196,10 @@ def _b64(segment: bytes) -> bytes:
     return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
 
 
-def tombstone_for(bulletin: dict[str, Any], now: float) -> dict[str, Any]:
-    """The tombstone that cancels ``bulletin``: same id and targets, the next rev, and an ``exp`` no earlier than
-    the bulletin's, so nodes keep refusing the cancelled rev for as long as it could have been replayed."""
-    return {
-        "v": 1,
-        "kind": "bulletin",
-        "id": bulletin["id"],
-        "rev": int(bulletin.get("rev", 0)) + 1,
-        "iat": int(now),
-        "exp": int(max(bulletin.get("exp", now), now + 3600)),
-        "targets": bulletin.get("targets", ["all"]),
-        "cancelled": True,
-    }
-
-
 def new_id(now: float, tz: ZoneInfo) -> str:
     """A bulletin id that sorts by time and is unique within the commune: b-20261123-0630-3f9a."""
     stamp = dt.datetime.fromtimestamp(now, tz).strftime("%Y%m%d-%H%M%S")
     return f"b-{stamp}-{secrets.token_hex(2)}"
-
-
-def _title_of(text: str) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first[:200]
 
 
 def describe_schedule(schedule: dict[str, Any] | None) -> str:
@@ -256,25 +222,26 @@ def describe_schedule(schedule: dict[str, Any] | None) -> str:
 
 
 def describe_event(topic: str, payload: bytes, tz: ZoneInfo) -> Iterator[str]:
-    """One readable line per node message, for `radiod watch`."""
+    """One readable line per node message, for `radiod watch`; a message that is not the protocol's is shown raw."""
+    node, kind = topic.rsplit("/", 2)[-2:] if topic.count("/") >= 2 else ("?", topic)
     try:
         data = json.loads(payload) if payload else {}
-    except ValueError:
-        yield f"{topic}: (not JSON) {payload[:80]!r}"
-        return
-    kind = topic.rsplit("/", 1)[-1]
-    node = topic.split("/")[-2]
-    if kind == "state":
-        yield f"{node:<8} state   {'online' if data.get('online') else 'OFFLINE'} since {data.get('since', '?')}"
-    elif kind == "health":
-        failing = [f"{c['name']}={c['status']} ({c.get('detail', '')})" for c in data.get("checks", [])
-                   if c.get("status") != "ok"]
-        yield f"{node:<8} health  {data.get('status', '?')} {'; '.join(failing)}".rstrip()
-    elif kind == "event":
-        skip = {"v", "node", "seq", "ts", "type", "bulletin", "rev"}
-        details = " ".join(f"{k}={v}" for k, v in data.items() if k not in skip)
-        where = f"{data.get('bulletin', '')} r{data.get('rev', '')}" if data.get("bulletin") else ""
-        yield f"{node:<8} #{data.get('seq', '?'):<5} {data.get('ts', '')} {data.get('type', '?'):<11} {where} {details}"
+        if kind == "state":
+            state = State.from_dict(data)
+            yield f"{node:<8} state   {'online' if state.online else 'OFFLINE'} since {state.since or '?'}"
+        elif kind == "health":
+            health = Health.from_dict(data)
+            failing = [f"{c.name}={c.status} ({c.detail})" for c in health.checks if c.status != HealthStatus.OK]
+            yield f"{node:<8} health  {health.status} {'; '.join(failing)}".rstrip()
+        elif kind == "event":
+            event = Event.from_dict(data)
+            skip = {"v", "node", "seq", "ts", "type", "bulletin", "rev"}
+            details = " ".join(f"{k}={v}" for k, v in event.to_dict().items() if k not in skip)
+            where = f"{event.bulletin} r{event.rev if event.rev is not None else ''}" if event.bulletin else ""
+            seq = event.seq if event.seq is not None else "?"
+            yield f"{node:<8} #{seq:<5} {event.ts} {event.type:<11} {where} {details}"
+    except ValueError as exc:  # not JSON, or not what the protocol says a node sends
+        yield f"{topic}: ({exc}) {payload[:80]!r}"
 
 
 def targets_from(zones: Sequence[str], nodes: Sequence[str]) -> tuple[str, ...]:

@@ -46,18 +46,10 @@ from radiod.node.sdnotify import Notifier
 from radiod.node.store import Store
 from radiod.node.techtest import TechnicianTest
 from radiod.protocol.jws import TrustStore
-from radiod.protocol.messages import (
-    Bulletin,
-    Command,
-    event_topic,
-    health_topic,
-    parse_bulletin_json,
-    parse_message,
-    state_topic,
-    subscriptions,
-    topic_bulletin_id,
-)
+from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
 from radiod.protocol.occurrences import occurrences
+from radiod.protocol.outgoing import Health, NextPlay, Playing
+from radiod.protocol.topics import event_topic, health_topic, state_topic, subscriptions, topic_bulletin_id
 
 log = logging.getLogger(__name__)
 
@@ -478,22 +470,21 @@ class Daemon:
     def health_report(self) -> dict[str, Any]:
         """The protocol's health report; its checks are radiod.node.health's (run here, on the main loop)."""
         now = time.time()
-        checks = [check.as_dict() for check in daemon_checks(self)]
+        checks = tuple(daemon_checks(self))
         current, _queued = self.playout.snapshot()
         upcoming = self.scheduler.next_play()
-        return {
-            "v": 1,
-            "node": self.config.node.id,
-            "ts": self.events.time(now),
-            "status": worst(c["status"] for c in checks),
-            "version": __version__,
-            "uptime_s": round(now - self.started_at),
-            "checks": checks,
-            "playing": {"bulletin": current.bulletin.id, "rev": current.bulletin.rev} if current else None,
-            "next": {"bulletin": upcoming[0], "at": rfc3339(upcoming[1], self.tz, ms=False)} if upcoming else None,
-            "bulletins": self.store.count_active(now),
-            "outbox": self.store.outbox_size(),
-        }
+        return Health(
+            node=self.config.node.id,
+            ts=self.events.time(now),
+            status=worst(c.status for c in checks),
+            version=__version__,
+            uptime_s=round(now - self.started_at),
+            checks=checks,
+            playing=Playing(current.bulletin.id, current.bulletin.rev) if current else None,
+            next=NextPlay(upcoming[0], rfc3339(upcoming[1], self.tz, ms=False)) if upcoming else None,
+            bulletins=self.store.count_active(now),
+            outbox=self.store.outbox_size(),
+        ).to_dict()
 
 
 class _Reporter:

@@ -12,11 +12,14 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Protocol
 
 from radiod.clock import rfc3339
 from radiod.errors import StoreError
 from radiod.node.store import Store
+from radiod.protocol.enums import EventType
+from radiod.protocol.outgoing import Event
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ MEMORY_BACKLOG = 10_000
 
 
 class EventLog:
-    """Builds protocol v1 events and puts them in the outbox.
+    """Puts protocol v1 events (:class:`~radiod.protocol.outgoing.Event`) in the outbox.
 
     When the store cannot be written (disk full, I/O error) events wait in RAM, in order, and go into the
     outbox when it can be written again, so a full SD card delays reports but does not lose them (up to
@@ -49,27 +52,20 @@ class EventLog:
         self._backlog: deque[dict[str, Any]] = deque(maxlen=MEMORY_BACKLOG)
         self.store_error: str | None = None
 
-    def emit(
-        self,
-        type_: str,
-        *,
-        bulletin: str | None = None,
-        rev: int | None = None,
-        occurrence: str | None = None,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        """Store one event (the store assigns ``seq``) and wake the publisher; returns the event (without
-        ``seq`` if it is waiting in RAM for the store)."""
-        event: dict[str, Any] = {"v": 1, "node": self._node, "ts": self.time(time.time()), "type": type_}
-        if bulletin is not None:
-            event["bulletin"] = bulletin
-        if rev is not None:
-            event["rev"] = rev
-        if occurrence is not None:
-            event["occurrence"] = occurrence
-        event.update(extra)
+    def emit(self, event: Event | EventType | str, **fields: Any) -> Event:
+        """Store one event and wake the publisher; returns it, with this node and the time filled in.
+
+        ``event`` is an :class:`Event`, or its type with the event's fields as keywords (an unknown field is a
+        TypeError: the protocol's field names are those of :class:`Event`). The store assigns ``seq``; while the
+        store cannot be written the event waits in RAM, in order.
+        """
+        if not isinstance(event, Event):
+            event = Event(EventType(event), **fields)
+        elif fields:
+            raise TypeError("emit() takes an Event or a type and fields, not both")
+        event = replace(event, node=self._node, ts=self.time(time.time()))
         with self._lock:
-            self._backlog.append(event)
+            self._backlog.append(event.to_dict())
             self._flush()
         self.wakeup.set()
         return event

@@ -38,6 +38,7 @@ from radiod.errors import AudioOutputError, ConfigError, RadiodError, SynthesisE
 from radiod.node.control import request, socket_paths
 from radiod.node.store import OUTBOX_CAP
 from radiod.profiles import load_profile
+from radiod.protocol.outgoing import Check
 from radiod.speech.tts import engine_for
 from radiod.speech.voices import load_voice
 
@@ -80,18 +81,6 @@ _UNDERVOLTAGE_NOW = 1 << 0
 _THROTTLED_NOW = (1 << 1) | (1 << 2) | (1 << 3)
 _UNDERVOLTAGE_SINCE_BOOT = 1 << 16
 _THROTTLED_SINCE_BOOT = (1 << 17) | (1 << 18) | (1 << 19)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of health: the protocol's ``{"name", "status", "detail"}``."""
-
-    name: str
-    status: Status
-    detail: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail}
 
 
 def worst(statuses: Iterable[str]) -> Status:

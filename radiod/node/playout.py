@@ -19,11 +19,12 @@ from typing import Protocol
 from radiod.audio.playback import Timeline
 from radiod.audio.render import Programme
 from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.protocol.enums import Priority
 from radiod.protocol.messages import Bulletin
 
 log = logging.getLogger(__name__)
 
-RANK = {"emergency": 0, "priority": 1, "normal": 2}
+RANK = {p: p.rank for p in Priority}
 PLAYER_LEAD_S = 0.5
 AUDIO_TRIES = 3
 AUDIO_RETRY_S = 2.0

@@ -23,13 +23,14 @@ from radiod.clock import rfc3339
 from radiod.errors import Rejected
 from radiod.node.playout import PlayRequest
 from radiod.node.store import Store
+from radiod.protocol.enums import OccurrenceState
 from radiod.protocol.messages import Bulletin
 from radiod.protocol.occurrences import occurrences
 
 log = logging.getLogger(__name__)
 
 NOW = "now"
-DONE_STATES = {"started", "finished", "skipped", "failed", "stopped"}
+DONE_STATES = frozenset(OccurrenceState) - {OccurrenceState.INTERRUPTED}
 """Occurrence states that mean "do not play it again"; "interrupted" (pre-empted, killed) may replay."""
 
 

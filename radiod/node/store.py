@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from radiod.errors import StoreError
+from radiod.protocol.enums import OccurrenceState
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ OUTBOX_CAP = 100_000
 PLAY_EVENT_TYPES = frozenset({"started", "finished", "interrupted", "skipped", "failed"})
 
 #: The states of an occurrence, as in the protocol's event types.
-OCCURRENCE_STATES = frozenset({"started", "finished", "interrupted", "skipped", "failed"})
+OCCURRENCE_STATES = frozenset(OccurrenceState)
 
 #: How long the play history outlives its bulletin: long enough for `radiod status` and a technician's questions
 #: ("did it play last week?"), short enough that the log cannot grow for the life of the SD card.

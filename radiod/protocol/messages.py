@@ -16,24 +16,23 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from radiod.config import NAME_PATTERN
 from radiod.errors import Rejected
+from radiod.protocol.enums import Action, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload
+from radiod.protocol.topics import ID_PATTERN, TARGET_PATTERN, node_targets, parse_hub_topic
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"
-TARGET_PATTERN = rf"all|zone-{NAME_PATTERN}|node-{NAME_PATTERN}"
 VOICE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 """Voice ids name files in ``voices/``: no path separators, no dot files."""
 LANG_PATTERN = r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*"
 """BCP 47 well-formedness (not registry validity): alphanumeric subtags of 1 to 8 characters."""
-PRIORITIES = ("normal", "priority", "emergency")
-STATUSES = ("actual", "exercise", "test")
-ACTIONS = ("stop", "test", "volume", "report")
 MAX_TITLE = 200
 MAX_TEXT = 20000
 MAX_REV = 2**53 - 1
@@ -85,8 +84,8 @@ class Bulletin:
     iat: float
     exp: float
     targets: tuple[str, ...]
-    priority: str
-    status: str
+    priority: Priority
+    status: Status
     title: str
     text: str
     schedule: Schedule | None  # None only on a tombstone
@@ -106,16 +105,9 @@ class Command:
     iat: float
     exp: float
     targets: tuple[str, ...]
-    action: str
+    action: Action
     level: float | None = None
     raw: str = ""
-
-
-@dataclass(frozen=True)
-class _Topic:
-    kind: str  # "bulletin" or "command"
-    target: str
-    id: str | None  # bulletins only
 
 
 class _Invalid(Exception):
@@ -123,67 +115,6 @@ class _Invalid(Exception):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
-
-
-# --- topics ---
-
-
-def node_targets(node_id: str, zones: Sequence[str]) -> tuple[str, ...]:
-    """The targets that address this node: ``all``, ``zone-<z>`` for each zone, ``node-<id>``."""
-    return ("all", *(f"zone-{z}" for z in zones), f"node-{node_id}")
-
-
-def subscriptions(prefix: str, node_id: str, zones: Sequence[str]) -> list[str]:
-    """The MQTT topic filters a node subscribes to: bulletins and commands for each of its targets."""
-    base = _base(prefix)
-    filters = []
-    for target in node_targets(node_id, zones):
-        filters += [f"{base}/bulletin/{target}/+", f"{base}/command/{target}"]
-    return filters
-
-
-def bulletin_topic(prefix: str, target: str, bulletin_id: str) -> str:
-    return f"{_base(prefix)}/bulletin/{target}/{bulletin_id}"
-
-
-def command_topic(prefix: str, target: str) -> str:
-    return f"{_base(prefix)}/command/{target}"
-
-
-def state_topic(prefix: str, node_id: str) -> str:
-    return f"{_base(prefix)}/node/{node_id}/state"
-
-
-def health_topic(prefix: str, node_id: str) -> str:
-    return f"{_base(prefix)}/node/{node_id}/health"
-
-
-def event_topic(prefix: str, node_id: str) -> str:
-    return f"{_base(prefix)}/node/{node_id}/event"
-
-
-def topic_bulletin_id(topic: str, prefix: str) -> str | None:
-    """The bulletin id a topic names, for the ``rejected`` event of a payload that cannot be trusted."""
-    parsed = _parse_topic(topic, prefix)
-    return parsed.id if parsed else None
-
-
-def _base(prefix: str) -> str:
-    return prefix.rstrip("/")
-
-
-def _parse_topic(topic: str, prefix: str) -> _Topic | None:
-    base = _base(prefix) + "/"
-    if not topic.startswith(base):
-        return None
-    parts = topic[len(base) :].split("/")
-    if len(parts) == 3 and parts[0] == "bulletin" and re.fullmatch(ID_PATTERN, parts[2]):
-        kind, target, bulletin_id = parts
-    elif len(parts) == 2 and parts[0] == "command":
-        (kind, target), bulletin_id = parts, None
-    else:
-        return None
-    return _Topic(kind, target, bulletin_id) if re.fullmatch(TARGET_PATTERN, target) else None
 
 
 # --- the pipeline ---
@@ -205,7 +136,7 @@ def parse_message(
     The topic is checked first: a message on a topic that is not ``P/bulletin/<target>/<id>`` or
     ``P/command/<target>`` is not for this node (``not_targeted``) and nothing in it matters.
     """
-    parsed = _parse_topic(topic, prefix)
+    parsed = parse_hub_topic(topic, prefix)
     if parsed is None:
         raise Rejected("not_targeted", f"topic {topic[:200]!r} is not a bulletin or command topic under {prefix!r}")
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -279,8 +210,8 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
                 iat=iat,
                 exp=exp,
                 targets=targets,
-                priority=_lenient(obj, "priority", _priority, "normal"),
-                status=_lenient(obj, "status", _status, "actual"),
+                priority=_lenient(obj, "priority", _priority, Priority.NORMAL),
+                status=_lenient(obj, "status", _status, Status.ACTUAL),
                 title=_lenient(obj, "title", _title, ""),
                 text="",
                 schedule=None,
@@ -340,7 +271,7 @@ def _command(obj: dict[str, Any], raw: str) -> Command:
             raise _Invalid(
                 "exp", f"a command lives at most {MAX_COMMAND_LIFETIME_S} s after iat, this one {lifetime} s"
             )
-        action = _get(obj, "action", lambda f, v: _enum(f, v, ACTIONS))
+        action = _get(obj, "action", lambda f, v: _enum(f, v, Action))
         args = _get(obj, "args", _object, default={})
         level = None
         if action == "volume":
@@ -521,18 +452,19 @@ def _text(field: str, value: Any) -> str:
     return text
 
 
-def _enum(field: str, value: Any, choices: tuple[str, ...]) -> str:
-    if isinstance(value, str) and value in choices:
-        return value
+def _enum(field: str, value: Any, choices: type[E]) -> E:
+    """A member of the StrEnum ``choices``; the message lists them as the protocol spells them."""
+    if isinstance(value, str) and value in choices.__members__.values():
+        return choices(value)
     return _fail(field, f"expected one of {', '.join(choices)}", value)
 
 
-def _priority(field: str, value: Any) -> str:
-    return _enum(field, value, PRIORITIES)
+def _priority(field: str, value: Any) -> Priority:
+    return _enum(field, value, Priority)
 
 
-def _status(field: str, value: Any) -> str:
-    return _enum(field, value, STATUSES)
+def _status(field: str, value: Any) -> Status:
+    return _enum(field, value, Status)
 
 
 def _targets(field: str, value: Any) -> tuple[str, ...]:

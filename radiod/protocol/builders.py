@@ -1,0 +1,138 @@
+"""The payloads a hub sends (protocol v1): bulletins, their schedules, tombstones and commands, built in one place.
+
+The operator tools (``radiod post``, ``radiod cancel``), the benches and the tests build what they sign here, so
+the wire fields are spelled once for the sending side, as :mod:`radiod.protocol.messages` spells them once for
+the receiving side. These are plain JSON objects, ready for :func:`radiod.protocol.jws.sign`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from radiod.protocol.enums import Action, Priority, Status
+from radiod.protocol.outgoing import PROTOCOL_VERSION
+
+TOMBSTONE_MIN_LIFE_S = 3600
+"""A tombstone lives at least this long, even for a bulletin about to expire, so every node gets to see it."""
+
+
+def schedule(
+    *,
+    at: Sequence[str] = (),
+    times: Sequence[str] = (),
+    weekdays: Sequence[int] = (),
+    date_from: str | None = None,
+    date_until: str | None = None,
+    repeat: int = 1,
+    gap_s: float | None = None,
+) -> dict[str, Any]:
+    """``{"at": [...]}`` for start times (RFC 3339), ``{"daily": ...}`` for daily ``times`` ("HH:MM"), else
+    ``{"now": true}``; ``repeat`` and ``gap_s`` only when they differ from the protocol's defaults."""
+    if at and times:
+        raise ValueError("a schedule has start times or daily times, not both")
+    out: dict[str, Any]
+    if at:
+        out = {"at": list(at)}
+    elif times:
+        daily: dict[str, Any] = {"times": list(times)}
+        if weekdays:
+            daily["weekdays"] = list(weekdays)
+        if date_from:
+            daily["from"] = date_from
+        if date_until:
+            daily["until"] = date_until
+        out = {"daily": daily}
+    else:
+        out = {"now": True}
+    if repeat != 1:
+        out["repeat"] = repeat
+    if gap_s is not None:
+        out["gap_s"] = gap_s
+    return out
+
+
+def bulletin(
+    *,
+    id: str,  # noqa: A002  (the protocol's name)
+    iat: int,
+    exp: int,
+    text: str,
+    targets: Sequence[str] = ("all",),
+    schedule: Mapping[str, Any] | None = None,
+    rev: int = 1,
+    priority: Priority | str = Priority.NORMAL,
+    status: Status | str = Status.ACTUAL,
+    title: str = "",
+    lang: str = "vi",
+    voice: str | None = None,
+    chime: bool = True,
+    volume: float | None = None,
+) -> dict[str, Any]:
+    """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line."""
+    payload: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "kind": "bulletin",
+        "id": id,
+        "rev": rev,
+        "iat": iat,
+        "exp": exp,
+        "priority": str(Priority(priority)),
+        "status": str(Status(status)),
+        "targets": list(targets),
+        "title": title or title_of(text),
+        "lang": lang,
+        "text": text,
+        "schedule": dict(schedule) if schedule is not None else {"now": True},
+        "chime": chime,
+    }
+    if voice:
+        payload["voice"] = voice
+    if volume is not None:
+        payload["volume"] = volume
+    return payload
+
+
+def title_of(text: str) -> str:
+    """A bulletin's default title: its first line, cut to the protocol's 200 characters."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:200]
+
+
+def tombstone_for(bulletin: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The tombstone that cancels ``bulletin``: same id and targets, the next rev, and an ``exp`` no earlier than
+    the bulletin's, so nodes keep refusing the cancelled rev for as long as it could have been replayed."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "kind": "bulletin",
+        "id": bulletin["id"],
+        "rev": int(bulletin.get("rev", 0)) + 1,
+        "iat": int(now),
+        "exp": int(max(bulletin.get("exp", now), now + TOMBSTONE_MIN_LIFE_S)),
+        "targets": bulletin.get("targets", ["all"]),
+        "cancelled": True,
+    }
+
+
+def command(
+    *,
+    id: str,  # noqa: A002  (the protocol's name)
+    iat: int,
+    exp: int,
+    action: Action | str,
+    targets: Sequence[str] = ("all",),
+    level: float | None = None,
+) -> dict[str, Any]:
+    """A command; ``level`` is the ``volume`` action's ``args.level``."""
+    payload: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "kind": "command",
+        "id": id,
+        "iat": iat,
+        "exp": exp,
+        "targets": list(targets),
+        "action": str(Action(action)),
+    }
+    if level is not None:
+        payload["args"] = {"level": level}
+    return payload
