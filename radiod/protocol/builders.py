@@ -17,6 +17,11 @@ TOMBSTONE_MIN_LIFE_S = 3600
 """A tombstone lives at least this long, even for a bulletin about to expire, so every node gets to see it."""
 
 
+def _envelope(kind: str, id: str, iat: int, exp: int, targets: Sequence[str]) -> dict[str, Any]:  # noqa: A002
+    """What every message from the hub carries: version, kind, id, lifetime and targets."""
+    return {"v": PROTOCOL_VERSION, "kind": kind, "id": id, "iat": iat, "exp": exp, "targets": list(targets)}
+
+
 def schedule(
     *,
     at: Sequence[str] = (),
@@ -70,16 +75,11 @@ def bulletin(
     volume: float | None = None,
 ) -> dict[str, Any]:
     """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line."""
-    payload: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
-        "kind": "bulletin",
-        "id": id,
+    payload = {
+        **_envelope("bulletin", id, iat, exp, targets),
         "rev": rev,
-        "iat": iat,
-        "exp": exp,
         "priority": str(Priority(priority)),
         "status": str(Status(status)),
-        "targets": list(targets),
         "title": title or title_of(text),
         "lang": lang,
         "text": text,
@@ -102,14 +102,10 @@ def title_of(text: str) -> str:
 def tombstone_for(bulletin: Mapping[str, Any], now: float) -> dict[str, Any]:
     """The tombstone that cancels ``bulletin``: same id and targets, the next rev, and an ``exp`` no earlier than
     the bulletin's, so nodes keep refusing the cancelled rev for as long as it could have been replayed."""
+    exp = int(max(bulletin.get("exp", now), now + TOMBSTONE_MIN_LIFE_S))
     return {
-        "v": PROTOCOL_VERSION,
-        "kind": "bulletin",
-        "id": bulletin["id"],
+        **_envelope("bulletin", bulletin["id"], int(now), exp, bulletin.get("targets", ["all"])),
         "rev": int(bulletin.get("rev", 0)) + 1,
-        "iat": int(now),
-        "exp": int(max(bulletin.get("exp", now), now + TOMBSTONE_MIN_LIFE_S)),
-        "targets": bulletin.get("targets", ["all"]),
         "cancelled": True,
     }
 
@@ -124,15 +120,7 @@ def command(
     level: float | None = None,
 ) -> dict[str, Any]:
     """A command; ``level`` is the ``volume`` action's ``args.level``."""
-    payload: dict[str, Any] = {
-        "v": PROTOCOL_VERSION,
-        "kind": "command",
-        "id": id,
-        "iat": iat,
-        "exp": exp,
-        "targets": list(targets),
-        "action": str(Action(action)),
-    }
+    payload = {**_envelope("command", id, iat, exp, targets), "action": str(Action(action))}
     if level is not None:
         payload["args"] = {"level": level}
     return payload

@@ -201,22 +201,18 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
             raise _Invalid("id", f"{bulletin_id!r} is not the topic's id {topic_id!r}")
         rev = _get(obj, "rev", lambda f, v: _int(f, v, 1, MAX_REV))
         cancelled = _get(obj, "cancelled", _bool, default=False)
+        ident: dict[str, Any] = {"id": bulletin_id, "rev": rev, "iat": iat, "exp": exp, "targets": targets, "raw": raw}
         if cancelled:
             # A tombstone must get through even if it carries a stale or sloppy copy of the bulletin: only
             # what identifies it is required, the rest is kept when valid (for logs) and otherwise defaulted.
             return Bulletin(
-                id=bulletin_id,
-                rev=rev,
-                iat=iat,
-                exp=exp,
-                targets=targets,
+                **ident,
                 priority=_lenient(obj, "priority", _priority, Priority.NORMAL),
                 status=_lenient(obj, "status", _status, Status.ACTUAL),
                 title=_lenient(obj, "title", _title, ""),
                 text="",
                 schedule=None,
                 cancelled=True,
-                raw=raw,
             )
         priority = _get(obj, "priority", _priority)
         status = _get(obj, "status", _status)
@@ -245,11 +241,7 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
     except _Invalid as err:
         raise Rejected("bad_schedule", str(err)) from err
     return Bulletin(
-        id=bulletin_id,
-        rev=rev,
-        iat=iat,
-        exp=exp,
-        targets=targets,
+        **ident,
         priority=priority,
         status=status,
         title=title,
@@ -259,7 +251,6 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         voice=voice,
         chime=chime,
         volume=volume,
-        raw=raw,
     )
 
 

@@ -11,6 +11,7 @@ node always has; ``from_dict`` ignores nothing a newer node may add: an Event ke
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -31,6 +32,13 @@ def _object(what: str, data: Any) -> Mapping[str, Any]:
     if data.get("v", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         raise ValueError(f"{what}: protocol version {data.get('v')!r}, this reads {PROTOCOL_VERSION}")
     return data
+
+
+def _required(what: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = _typed(what, data, key, kind)
+    if value is None:
+        raise ValueError(f"{what}.{key}: required")
+    return value
 
 
 def _typed(what: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
@@ -149,8 +157,18 @@ class NextPlay:
     at: str
 
 
+class _Retained(ABC):
+    """A message a node keeps retained on the broker, sent as UTF-8 JSON."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
-class Health:
+class Health(_Retained):
     """A health report (``P/node/<node>/health``, retained); ``status`` is the worst of ``checks``."""
 
     node: str
@@ -180,21 +198,15 @@ class Health:
             "outbox": self.outbox,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
-
     @classmethod
     def from_dict(cls, data: Any) -> Health:
         """A report as the hub reads it: ``ts`` and ``status`` are required, the rest defaults when missing."""
         obj = _object("health", data)
-        ts = _typed("health", obj, "ts", str)
-        if ts is None:
-            raise ValueError("health.ts: required")
         playing = _typed("health", obj, "playing", Mapping)
         upcoming = _typed("health", obj, "next", Mapping)
         return cls(
             node=_typed("health", obj, "node", str, ""),
-            ts=ts,
+            ts=_required("health", obj, "ts", str),
             status=_health_status("health", obj),
             version=_typed("health", obj, "version", str, ""),
             uptime_s=_typed("health", obj, "uptime_s", (int, float), 0),
@@ -218,7 +230,7 @@ def _health_status(what: str, obj: Mapping[str, Any]) -> HealthStatus:
 
 
 @dataclass(frozen=True)
-class State:
+class State(_Retained):
     """A node's retained state (``P/node/<node>/state``). The Last Will is ``State(online=False)``: the broker
     publishes it when the node vanishes, with no time or version, so those are optional."""
 
@@ -234,13 +246,8 @@ class State:
             data["version"] = self.version
         return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
     @classmethod
     def from_dict(cls, data: Any) -> State:
         obj = _object("state", data)
-        online = _typed("state", obj, "online", bool)
-        if online is None:
-            raise ValueError("state.online: required")
-        return cls(online, _typed("state", obj, "since", str), _typed("state", obj, "version", str))
+        since, version = _typed("state", obj, "since", str), _typed("state", obj, "version", str)
+        return cls(_required("state", obj, "online", bool), since, version)
