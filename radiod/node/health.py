@@ -543,7 +543,7 @@ def show_health(config_path: Path | None, *, as_json: bool) -> int:
     checks, report = gather(config_path)
     status = worst(c.status for c in checks)
     if as_json:
-        print(json.dumps({"status": status, "checks": [c.as_dict() for c in checks], "report": report},
+        print(json.dumps({"status": status, "checks": [c.to_dict() for c in checks], "report": report},
                          ensure_ascii=False, indent=2))
     else:
         print("\n".join(format_checks(checks)))
