@@ -43,7 +43,7 @@ OUTBOX_CAP = 100_000
 
 #: Event types that are the record of what was (or was not) broadcast. When the outbox is full, every other event
 #: (accepted, rejected, command, ...) is dropped first, because these are the ones the commune has to account for.
-PLAY_EVENT_TYPES = frozenset({"started", "finished", "interrupted", "skipped", "failed"})
+PLAY_EVENT_TYPES = frozenset(OccurrenceState)
 
 #: The states of an occurrence, as in the protocol's event types.
 OCCURRENCE_STATES = frozenset(OccurrenceState)
