@@ -4,8 +4,8 @@ As in wyoming's ``event.py``, each message is a dataclass that turns itself into
 (``to_dict``) and back (``from_dict``), so a field name is written once, here, for the node that emits it and for
 the hub tools (``radiod watch``, ``radiod nodes``) that read it. Events and health reports share one envelope,
 ``{"v": 1, "node": ..., "ts": ...}``. ``to_dict`` leaves out optional fields that are unset (``None``), as the
-node always has; ``from_dict`` ignores nothing a newer node may add: an Event keeps unknown fields in ``extra``.
-``from_dict`` raises ``ValueError`` naming the field when a message is not what the protocol says.
+node always has. ``from_dict`` keeps what a newer node may add (an Event's unknown fields go to ``extra``) and
+raises ``ValueError`` naming the field when a message is not what the protocol says.
 """
 
 from __future__ import annotations
