@@ -92,7 +92,7 @@ class FakeReporter:
         self._add(req, "started", warnings=tuple(req.warnings))
 
     def finished(self, req: PlayRequest, timeline: Timeline) -> None:
-        self._add(req, "finished")
+        self._add(req, "finished", warnings=tuple(req.warnings))
 
     def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None:
         self._add(req, "interrupted", reason)
@@ -169,7 +169,7 @@ def rig_of() -> Iterator[Callable[..., Rig]]:
 
 
 def test_an_emergency_interrupts_a_normal_bulletin_which_plays_again_after_it(rig_of: Callable[..., Rig]) -> None:
-    rig = rig_of({"normal": 5.0, "emergency": 0.2})
+    rig = rig_of({"normal": 1.0, "emergency": 0.2})
     rig.submit(bulletin("normal"))
     rig.playing("normal")
     rig.submit(bulletin("emergency", "emergency"))
@@ -182,7 +182,7 @@ def test_an_emergency_interrupts_a_normal_bulletin_which_plays_again_after_it(ri
 
 
 def test_an_emergency_interrupts_a_priority_bulletin_too(rig_of: Callable[..., Rig]) -> None:
-    rig = rig_of({"priority": 5.0})
+    rig = rig_of({"priority": 1.0})
     rig.submit(bulletin("priority", "priority"))
     rig.playing("priority")
     rig.submit(bulletin("emergency", "emergency"))
@@ -328,16 +328,27 @@ def test_a_voice_warning_goes_with_its_own_bulletin(rig_of: Callable[..., Rig]) 
     assert started == {"a": (fallback,), "b": ()}
 
 
-def test_a_warning_added_while_it_plays_stays_with_the_programme() -> None:
-    """A streamed programme that falls back mid-stream adds to its own list; its request sees it."""
-    made = BulletinProgramme(cast(Programme, Clip(1.0)))
+def test_a_warning_added_while_it_plays_reaches_the_end_of_that_play(rig_of: Callable[..., Rig]) -> None:
+    """A streamed programme whose voice falls back mid-stream adds to its own list: the play's end sees it."""
+    late = "voice vi-neural could not keep up: read with vi"
+    rig = rig_of({"a": 0.5})
+    rig.submit(bulletin("a"))
+    rig.playing("a")
+    current, _ = rig.playout.snapshot()
+    assert current is not None and current.programme is not None
+    current.programme.result().warnings.append(late)  # as the Speaker's on_fallback does, mid-stream
+    rig.reporter.wait("finished", "a")
+    assert [(r.kind, r.warnings) for r in rig.reporter.seen()] == [("started", ()), ("finished", (late,))]
+
+
+def test_a_request_has_no_warnings_before_its_programme_is_made() -> None:
     req = PlayRequest(bulletin("a"), "now", None)
     assert req.warnings == []
     future: Future[BulletinProgramme] = Future()
-    future.set_result(made)
     req.programme = future
-    made.warnings.append("voice x could not keep up: read with vi")
-    assert req.warnings == ["voice x could not keep up: read with vi"]
+    assert req.warnings == []
+    future.set_exception(RuntimeError("synthesis failed"))
+    assert req.warnings == []
 
 
 def test_outcomes_map_to_occurrence_states_in_one_place() -> None:

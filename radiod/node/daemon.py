@@ -542,12 +542,18 @@ class _Reporter:
     def _occurrence(self, req: PlayRequest) -> str:
         return self._d.events.time(req.enqueued) if req.occurrence == NOW else req.occurrence
 
+    @staticmethod
+    def _new_warnings(req: PlayRequest) -> dict[str, str]:
+        """The optional ``warning`` field (a protocol extension) with what this play's programme reported and no
+        event of this play said yet: on ``started``, and on ``finished`` or ``interrupted`` for a voice that was
+        replaced by its fallback in the middle of a streamed programme."""
+        fresh = req.warnings[req.warned:]
+        req.warned += len(fresh)
+        return {"warning": "; ".join(fresh)} if fresh else {}
+
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
         t = self._d.events.time  # the store has it as started since claim()
-        extra = {}
-        if req.warnings:  # an optional field (protocol extension): the hub sees the fallback voice was used
-            extra["warning"] = "; ".join(req.warnings)
-        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **extra)
+        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **self._new_warnings(req))
 
     def finished(self, req: PlayRequest, timeline: Timeline) -> None:
         self._record(req, "finished")
@@ -555,12 +561,12 @@ class _Reporter:
         self._emit(
             req, "finished", amp_on=t(timeline.amp_on), audio_start=t(timeline.audio_start),
             audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off),
-            duration_s=round(timeline.audio_end - timeline.audio_start, 3),
+            duration_s=round(timeline.audio_end - timeline.audio_start, 3), **self._new_warnings(req),
         )
 
     def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None:
         self._record(req, "interrupted", reason)
-        extra: dict[str, Any] = {"reason": reason}
+        extra: dict[str, Any] = {"reason": reason, **self._new_warnings(req)}
         if timeline is not None:
             t = self._d.events.time
             extra.update(audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off))

@@ -60,6 +60,8 @@ class PlayRequest:
     start_at: float | None
     enqueued: float = field(default_factory=time.time)
     programme: Future[BulletinProgramme] | None = None
+    warned: int = 0
+    """How many of :attr:`warnings` the reporter has already sent (a streamed programme adds some mid-play)."""
 
     @property
     def warnings(self) -> list[str]:
