@@ -3,7 +3,7 @@
 Threads, and what each may do:
 - paho's network thread only puts messages and link events on ``inbox``;
 - this main loop takes them one at a time: verify, store, schedule, answer commands, publish health;
-- APScheduler's thread only hands requests to the playout;
+- APScheduler's thread only hands requests to the playout, or reports one skipped in quiet hours;
 - the playout thread plays, one programme at a time; its render pool runs the speech pipeline;
 - the publisher thread drains the event outbox to the broker.
 SIGTERM and SIGINT switch the relays off first, then stop the loop, publish the offline state and exit.
@@ -91,7 +91,8 @@ def open_store(path: Path) -> Store:
 
 @dataclass(frozen=True)
 class _Call:
-    """Work handed to the main loop from another thread (a clock jump, a timer)."""
+    """Work handed to the main loop from another thread: a clock jump, a control-socket request, or "stop" (which
+    only wakes the loop up to see it is stopping)."""
 
     what: str
     arg: Any = None
@@ -297,8 +298,6 @@ class Daemon:
             log.warning("wall clock jumped by %+.1f s: rebuilding the schedule", item.arg)
             self.scheduler.rebuild()
             self.playout.wake()
-        elif item.what == "report":
-            self._publish_health()
         elif item.what == "call":
             fn, future = item.arg
             try:
@@ -401,8 +400,13 @@ class Daemon:
         return float(self.store.get_setting("volume") or self.config.audio.volume)
 
     def _skip(self, bulletin: Bulletin, occurrence: str, reason: str) -> None:
+        """The scheduler's report of an occurrence that will not play (missed, quiet hours): on the main loop, or
+        on APScheduler's thread for a scheduled one due in quiet hours. A ``now`` occurrence is named by the time
+        it is reported, as the playout's events name it by the time it was queued."""
+        now = time.time()
         self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, occurrence_state("skipped"), detail=reason,
-                                   at=time.time())
+                                   at=now)
+        occurrence = self.events.time(now) if occurrence == NOW else occurrence
         self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason)
 
     def _report_unfinished_plays(self) -> None:
