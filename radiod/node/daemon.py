@@ -463,7 +463,6 @@ class Daemon:
             "outbox": self.store.outbox_size(),
         }
 
-
     def _running(self, now: float) -> RunningNode:
         """What the health checks read of this daemon (radiod.node.health knows nothing of the daemon itself)."""
         return RunningNode(
@@ -492,7 +491,7 @@ class Daemon:
         for item in upcoming:
             item["at"] = rfc3339(item["at"], tz, ms=False)
 
-        def view(req: Any) -> dict[str, Any]:
+        def view(req: PlayRequest) -> dict[str, Any]:
             b = req.bulletin
             start = rfc3339(req.start_at, tz, ms=False) if req.start_at is not None else "now"
             return {"bulletin": b.id, "rev": b.rev, "priority": b.priority, "title": b.title, "start": start}

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from radiod.audio.output import NullOutput, Output
 from radiod.audio.relays import AMPLIFIER, STATUS_LED, Relays
@@ -40,8 +40,7 @@ from radiod.speech.tts import engine_for
 from radiod.speech.voices import load_voice
 
 if TYPE_CHECKING:
-    from radiod.node.mqtt_link import MqttLink
-    from radiod.node.playout import Playout
+    from radiod.node.playout import PlayRequest
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +304,32 @@ def _local(config: Config, now: float | None) -> list[tuple[str, Callable[[], Ch
 # ----- checks of the running daemon --------------------------------------------------------------------------------
 
 
-def check_broker(link: MqttLink, tz: dt.tzinfo) -> Check:
+class BrokerLink(Protocol):
+    """The MQTT link as the broker check reads it (``MqttLink`` is one)."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connected_since(self) -> float | None: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def last_error(self) -> str | None: ...
+
+
+class PlayerState(Protocol):
+    """The playout as the audio, relays and queue checks read it (``Playout`` is one)."""
+
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def audio_error(self) -> tuple[float, str] | None: ...
+    def snapshot(self) -> tuple[PlayRequest | None, list[PlayRequest]]: ...
+    def exclusive_job(self) -> str | None: ...
+    def busy(self) -> bool: ...
+
+
+def check_broker(link: BrokerLink, tz: dt.tzinfo) -> Check:
     """Connected to the hub's broker, since when; crit when not (no new bulletin, no emergency can arrive)."""
     since = link.connected_since
     if not link.connected or since is None:
@@ -441,7 +465,7 @@ def check_outbox(size: int, *, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX
 
 
 def check_queue(
-    playout: Playout, upcoming: tuple[str, float] | None, last_play: PlayRecord | None, tz: dt.tzinfo
+    playout: PlayerState, upcoming: tuple[str, float] | None, last_play: PlayRecord | None, tz: dt.tzinfo
 ) -> Check:
     """The player thread is alive; what plays, what waits, what is next (``upcoming``: bulletin id, instant);
     warn when the last play failed."""
@@ -485,10 +509,10 @@ class RunningNode:
     config: Config
     tz: dt.tzinfo
     now: float
-    link: MqttLink
+    link: BrokerLink
     output: Callable[[], Output]
     relays: Relays
-    playout: Playout
+    playout: PlayerState
     voice: VoiceCheck
     next_play: Callable[[], tuple[str, float] | None]
     last_play: Callable[[], PlayRecord | None]
