@@ -32,9 +32,9 @@ def window(start_min: float, end_min: float) -> QuietHours:
                       end=(now + dt.timedelta(minutes=end_min)).time())
 
 
-def bulletin(id: str, priority: str = "normal", schedule: Schedule | None = None) -> Bulletin:  # noqa: A002
+def bulletin(id: str, priority: str = "normal", schedule: Schedule | None = None, status: str = "actual") -> Bulletin:  # noqa: A002
     now = time.time()
-    return Bulletin(id=id, rev=1, iat=now, exp=now + 3600, targets=("n01",), priority=priority, status="actual",
+    return Bulletin(id=id, rev=1, iat=now, exp=now + 3600, targets=("n01",), priority=priority, status=status,
                     title=id, text="Xin chào.", schedule=schedule or Schedule(now=True))
 
 
@@ -105,6 +105,12 @@ def test_a_scheduled_occurrence_inside_quiet_hours_is_skipped_when_its_job_fires
     assert rig.skipped == [("normal", key, "quiet_hours")]
     (req,) = rig.submitted
     assert req.bulletin.id == "emergency" and req.start_at == emergency.schedule.at[0].timestamp()  # type: ignore[union-attr]
+
+
+def test_a_test_bulletin_is_delivered_but_never_handed_over(store: Store) -> None:
+    rig = Rig(store, ())
+    rig.scheduler.schedule(bulletin("drill-check", "emergency", status="test"), stored_at=time.time())
+    assert rig.skipped == [("drill-check", NOW, "test")] and rig.submitted == []
 
 
 def test_what_already_played_is_not_handed_over_again_what_was_interrupted_is(store: Store) -> None:

@@ -5,7 +5,8 @@ for that instant, then arms the occurrence after it. Nothing is persisted in APS
 pickle jobs): at start, after a wall-clock jump and after every change, jobs are rebuilt from the store, which
 also knows which occurrences already played. APScheduler's own misfire handling is bypassed (jobs run however
 late); lateness is judged here against the configured grace window, and quiet hours here too: a normal bulletin
-due inside them is reported skipped instead of handed to the playout (priority and emergency always play).
+due inside them is reported skipped instead of handed to the playout (priority and emergency always play), as is
+every occurrence of a ``test`` bulletin (delivered, never played).
 """
 
 from __future__ import annotations
@@ -168,8 +169,11 @@ class Scheduler:
         self._arm_next(bulletin, start + 0.5)
 
     def _hand_over(self, req: PlayRequest, at: float) -> None:
-        """Give the playout a request to start at ``at``, unless quiet hours silence it (normal priority only)."""
-        if req.bulletin.priority == "normal" and in_quiet_hours(at, self._quiet, self._tz):
+        """Give the playout a request to start at ``at``, unless it is not to be heard: a ``test`` bulletin (a
+        delivery check), or a normal one in quiet hours."""
+        if req.bulletin.status == "test":
+            self._skip(req.bulletin, req.occurrence, "test")
+        elif req.bulletin.priority == "normal" and in_quiet_hours(at, self._quiet, self._tz):
             self._skip(req.bulletin, req.occurrence, "quiet_hours")
         else:
             self._submit(req)
