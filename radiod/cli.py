@@ -301,21 +301,21 @@ def _node_config(args: argparse.Namespace) -> Path | None:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Every check, one line each or JSON; exit 0 ok, 1 warn, 2 crit, also when the config or daemon is broken."""
-    from radiod.node.health import show_health
+    from radiod.technician.health import show_health
 
     return show_health(_node_config(args), as_json=args.json)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Now playing, the queue, the next plays and the last ten, from the running daemon."""
-    from radiod.node.control import show_status
+    from radiod.technician.status import show_status
 
     return show_status(load_config(_node_config(args)), as_json=args.json)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     """The technician's test, run by the daemon between two plays; each step printed as it ends."""
-    from radiod.node.control import run_test
+    from radiod.technician.speakertest import run_test
 
     return run_test(load_config(_node_config(args)), args.line)
 

@@ -29,9 +29,10 @@ from radiod.config import Config, ControlConfig, GpioConfig, MqttConfig
 from radiod.errors import RadiodError
 from radiod.hub.session import publish_once
 from radiod.node import control
-from radiod.node.control import ControlServer, request, socket_paths
+from radiod.node.control import ControlServer, socket_paths
 from radiod.protocol.jws import sign
 from radiod.schema import to_plain
+from radiod.technician.client import NotRunning, request
 
 SHORT = "Thông báo thử. Xin chào bà con."
 
@@ -117,7 +118,7 @@ def test_stale_socket_is_replaced_and_a_live_one_refused(tmp_path: Path) -> None
             request([path], {"cmd": "nope"})
     finally:
         first.stop()
-    with pytest.raises(control.NotRunning):
+    with pytest.raises(NotRunning):
         request([path], {"cmd": "ping"})
 
 

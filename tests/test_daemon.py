@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 import wave
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +17,7 @@ import pytest
 from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 
 from radiod.clock import parse_rfc3339, rfc3339
+from radiod.config import REPO_ROOT
 from radiod.hub.localbroker import Broker
 from radiod.hub.operator import PostRequest
 from radiod.hub.session import publish_once
@@ -216,6 +219,26 @@ def test_test_status_is_delivered_but_not_played(
     bid = hub.post(SHORT, status="test")["id"]
     assert events.wait("skipped", bulletin=bid)[0]["reason"] == "test"
     assert not events.of(type_="started", bulletin=bid)
+
+
+def test_a_fallback_voice_warning_is_reported_on_its_own_bulletin_only(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path
+) -> None:
+    voices = tmp_path / "voices"
+    shutil.copytree(REPO_ROOT / "voices", voices)
+    (voices / "lost.yaml").write_text(  # a neural voice whose model is not on this node: vi-north reads it
+        "description: lost\nengine: piper\nregion: north\nmodel: models/missing.onnx\nfallback: vi-north\n",
+        encoding="utf-8",
+    )
+    config = node_config(hub, tmp_path)
+    start_node(replace(config, speech=replace(config.speech, voices_dir=str(voices))))
+    plain = hub.post(SHORT)["id"]
+    lost = hub.post(SHORT, voice="lost")["id"]  # rendered beside the first, on the second render worker
+    started = {e["bulletin"]: e for e in events.wait("started", count=2)}
+    assert "warning" not in started[plain]
+    warning = started[lost]["warning"]
+    assert warning.startswith("voice lost could not read it (") and warning.endswith("): read with vi-north")
+    assert "warning" not in events.of(type_="accepted", bulletin=lost)[0], "the node has the voice: no warning"
 
 
 def test_exercise_speaks_a_drill_notice_first(

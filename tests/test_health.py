@@ -33,7 +33,6 @@ from radiod.node.health import (
     Check,
     check_audio,
     check_clock,
-    check_config,
     check_cpu_temp,
     check_heartbeat,
     check_memory,
@@ -49,6 +48,7 @@ from radiod.node.health import (
 from radiod.node.store import Store
 from radiod.profiles import load_profile
 from radiod.schema import to_plain
+from radiod.technician.health import check_config
 
 VOICES = REPO_ROOT / "voices"
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -344,7 +344,11 @@ def test_queue_warns_on_a_failed_play_and_is_crit_when_the_player_died(node: Thr
     daemon = node.daemon
 
     def queue_check() -> Check:  # on the main loop, as the daemon runs it: after start-up, never mid-change
-        return daemon.on_main_loop(lambda: check_queue(daemon)).result(timeout=10)
+        def check() -> Check:
+            last = daemon.store.last_plays(1)
+            return check_queue(daemon.playout, daemon.scheduler.next_play(), last[0] if last else None, daemon.tz)
+
+        return daemon.on_main_loop(check).result(timeout=10)
 
     assert queue_check().status == "ok"
     daemon.store.mark_occurrence("b-0612", 1, "now", "failed", detail="audio", at=time.time())

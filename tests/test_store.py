@@ -213,8 +213,18 @@ def test_an_occurrence_is_claimed_exactly_once_even_across_a_restart(path: Path)
         assert not store.claim_occurrence("b1", 1, OCC, at=NOW + 1)
     with Store(path) as store:
         assert store.occurrence_state("b1", 1, OCC) == "started"
-        assert not store.claim_occurrence("b1", 1, OCC, "skipped", detail="missed", at=NOW + 2)
+        assert not store.claim_occurrence("b1", 1, OCC, at=NOW + 2)
         assert [p.state for p in store.play_history("b1")] == ["started"]
+
+
+def test_an_interrupted_occurrence_may_be_claimed_again_a_finished_or_skipped_one_not(store: Store) -> None:
+    store.mark_occurrence("b1", 1, OCC, "interrupted", detail="preempted", at=NOW)
+    assert store.claim_occurrence("b1", 1, OCC, at=NOW + 1), "pre-empted by an emergency: it plays again after"
+    store.mark_occurrence("b1", 1, OCC, "finished", at=NOW + 40)
+    assert not store.claim_occurrence("b1", 1, OCC, at=NOW + 41)
+    store.mark_occurrence("b2", 1, OCC, "skipped", detail="quiet_hours", at=NOW)
+    assert not store.claim_occurrence("b2", 1, OCC, at=NOW + 1)
+    assert [p.state for p in store.play_history("b1")] == ["interrupted", "started", "finished"]
 
 
 def test_concurrent_claims_of_one_occurrence_let_exactly_one_thread_play_it(store: Store) -> None:

@@ -1,8 +1,10 @@
-"""The daemon's control socket: how ``radiod health``, ``status`` and ``test`` talk to the running daemon.
+"""The daemon's control socket: the server ``radiod health``, ``status`` and ``test`` talk to.
 
 A Unix stream socket, never a network port: only root and the members of ``control.group`` can use it (mode
 0660), so a technician needs SSH and the group, an attacker on the commune LAN gets nothing. It lives in
 ``/run/radiod`` (systemd's ``RuntimeDirectory``) or, where that directory does not exist, in ``storage.dir``.
+The client side (the CLI) is :mod:`radiod.technician`; this module knows nothing of the daemon but the
+callables it is given.
 
 Protocol: the client sends one JSON object on one line, ``{"cmd": "health"}``; the server answers with zero or
 more ``{"progress": {...}}`` lines (the steps of a test, as they end) and one final line, ``{"ok": true,
@@ -10,9 +12,10 @@ more ``{"progress": {...}}`` lines (the steps of a test, as they end) and one fi
 is enough to debug it.
 
 Threads: the server accepts in its own thread and answers each connection in a short-lived one. Those threads
-never touch the daemon's state: every request runs on the daemon's main loop (:meth:`Daemon.on_main_loop`),
-the one thread allowed to, and the connection waits for the answer. A main loop that does not answer within
-:data:`MAIN_LOOP_TIMEOUT_S` is reported as stalled, which is exactly what ``radiod health`` must say then.
+never touch the daemon's state: every request runs on the daemon's main loop (the ``on_main_loop`` given to
+:func:`daemon_server`), the one thread allowed to, and the connection waits for the answer. A main loop that
+does not answer within :data:`MAIN_LOOP_TIMEOUT_S` is reported as stalled, which is exactly what ``radiod
+health`` must say then.
 
 SIGUSR1 (:func:`install_stack_dump`) is the other lever a technician has on a running daemon: it writes every
 thread's stack to the journal, to see where a stalled daemon is stuck before the watchdog restarts it.
@@ -33,21 +36,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from radiod import __version__
-from radiod.clock import rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError
-
-if TYPE_CHECKING:
-    from radiod.node.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +62,8 @@ _SUN_PATH_MAX = 100
 Progress = Callable[[dict[str, Any]], None]
 Handler = Callable[[dict[str, Any], Progress], Any]
 """Answers one request on a connection thread; ``Progress`` sends an intermediate line to the client."""
-
-
-class NotRunning(RadiodError):
-    """No daemon answers on the control socket: it is not running (or runs with another config)."""
+TestRunner = Callable[[list[str] | None, Progress, Callable[[dict[str, Any]], None]], Any]
+"""Queues the technician's test of some speaker lines (None: all), with a progress and a done callback."""
 
 
 # ----- where the socket is -----------------------------------------------------------------------------------------
@@ -91,7 +86,7 @@ def server_path(config: Config) -> Path:
 
 
 @contextlib.contextmanager
-def _reachable(path: Path) -> Iterator[str]:
+def reachable(path: Path) -> Iterator[str]:
     """``path`` as an address bind/connect accept: itself, or via an open descriptor of its directory when it
     is too long for a Unix socket address (pytest's temporary directories easily are)."""
     if len(os.fsencode(path)) <= _SUN_PATH_MAX:
@@ -124,7 +119,7 @@ class ControlServer:
         self._remove_stale()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            with _reachable(self.path) as address:
+            with reachable(self.path) as address:
                 sock.bind(address)
             os.chmod(self.path, 0o660)
             self._set_group()
@@ -157,7 +152,7 @@ class ControlServer:
             raise RadiodError(f"control socket {self.path}: a file that is not a socket is in the way")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
-            with _reachable(self.path) as address:
+            with reachable(self.path) as address:
                 probe.connect(address)
         except OSError:
             self.path.unlink()  # nobody listens: left by a daemon that was killed
@@ -281,192 +276,45 @@ def _peer_uid(conn: socket.socket) -> int:
 # ----- the daemon's answers ----------------------------------------------------------------------------------------
 
 
-def daemon_server(daemon: Daemon) -> ControlServer:
-    """The control server of ``daemon``: every answer computed on its main loop."""
+def daemon_server(
+    config: Config,
+    on_main_loop: Callable[[Callable[[], Any]], Future[Any]],
+    *,
+    health: Callable[[], Any],
+    status: Callable[[], Any],
+    test: TestRunner,
+) -> ControlServer:
+    """The daemon's control server: ``health``, ``status`` and ``test`` each run on the main loop through
+    ``on_main_loop`` (which returns a future of the answer); ``test`` finishes later, through its done callback."""
 
     def on_loop(fn: Callable[[], Any]) -> Any:
         try:
-            return daemon.on_main_loop(fn).result(timeout=MAIN_LOOP_TIMEOUT_S)
+            return on_main_loop(fn).result(timeout=MAIN_LOOP_TIMEOUT_S)
         except FutureTimeout:
             raise RadiodError(f"the daemon's main loop did not answer within {MAIN_LOOP_TIMEOUT_S:.0f} s: it is "
                               "stalled (systemd's watchdog restarts it; `kill -USR1` dumps its threads to the "
                               "journal)") from None
 
-    def health(request: dict[str, Any], progress: Progress) -> Any:
-        return on_loop(lambda: {"pid": os.getpid(), "report": daemon.health_report()})
+    def answer_health(request: dict[str, Any], progress: Progress) -> Any:
+        return on_loop(lambda: {"pid": os.getpid(), "report": health()})
 
-    def status(request: dict[str, Any], progress: Progress) -> Any:
-        return on_loop(lambda: status_report(daemon))
+    def answer_status(request: dict[str, Any], progress: Progress) -> Any:
+        return on_loop(status)
 
-    def test(request: dict[str, Any], progress: Progress) -> Any:
+    def answer_test(request: dict[str, Any], progress: Progress) -> Any:
         lines = request.get("lines")
         if lines is not None and not (isinstance(lines, list) and all(isinstance(x, str) for x in lines)):
             raise RadiodError("lines must be a list of speaker-line names, or null for all")
         finished: Future[dict[str, Any]] = Future()
-        on_loop(lambda: daemon.techtest.queue(daemon.playout, lines, progress=progress, done=finished.set_result))
+        on_loop(lambda: test(lines, progress, finished.set_result))
         try:
             return finished.result(timeout=TEST_TIMEOUT_S)
         except FutureTimeout:
             raise RadiodError(f"the test did not finish within {TEST_TIMEOUT_S:.0f} s; its events tell how far "
                               "it got (radiod watch)") from None
 
-    return ControlServer(server_path(daemon.config), daemon.config.control.group,
-                         {"health": health, "status": status, "test": test})
-
-
-def status_report(daemon: Daemon) -> dict[str, Any]:
-    """What ``radiod status`` shows: now playing, the queue, the next plays, the last ten plays."""
-    now, tz = time.time(), daemon.tz
-    current, queued = daemon.playout.snapshot()
-    titles: dict[str, str] = {}
-    upcoming: list[dict[str, Any]] = []
-    for stored in daemon.store.bulletins(now=now):
-        titles[stored.id] = str(json.loads(stored.payload).get("title", ""))
-        at = daemon.scheduler.next_of(stored.id)
-        if at is not None:
-            upcoming.append({"bulletin": stored.id, "rev": stored.rev, "at": at, "title": titles[stored.id]})
-    upcoming.sort(key=lambda item: item["at"])
-    for item in upcoming:
-        item["at"] = rfc3339(item["at"], tz, ms=False)
-
-    def view(req: Any) -> dict[str, Any]:
-        b = req.bulletin
-        start = rfc3339(req.start_at, tz, ms=False) if req.start_at is not None else "now"
-        return {"bulletin": b.id, "rev": b.rev, "priority": b.priority, "title": b.title, "start": start}
-
-    job = daemon.playout.exclusive_job()
-    return {
-        "node": daemon.config.node.id,
-        "version": __version__,
-        "uptime_s": round(now - daemon.started_at),
-        "broker": "connected" if daemon.link.connected else f"not connected: {daemon.link.last_error or 'connecting'}",
-        "playing": view(current) if current else ({"job": job} if job else None),
-        "queue": [view(q) for q in queued],
-        "next": upcoming[:10],
-        "last_plays": [
-            {**asdict(p), "at": rfc3339(p.at, tz, ms=False), "title": titles.get(p.id, "")}
-            for p in daemon.store.last_plays(10)
-        ],
-    }
-
-
-def format_status(report: dict[str, Any]) -> list[str]:
-    """``radiod status`` as text: a technician reads it top to bottom."""
-    lines = [f"node {report['node']}  radiod {report['version']}  up {report['uptime_s']} s  broker "
-             f"{report['broker']}"]
-    playing = report["playing"]
-    if playing is None:
-        lines.append("now playing: nothing")
-    elif "job" in playing:
-        lines.append(f"now playing: the {playing['job']}")
-    else:
-        lines.append(f"now playing: {_describe(playing)}")
-    lines.append(f"queue: {len(report['queue'])}")
-    lines += [f"  {_describe(q)}" for q in report["queue"]]
-    lines.append("next plays:" if report["next"] else "next plays: none scheduled")
-    lines += [f"  {n['at']}  {n['bulletin']} r{n['rev']}  {n['title'][:50]}" for n in report["next"]]
-    lines.append("last plays:" if report["last_plays"] else "last plays: none yet")
-    for p in report["last_plays"]:
-        detail = f" ({p['detail']})" if p["detail"] else ""
-        lines.append(f"  {p['at']}  {p['state']:<11} {p['id']} r{p['rev']} occurrence {p['occurrence']}{detail}")
-    return lines
-
-
-def _describe(req: dict[str, Any]) -> str:
-    return f"{req['bulletin']} r{req['rev']} [{req['priority']}] start {req['start']}  {req['title'][:50]}"
-
-
-# ----- the client, in the CLI --------------------------------------------------------------------------------------
-
-
-def request(
-    paths: Sequence[Path],
-    message: dict[str, Any],
-    *,
-    timeout: float = MAIN_LOOP_TIMEOUT_S + 5,
-    on_progress: Progress | None = None,
-) -> Any:
-    """Send ``message`` to the daemon on the first of ``paths`` that exists; return its result.
-
-    Raises :class:`NotRunning` when no socket answers, RadiodError for a refused permission, a timeout or the
-    daemon's own error message.
-    """
-    existing = [p for p in paths if p.exists()]
-    if not existing:
-        raise NotRunning(f"radiod is not running: no control socket at {' or '.join(map(str, paths))} "
-                         "(systemctl status radiod)")
-    path = existing[0]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(timeout)
-    with sock:
-        try:
-            with _reachable(path) as address:
-                sock.connect(address)
-        except PermissionError:
-            raise RadiodError(f"no permission to use {path}: run as root, or join its group (sudo usermod -aG "
-                              "radiod $USER, then log in again)") from None
-        except (ConnectionRefusedError, FileNotFoundError):
-            raise NotRunning(f"radiod is not running: nothing listens on {path} (systemctl status radiod)") from None
-        sock.sendall(json.dumps(message).encode("utf-8") + b"\n")
-        for line in _lines(sock, path, timeout):
-            if "progress" in line:
-                if on_progress is not None:
-                    on_progress(line["progress"])
-                continue
-            if line.get("ok"):
-                return line.get("result")
-            raise RadiodError(str(line.get("error", "the daemon refused the request")))
-    raise RadiodError(f"the daemon closed {path} without answering (journalctl -u radiod)")
-
-
-def _lines(sock: socket.socket, path: Path, timeout: float) -> Iterator[dict[str, Any]]:
-    buffer = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise RadiodError(f"no answer on {path} within {timeout:.0f} s: the daemon is stalled") from None
-        if not chunk:
-            return
-        buffer += chunk
-        while b"\n" in buffer:
-            raw, buffer = buffer.split(b"\n", 1)
-            try:
-                yield json.loads(raw)
-            except ValueError:
-                raise RadiodError(f"{path}: the daemon sent something that is not JSON: {raw[:80]!r}") from None
-
-
-def show_status(config: Config, *, as_json: bool) -> int:
-    """``radiod status``: 0 when the daemon answered, 2 when it is not running (said on stderr)."""
-    try:
-        report = request(socket_paths(config), {"cmd": "status"})
-    except NotRunning as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(json.dumps(report, ensure_ascii=False, indent=2) if as_json else "\n".join(format_status(report)))
-    return 0
-
-
-def run_test(config: Config, lines: Sequence[str] | None) -> int:
-    """``radiod test``: ask the daemon for the technician's test and print each step as it ends.
-
-    0 when every step passed, 1 when one failed or was interrupted, 2 when the daemon is not running (the
-    relays belong to the daemon: without it, ``radiod speak`` plays through them).
-    """
-    def show(step: dict[str, Any]) -> None:
-        print(f"{step['step']:<10} {step['result'].upper():<11} {step['detail']}", flush=True)
-
-    print(f"testing {', '.join(lines) if lines else 'every speaker line'}: after the current bulletin, if any; "
-          "an emergency interrupts it", flush=True)
-    try:
-        result = request(socket_paths(config), {"cmd": "test", "lines": list(lines) if lines else None},
-                         timeout=TEST_TIMEOUT_S, on_progress=show)
-    except NotRunning as exc:
-        print(f"{exc}; `radiod speak` plays through the relays without the daemon", file=sys.stderr)
-        return 2
-    print(result["result"])
-    return 0 if result["result"].startswith("passed") else 1
+    return ControlServer(server_path(config), config.control.group,
+                         {"health": answer_health, "status": answer_status, "test": answer_test})
 
 
 # ----- SIGUSR1 -----------------------------------------------------------------------------------------------------

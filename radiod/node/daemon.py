@@ -3,7 +3,7 @@
 Threads, and what each may do:
 - paho's network thread only puts messages and link events on ``inbox``;
 - this main loop takes them one at a time: verify, store, schedule, answer commands, publish health;
-- APScheduler's thread only hands requests to the playout;
+- APScheduler's thread only hands requests to the playout, or reports one skipped in quiet hours;
 - the playout thread plays, one programme at a time; its render pool runs the speech pipeline;
 - the publisher thread drains the event outbox to the broker.
 SIGTERM and SIGINT switch the relays off first, then stop the loop, publish the offline state and exit.
@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,20 +30,19 @@ from zoneinfo import ZoneInfo
 from radiod import __version__
 from radiod.audio.playback import Timeline
 from radiod.audio.relays import switch_off_on_signals
-from radiod.audio.render import Programme
 from radiod.audio.station import Station
 from radiod.clock import JumpWatch, rfc3339
 from radiod.config import Config
-from radiod.errors import RadiodError, Rejected, StoreError, VoiceError
-from radiod.node.control import daemon_server, install_stack_dump
+from radiod.errors import RadiodError, Rejected, StoreError
+from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
-from radiod.node.health import Check, daemon_checks, worst
+from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
-from radiod.node.playout import Playout, PlayRequest
-from radiod.node.programme import ProgrammeMaker
+from radiod.node.playout import Playout, PlayRequest, occurrence_state
+from radiod.node.programme import BulletinProgramme, ProgrammeMaker
 from radiod.node.scheduler import NOW, Scheduler
 from radiod.node.sdnotify import Notifier
-from radiod.node.store import Store
+from radiod.node.store import PlayRecord, Store
 from radiod.node.techtest import TechnicianTest
 from radiod.protocol.jws import TrustStore
 from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
@@ -84,7 +83,8 @@ def open_store(path: Path) -> Store:
 
 @dataclass(frozen=True)
 class _Call:
-    """Work handed to the main loop from another thread (a clock jump, a timer)."""
+    """Work handed to the main loop from another thread: a clock jump, a control-socket request, or "stop" (which
+    only wakes the loop up to see it is stopping)."""
 
     what: str
     arg: Any = None
@@ -127,7 +127,6 @@ class Daemon:
             self.station,
             self._render,
             _Reporter(self),
-            in_quiet_hours=self._in_quiet_hours,
             late_limit_s=config.schedule.grace_s,
         )
         self.scheduler = Scheduler(
@@ -135,6 +134,7 @@ class Daemon:
             self.tz,
             grace_s=config.schedule.grace_s,
             prerender_s=config.schedule.prerender_s,
+            quiet_hours=config.schedule.quiet_hours,
             submit=self.playout.submit,
             skip=self._skip,
             parse=parse_bulletin_json,
@@ -143,12 +143,17 @@ class Daemon:
         self._stopping = threading.Event()
         self.store_error: tuple[float, str] | None = None  # the latest store failure, for health
         self._unapplied: deque[Incoming] = deque(maxlen=UNAPPLIED_MAX)
-        self.voice_warnings: dict[tuple[str, int], str] = {}  # (id, rev) -> why a fallback voice read it
-        self.voice_check: tuple[float, Check] | None = None  # the last passing voice check, reused for a while
+        self.voice_check = VoiceCheck(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
         self.techtest = TechnicianTest(
             self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
         )
-        self.control = daemon_server(self)
+        self.control = daemon_server(
+            config,
+            self.on_main_loop,
+            health=self.health_report,
+            status=self.status_report,
+            test=self._socket_test,
+        )
         self.systemd = Notifier()
         self.health_published_at: float | None = None  # the heartbeat check's evidence
         self.watchdog_fired_at: float | None = None  # the relays check warns once the watchdog had to act
@@ -285,8 +290,6 @@ class Daemon:
             log.warning("wall clock jumped by %+.1f s: rebuilding the schedule", item.arg)
             self.scheduler.rebuild()
             self.playout.wake()
-        elif item.what == "report":
-            self._publish_health()
         elif item.what == "call":
             fn, future = item.arg
             try:
@@ -344,15 +347,15 @@ class Daemon:
             return
         self.playout.cancel(bulletin.id, reason="cancelled" if bulletin.cancelled else "superseded")
         extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
-        if bulletin.voice and not self._voice_exists(bulletin.voice):
-            extra["warning"] = f"unknown voice '{bulletin.voice}': read with {self.config.speech.voice}"
+        if unknown := self.maker.unknown_voice(bulletin):
+            extra["warning"] = unknown
         self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
         else:
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
-                self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self._voice_for(bulletin)))
+                self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self.maker.voice_for(bulletin)))
 
     def _on_command(self, command: Command, topic: str) -> None:
         if not self.store.remember_command(command.id, command.exp):
@@ -380,68 +383,29 @@ class Daemon:
         upcoming = next(occurrences(bulletin.schedule, self.tz, start, end), None)
         return rfc3339(upcoming.timestamp(), self.tz, ms=False) if upcoming else None
 
-    def _voice_exists(self, voice_id: str) -> bool:
-        try:
-            self.maker.speaker.voice(voice_id)
-        except VoiceError:
-            return False
-        return True
-
-    def _render(self, bulletin: Bulletin, preamble: str | None) -> Programme:
-        """Render on the playout's pool; a voice replaced by its fallback is noted for the started event.
-
-        ``now`` and emergency bulletins are streamed: their first sentence plays while the rest is synthesized,
-        instead of after minutes of silence with a neural voice. Scheduled ones are rendered whole, ahead of time.
-        """
-        voice = self._voice_for(bulletin)
-        node_volume = self._node_volume()
-        speaker = self.maker.speaker
-        fallbacks = speaker.stats.fallbacks
-        stream = bulletin.schedule.now or bulletin.priority == "emergency"
-        programme = self.maker.make(
-            bulletin.text,
-            voice,
-            chime=bulletin.chime,
-            repeat=bulletin.schedule.repeat,
-            gap_s=bulletin.schedule.gap_s,
-            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
-            preamble=preamble,
-            stream=stream,
-        )
-        if speaker.stats.fallbacks > fallbacks and speaker.last_fallback is not None:
-            fb = speaker.last_fallback
-            self.voice_warnings[(bulletin.id, bulletin.rev)] = (
-                f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}"
-            )
-        return programme
-
-    def _voice_for(self, bulletin: Bulletin) -> str:
-        """The bulletin's voice if this node has it, else the node's default (the accepted event warned)."""
-        return bulletin.voice if bulletin.voice and self._voice_exists(bulletin.voice) else self.config.speech.voice
+    def _render(self, bulletin: Bulletin) -> BulletinProgramme:
+        """On the playout's render pool: the bulletin's programme at the node's volume, with its own warnings."""
+        return self.maker.for_bulletin(bulletin, node_volume=self._node_volume())
 
     def _node_volume(self) -> float:
         """The level a volume command set, else the config's."""
         return float(self.store.get_setting("volume") or self.config.audio.volume)
 
-    def _in_quiet_hours(self, ts: float) -> bool:
-        local = dt.datetime.fromtimestamp(ts, self.tz).time()
-        for window in self.config.schedule.quiet_hours:
-            if window.start <= window.end:
-                if window.start <= local < window.end:
-                    return True
-            elif local >= window.start or local < window.end:
-                return True
-        return False
-
     def _skip(self, bulletin: Bulletin, occurrence: str, reason: str) -> None:
-        self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, "skipped", detail=reason, at=time.time())
+        """The scheduler's report of an occurrence that will not play (missed, quiet hours): on the main loop, or
+        on APScheduler's thread for a scheduled one due in quiet hours. A ``now`` occurrence is named by the time
+        it is reported, as the playout's events name it by the time it was queued."""
+        now = time.time()
+        self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, occurrence_state("skipped"), detail=reason,
+                                   at=now)
+        occurrence = self.events.time(now) if occurrence == NOW else occurrence
         self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason)
 
     def _report_unfinished_plays(self) -> None:
         """A play that started but never ended: the daemon died mid-play. Report it; it may replay in grace."""
         for play in self.store.unfinished_plays():
-            self.store.mark_occurrence(play.id, play.rev, play.occurrence, "interrupted", detail="restart",
-                                       at=time.time())
+            self.store.mark_occurrence(play.id, play.rev, play.occurrence,
+                                       occurrence_state("interrupted", "restart"), detail="restart", at=time.time())
             self.events.emit("interrupted", bulletin=play.id, rev=play.rev, occurrence=play.occurrence,
                              reason="restart")
 
@@ -453,6 +417,10 @@ class Daemon:
     def _technician_test(self, command_id: str) -> str:
         """The MQTT test command: queued on the playout like `radiod test`; each step becomes an event."""
         return self.techtest.queue(self.playout, command=command_id)
+
+    def _socket_test(self, lines: list[str] | None, progress: Progress, done: Callable[[dict[str, Any]], None]) -> str:
+        """`radiod test` over the control socket: the same test, each step also sent to the technician's terminal."""
+        return self.techtest.queue(self.playout, lines, progress=progress, done=done)
 
     def _publish_health(self) -> None:
         report = self.health_report()
@@ -470,7 +438,7 @@ class Daemon:
     def health_report(self) -> dict[str, Any]:
         """The protocol's health report; its checks are radiod.node.health's (run here, on the main loop)."""
         now = time.time()
-        checks = tuple(daemon_checks(self))
+        checks = tuple(daemon_checks(self._running(now)))
         current, _queued = self.playout.snapshot()
         upcoming = self.scheduler.next_play()
         return Health(
@@ -486,6 +454,54 @@ class Daemon:
             outbox=self.store.outbox_size(),
         ).to_dict()
 
+    def _running(self, now: float) -> RunningNode:
+        """What the health checks read of this daemon (radiod.node.health knows nothing of the daemon itself)."""
+        return RunningNode(
+            config=self.config, tz=self.tz, now=now, link=self.link, output=self.station.output,
+            relays=self.station.relays, playout=self.playout, voice=self.voice_check,
+            next_play=self.scheduler.next_play, last_play=self._last_play, outbox_size=self.store.outbox_size,
+            started_at=self.started_at, health_published_at=self.health_published_at,
+            store_error=self.store_error, watchdog_fired_at=self.watchdog_fired_at,
+        )
+
+    def _last_play(self) -> PlayRecord | None:
+        return next(iter(self.store.last_plays(1)), None)
+
+    def status_report(self) -> dict[str, Any]:
+        """What ``radiod status`` shows: now playing, the queue, the next plays, the last ten plays."""
+        now, tz = time.time(), self.tz
+        current, queued = self.playout.snapshot()
+        titles: dict[str, str] = {}
+        upcoming: list[dict[str, Any]] = []
+        for stored in self.store.bulletins(now=now):
+            titles[stored.id] = str(json.loads(stored.payload).get("title", ""))
+            at = self.scheduler.next_of(stored.id)
+            if at is not None:
+                upcoming.append({"bulletin": stored.id, "rev": stored.rev, "at": at, "title": titles[stored.id]})
+        upcoming.sort(key=lambda item: item["at"])
+        for item in upcoming:
+            item["at"] = rfc3339(item["at"], tz, ms=False)
+
+        def view(req: PlayRequest) -> dict[str, Any]:
+            b = req.bulletin
+            start = rfc3339(req.start_at, tz, ms=False) if req.start_at is not None else "now"
+            return {"bulletin": b.id, "rev": b.rev, "priority": b.priority, "title": b.title, "start": start}
+
+        job = self.playout.exclusive_job()
+        return {
+            "node": self.config.node.id,
+            "version": __version__,
+            "uptime_s": round(now - self.started_at),
+            "broker": "connected" if self.link.connected else f"not connected: {self.link.last_error or 'connecting'}",
+            "playing": view(current) if current else ({"job": job} if job else None),
+            "queue": [view(q) for q in queued],
+            "next": upcoming[:10],
+            "last_plays": [
+                {**asdict(p), "at": rfc3339(p.at, tz, ms=False), "title": titles.get(p.id, "")}
+                for p in self.store.last_plays(10)
+            ],
+        }
+
 
 class _Reporter:
     """The playout's reports, turned into occurrence records and events."""
@@ -493,13 +509,25 @@ class _Reporter:
     def __init__(self, daemon: Daemon) -> None:
         self._d = daemon
 
-    def _record(self, req: PlayRequest, state: str, detail: str = "") -> None:
+    def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
         b = req.bulletin
+        state = occurrence_state(outcome, reason)
         try:
-            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=detail, at=time.time())
+            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=time.time())
         except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
             log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+
+    def claim(self, req: PlayRequest) -> bool:
+        """The exactly-once step: recorded as started unless it already played. A store that refuses the write
+        must not silence the loudspeakers: the play goes on, unrecorded."""
+        b = req.bulletin
+        try:
+            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=time.time())
+        except StoreError as exc:
+            log.error("cannot record the start of %s %s: %s", b.id, req.occurrence, exc)
+            self._d.store_error = (time.time(), str(exc))
+            return True
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
         b = req.bulletin
@@ -508,14 +536,18 @@ class _Reporter:
     def _occurrence(self, req: PlayRequest) -> str:
         return self._d.events.time(req.enqueued) if req.occurrence == NOW else req.occurrence
 
+    @staticmethod
+    def _new_warnings(req: PlayRequest) -> dict[str, str]:
+        """The optional ``warning`` field (a protocol extension) with what this play's programme reported and no
+        event of this play said yet: on ``started``, and on ``finished`` or ``interrupted`` for a voice that was
+        replaced by its fallback in the middle of a streamed programme."""
+        fresh = req.warnings[req.warned:]
+        req.warned += len(fresh)
+        return {"warning": "; ".join(fresh)} if fresh else {}
+
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
-        self._record(req, "started")
-        t = self._d.events.time
-        extra = {}
-        warning = self._d.voice_warnings.pop((req.bulletin.id, req.bulletin.rev), None)
-        if warning:  # an optional field (protocol extension): the hub sees the fallback voice was used
-            extra["warning"] = warning
-        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **extra)
+        t = self._d.events.time  # the store has it as started since claim()
+        self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **self._new_warnings(req))
 
     def finished(self, req: PlayRequest, timeline: Timeline) -> None:
         self._record(req, "finished")
@@ -523,12 +555,12 @@ class _Reporter:
         self._emit(
             req, "finished", amp_on=t(timeline.amp_on), audio_start=t(timeline.audio_start),
             audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off),
-            duration_s=round(timeline.audio_end - timeline.audio_start, 3),
+            duration_s=round(timeline.audio_end - timeline.audio_start, 3), **self._new_warnings(req),
         )
 
     def interrupted(self, req: PlayRequest, reason: str, timeline: Timeline | None) -> None:
-        self._record(req, "interrupted" if reason == "preempted" else "skipped", reason)
-        extra: dict[str, Any] = {"reason": reason}
+        self._record(req, "interrupted", reason)
+        extra: dict[str, Any] = {"reason": reason, **self._new_warnings(req)}
         if timeline is not None:
             t = self._d.events.time
             extra.update(audio_end=t(timeline.audio_end), amp_off=t(timeline.amp_off))

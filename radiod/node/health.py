@@ -6,18 +6,18 @@ check), ``radiod health`` (text or JSON, exit 0/1/2 as Nagios, Icinga and Zabbix
 a missing directory or a dead broker is a crit line, not a traceback.
 
 Where they run. Checks of the running daemon (broker, heartbeat, audio, voice, store, relays, queue, outbox) are
-computed in the daemon, on its main loop, by :func:`daemon_checks`, and reach ``radiod health`` over the
-control socket. Checks that need no daemon (storage, clock, CPU temperature, power) are in
-:func:`local_checks`: the daemon runs them for its report and the CLI runs them too, so ``radiod health`` still
-says something useful, and exits 2, when the daemon is dead. Only the CLI checks the config file, because only
-it reads the file as it is now (the daemon runs on the one it read at start).
+computed in the daemon, on its main loop, by :func:`daemon_checks`, from the parts and facts it hands over in a
+:class:`RunningNode` (never the daemon itself), and reach ``radiod health`` over the control socket. Checks
+that need no daemon (storage, clock, CPU temperature, power) are in :func:`local_checks`: the daemon runs them
+for its report and the CLI (:mod:`radiod.technician.health`) runs them too, so ``radiod health`` still says
+something useful, and exits 2, when the daemon is dead. Only the CLI checks the config file, because only it
+reads the file as it is now (the daemon runs on the one it read at start).
 """
 
 from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -28,23 +28,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from radiod.audio.output import NullOutput, Output
 from radiod.audio.relays import AMPLIFIER, STATUS_LED, Relays
 from radiod.clock import rfc3339
-from radiod.config import Config, load_config
-from radiod.errors import AudioOutputError, ConfigError, RadiodError, SynthesisError, VoiceError
-from radiod.node.control import request, socket_paths
-from radiod.node.store import OUTBOX_CAP
-from radiod.profiles import load_profile
+from radiod.config import Config
+from radiod.errors import AudioOutputError, ConfigError, SynthesisError, VoiceError
+from radiod.node.store import OUTBOX_CAP, PlayRecord
 from radiod.protocol.outgoing import Check
 from radiod.speech.tts import engine_for
 from radiod.speech.voices import load_voice
 
 if TYPE_CHECKING:
-    from radiod.node.daemon import Daemon
-    from radiod.node.mqtt_link import MqttLink
+    from radiod.node.playout import PlayRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +86,6 @@ def worst(statuses: Iterable[str]) -> Status:
 
 
 # ----- checks that need no daemon --------------------------------------------------------------------------------
-
-
-def check_config(path: Path | None) -> tuple[Check, Config | None]:
-    """The config file as it is on disk now, with the profile and voice it names; and the config if it loads.
-
-    This is what the daemon will read at its next start, so a bad edit shows up here before a reboot bites.
-    """
-    if path is None:
-        return Check("config", "warn", "no config file: running on the built-in defaults (give --config F, or "
-                     "create /etc/radiod/config.yaml)"), load_config(None)
-    try:
-        config = load_config(path)
-        load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
-        load_voice(config.speech.voice, Path(config.speech.voices_dir))
-    except ConfigError as exc:
-        more = f" (and {len(exc.problems) - 1} more: radiod validate --config {path})" if len(exc.problems) > 1 else ""
-        return Check("config", "crit", f"{exc.problems[0]}{more}"), None
-    except VoiceError as exc:
-        return Check("config", "crit", f"{path}: speech.voice: {exc}"), None
-    return Check("config", "ok", f"{path} is valid (node {config.node.id}, profile {config.gpio.profile}, "
-                 f"voice {config.speech.voice})"), config
 
 
 def check_storage(directory: Path, min_free_mb: int) -> Check:
@@ -317,7 +293,32 @@ def _local(config: Config, now: float | None) -> list[tuple[str, Callable[[], Ch
 # ----- checks of the running daemon --------------------------------------------------------------------------------
 
 
-def check_broker(link: MqttLink, tz: dt.tzinfo) -> Check:
+class BrokerLink(Protocol):
+    """The MQTT link as the broker check reads it (``MqttLink`` is one)."""
+
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def connected_since(self) -> float | None: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def last_error(self) -> str | None: ...
+
+
+class PlayerState(Protocol):
+    """The playout as the audio, relays and queue checks read it (``Playout`` is one)."""
+
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def audio_error(self) -> tuple[float, str] | None: ...
+    def snapshot(self) -> tuple[PlayRequest | None, list[PlayRequest]]: ...
+    def exclusive_job(self) -> str | None: ...
+    def busy(self) -> bool: ...
+
+
+def check_broker(link: BrokerLink, tz: dt.tzinfo) -> Check:
     """Connected to the hub's broker, since when; crit when not (no new bulletin, no emergency can arrive)."""
     since = link.connected_since
     if not link.connected or since is None:
@@ -452,9 +453,11 @@ def check_outbox(size: int, *, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX
     return Check("outbox", "ok", what)
 
 
-def check_queue(daemon: Daemon) -> Check:
-    """The player thread is alive; what plays, what waits, what is next; warn when the last play failed."""
-    playout, tz = daemon.playout, daemon.tz
+def check_queue(
+    playout: PlayerState, upcoming: tuple[str, float] | None, last_play: PlayRecord | None, tz: dt.tzinfo
+) -> Check:
+    """The player thread is alive; what plays, what waits, what is next (``upcoming``: bulletin id, instant);
+    warn when the last play failed."""
     if not playout.alive:
         return Check("queue", "crit", "the player thread has died: nothing will play (see journalctl -u radiod; "
                      "restart radiod)")
@@ -462,50 +465,72 @@ def check_queue(daemon: Daemon) -> Check:
     job = playout.exclusive_job()
     parts = [f"playing {current.bulletin.id}" if current else f"running the {job}" if job else "idle"]
     parts.append(f"{len(queued)} queued")
-    upcoming = daemon.scheduler.next_play()
     parts.append(f"next {upcoming[0]} at {rfc3339(upcoming[1], tz, ms=False)}" if upcoming else "nothing scheduled")
     summary = ", ".join(parts)
-    last = daemon.store.last_plays(1)
-    if last and last[0].state == "failed":
-        play = last[0]
-        return Check("queue", "warn", f"{summary}; the last play ({play.id} at {play.occurrence}) failed: "
-                     f"{play.detail or 'see journalctl -u radiod'}")
+    if last_play is not None and last_play.state == "failed":
+        return Check("queue", "warn", f"{summary}; the last play ({last_play.id} at {last_play.occurrence}) "
+                     f"failed: {last_play.detail or 'see journalctl -u radiod'}")
     return Check("queue", "ok", summary)
 
 
-def daemon_checks(daemon: Daemon) -> list[Check]:
+class VoiceCheck:
+    """The voice check of the node's default voice, run at most every :data:`VOICE_RECHECK_S` while it passes:
+    it runs espeak-ng on the main loop, where an emergency arriving meanwhile would wait for it; a voice that
+    worked a minute ago still works."""
+
+    def __init__(self, voice_id: str, voices_dir: Path, timeout_s: float) -> None:
+        self._args = (voice_id, voices_dir, timeout_s)
+        self._passed: tuple[float, Check] | None = None  # the last passing check and when it ran
+
+    def __call__(self, now: float) -> Check:
+        if self._passed is not None and now - self._passed[0] < VOICE_RECHECK_S:
+            return self._passed[1]
+        check = check_voice(*self._args)
+        self._passed = (now, check) if check.status == "ok" else None
+        return check
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """What the checks of a running daemon read: its parts (each check uses one or two) and the facts it keeps
+    for them. The daemon builds one per report, on its main loop."""
+
+    config: Config
+    tz: dt.tzinfo
+    now: float
+    link: BrokerLink
+    output: Callable[[], Output]
+    relays: Relays
+    playout: PlayerState
+    voice: VoiceCheck
+    next_play: Callable[[], tuple[str, float] | None]
+    last_play: Callable[[], PlayRecord | None]
+    outbox_size: Callable[[], int]
+    started_at: float
+    health_published_at: float | None
+    store_error: tuple[float, str] | None
+    watchdog_fired_at: float | None
+
+
+def daemon_checks(node: RunningNode) -> list[Check]:
     """Every check of a running daemon, in the order a technician reads them; runs on the daemon's main loop."""
-    config, h, now = daemon.config, daemon.config.health, time.time()
-    current, _queued = daemon.playout.snapshot()
-    job = daemon.playout.exclusive_job()
+    config, h, now, tz = node.config, node.config.health, node.now, node.tz
+    current, _queued = node.playout.snapshot()
+    job = node.playout.exclusive_job()
     in_use = f"playing {current.bulletin.id}" if current else job
     checks: list[tuple[str, Callable[[], Check]]] = [
-        ("broker", lambda: check_broker(daemon.link, daemon.tz)),
-        ("heartbeat", lambda: check_heartbeat(daemon.health_published_at, daemon.started_at, h.interval_s, now)),
-        ("audio", lambda: check_audio(daemon.station.output, in_use, daemon.playout.audio_error, now=now,
-                                      tz=daemon.tz)),
-        ("voice", lambda: _voice_check(daemon, now)),
+        ("broker", lambda: check_broker(node.link, tz)),
+        ("heartbeat", lambda: check_heartbeat(node.health_published_at, node.started_at, h.interval_s, now)),
+        ("audio", lambda: check_audio(node.output, in_use, node.playout.audio_error, now=now, tz=tz)),
+        ("voice", lambda: node.voice(now)),
         *_local(config, now),
         ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
-        ("store", lambda: check_store(daemon.store_error, h.interval_s, now, daemon.tz)),
-        ("relays", lambda: check_relays(daemon.station.relays, daemon.playout.busy, daemon.watchdog_fired_at,
-                                        daemon.tz)),
-        ("queue", lambda: check_queue(daemon)),
-        ("outbox", lambda: check_outbox(daemon.store.outbox_size())),
+        ("store", lambda: check_store(node.store_error, h.interval_s, now, tz)),
+        ("relays", lambda: check_relays(node.relays, node.playout.busy, node.watchdog_fired_at, tz)),
+        ("queue", lambda: check_queue(node.playout, node.next_play(), node.last_play(), tz)),
+        ("outbox", lambda: check_outbox(node.outbox_size())),
     ]
     return [_guarded(name, check) for name, check in checks]
-
-
-def _voice_check(daemon: Daemon, now: float) -> Check:
-    """The voice check, at most every :data:`VOICE_RECHECK_S`: it runs espeak-ng on the main loop, where an
-    emergency arriving meanwhile would wait for it; a voice that worked a minute ago still works."""
-    cached = daemon.voice_check
-    if cached is not None and now - cached[0] < VOICE_RECHECK_S and cached[1].status == "ok":
-        return cached[1]
-    config = daemon.config
-    check = check_voice(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
-    daemon.voice_check = (now, check)
-    return check
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
@@ -517,39 +542,3 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
         log.exception("health check %s failed", name)
         return Check(name, "crit", f"the check itself failed ({type(exc).__name__}: {exc}): a radiod bug, see "
                      "journalctl -u radiod")
-
-
-# ----- the CLI -----------------------------------------------------------------------------------------------------
-
-
-def gather(config_path: Path | None) -> tuple[list[Check], dict[str, Any] | None]:
-    """``radiod health``: the daemon's own checks over its socket, plus the config file; with the daemon dead
-    (or stalled), a crit "daemon" line and the checks that need no daemon. Also the daemon's report, if any."""
-    config_check, config = check_config(config_path)
-    effective = config or load_config(None)  # an invalid file: look where the defaults would put things
-    try:
-        answer = request(socket_paths(effective), {"cmd": "health"})
-    except RadiodError as exc:
-        return [Check("daemon", "crit", str(exc)), config_check, *local_checks(effective)], None
-    report = answer["report"]
-    alive = Check("daemon", "ok", f"running: pid {answer['pid']}, radiod {report['version']}, node "
-                  f"{report['node']}, up {report['uptime_s']} s")
-    reported = [Check(c["name"], c["status"], c["detail"]) for c in report["checks"]]
-    return [alive, config_check, *reported], report
-
-
-def show_health(config_path: Path | None, *, as_json: bool) -> int:
-    """Print the checks (one line each, or JSON) and return the monitoring exit code of the worst."""
-    checks, report = gather(config_path)
-    status = worst(c.status for c in checks)
-    if as_json:
-        print(json.dumps({"status": status, "checks": [c.to_dict() for c in checks], "report": report},
-                         ensure_ascii=False, indent=2))
-    else:
-        print("\n".join(format_checks(checks)))
-    return EXIT_CODES[status]
-
-
-def format_checks(checks: Iterable[Check]) -> list[str]:
-    """One line per check, the status first in capitals so a failing one catches the eye."""
-    return [f"{c.status.upper():<4}  {c.name:<9}  {c.detail}" for c in checks]

@@ -1,9 +1,13 @@
 """One player and a queue ordered by priority, then time: what plays next, and what gives way.
 
-Circular 39/2020: an emergency plays at once and interrupts anything lower; a priority bulletin goes ahead of
-normal ones. Requests arrive from the scheduler (ahead of their start, so the programme is rendered before the
-instant it must play) and from the main loop (``now`` bulletins). Rendering runs on a small pool beside the
+Circular 39/2020: an emergency plays at once and interrupts anything lower (which plays again after it, if
+still valid); a priority bulletin goes ahead of normal ones but interrupts nothing; equal priorities play in
+time order. Requests arrive from the scheduler (ahead of their start, so the programme is rendered before the
+instant it must play; quiet hours are the scheduler's to apply). Rendering runs on a small pool beside the
 player, so an emergency is synthesized while the bulletin it will interrupt is still playing.
+
+Exactly once: an occurrence plays only after :meth:`Reporter.claim` recorded it as started in the store, one
+atomic step, so a second request for it (a rebuild, a clock jump racing the scheduler) finds it taken.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Protocol
 from radiod.audio.playback import Timeline
 from radiod.audio.render import Programme
 from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.node.programme import BulletinProgramme
 from radiod.protocol.enums import Priority
 from radiod.protocol.messages import Bulletin
 
@@ -29,7 +34,18 @@ PLAYER_LEAD_S = 0.5
 AUDIO_TRIES = 3
 AUDIO_RETRY_S = 2.0
 """A USB sound card that vanished often comes back within seconds (a loose plug, a brown-out)."""
-EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
+REPLAYED_AFTER = frozenset({"preempted", "restart"})
+"""Interruptions after which the occurrence may play again: an emergency went first, or the daemon died.
+Cancelled, superseded, stopped or shut down, it is over."""
+
+
+def occurrence_state(outcome: str, reason: str | None = None) -> str:
+    """The store's state for what happened to an occurrence (an event type and its reason): the one place that
+    says which outcomes let it play again. Every outcome is its own state, but an interruption that ends the
+    occurrence for good is recorded as skipped, so that nothing plays it again."""
+    if outcome == "interrupted" and reason not in REPLAYED_AFTER:
+        return "skipped"
+    return outcome
 
 
 @dataclass
@@ -44,7 +60,17 @@ class PlayRequest:
     occurrence: str
     start_at: float | None
     enqueued: float = field(default_factory=time.time)
-    programme: Future[Programme] | None = None
+    programme: Future[BulletinProgramme] | None = None
+    warned: int = 0
+    """How many of :attr:`warnings` the reporter has already sent (a streamed programme adds some mid-play)."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings of this play's programme so far (a streamed one may add some while it plays)."""
+        future = self.programme
+        if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+            return []
+        return list(future.result().warnings)
 
     @property
     def rank(self) -> int:
@@ -59,6 +85,10 @@ class PlayRequest:
 
 class Reporter(Protocol):
     """What the player tells the rest of the node; the daemon turns it into store records and events."""
+
+    def claim(self, req: PlayRequest) -> bool:
+        """Record the occurrence as started unless it already played; False: do not play it."""
+        ...
 
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None: ...
     def finished(self, req: PlayRequest, timeline: Timeline) -> None: ...
@@ -99,16 +129,14 @@ class Playout:
     def __init__(
         self,
         player: Player,
-        render: Callable[[Bulletin, str | None], Programme],
+        render: Callable[[Bulletin], BulletinProgramme],
         reporter: Reporter,
         *,
-        in_quiet_hours: Callable[[float], bool],
         late_limit_s: float,
     ) -> None:
         self._player = player
         self._render = render
         self._reporter = reporter
-        self._in_quiet_hours = in_quiet_hours
         self._late_limit = late_limit_s
         self._queue: list[PlayRequest] = []
         self._current: _Current | None = None
@@ -141,15 +169,12 @@ class Playout:
 
     def submit(self, req: PlayRequest) -> None:
         """Queue an occurrence; render it now; pre-empt a lower-priority play if it is an emergency."""
-        if req.bulletin.status == "test":
-            self._reporter.skipped(req, "test")
-            return
         with self._cond:
             if any(q.same_occurrence(req) for q in self._queue) or (
                 self._current and self._current.req.same_occurrence(req)
             ):
                 return
-            req.programme = self._renderers.submit(self._render_request, req)
+            req.programme = self._renderers.submit(self._render, req.bulletin)
             self._queue.append(req)
             current = self._current
             if current and req.rank == 0 and current.req.rank > 0 and current.reason is None:
@@ -229,10 +254,6 @@ class Playout:
         return self._thread.is_alive()
 
     # ----- the player thread -----
-    def _render_request(self, req: PlayRequest) -> Programme:
-        preamble = EXERCISE_NOTICE if req.bulletin.status == "exercise" else None
-        return self._render(req.bulletin, preamble)
-
     def _next_due(self) -> PlayRequest | _Job | None:
         """Wait for the most urgent request whose amplifier must go on now; None when closing."""
         with self._cond:
@@ -290,12 +311,9 @@ class Playout:
         if req.start_at is not None and now - req.start_at > self._late_limit:
             self._reporter.skipped(req, "missed")
             return
-        if bulletin.priority == "normal" and self._in_quiet_hours(req.start_at or now):
-            self._reporter.skipped(req, "quiet_hours")
-            return
         assert req.programme is not None
         try:
-            programme = req.programme.result()
+            programme = req.programme.result().programme
         except (SynthesisError, VoiceError) as exc:
             self._reporter.failed(req, "synthesis", str(exc))
             return
@@ -303,6 +321,9 @@ class Playout:
         assert current is not None
         if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
             self._after_stop(current, None)
+            return
+        if not self._reporter.claim(req):
+            log.info("%s %s already played: not again", bulletin.id, req.occurrence)
             return
 
         def on_started(amp_on: float, audio_start: float) -> None:

@@ -1,18 +1,37 @@
 """From bulletin text to a rendered programme: the speech pipeline and the renderer, set up from the config.
 
 The daemon, ``radiod speak`` and the demo all make programmes the same way, so what a technician hears from
-``radiod speak`` is what the village hears at 6:30.
+``radiod speak`` is what the village hears at 6:30. What a bulletin sounds like (its voice, volume, chime,
+repeats, the exercise notice, streamed or whole) is decided here, in :meth:`ProgrammeMaker.for_bulletin`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from radiod.audio.pcm import Pcm, read_wav
 from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme
 from radiod.config import Config
+from radiod.errors import VoiceError
 from radiod.profiles import Profile, load_profile
-from radiod.speech.speaker import Speaker
+from radiod.protocol.messages import Bulletin
+from radiod.speech.speaker import Fallback, OnFallback, Speaker
+
+EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
+"""Spoken before an exercise bulletin, so nobody takes a drill for the real thing."""
+
+
+@dataclass
+class BulletinProgramme:
+    """A bulletin's programme and what went wrong making it that the hub should hear.
+
+    ``warnings`` belongs to this programme alone: a voice replaced by its fallback is added here, also while a
+    streamed programme plays (a slow voice is abandoned mid-stream), never to another bulletin rendered beside it.
+    """
+
+    programme: Programme
+    warnings: list[str] = field(default_factory=list)
 
 
 class ProgrammeMaker:
@@ -33,6 +52,47 @@ class ProgrammeMaker:
             chime = read_wav(Path(config.audio.chime_file))
             self._chimes = (chime, chime)
 
+    def for_bulletin(self, bulletin: Bulletin, *, node_volume: float) -> BulletinProgramme:
+        """The programme of ``bulletin`` at the node's volume, with the warnings that belong to it.
+
+        ``now`` and emergency bulletins are streamed: their first sentence plays while the rest is synthesized,
+        instead of after minutes of silence with a neural voice. Scheduled ones are rendered whole, ahead of
+        time. An exercise starts with :data:`EXERCISE_NOTICE`.
+        """
+        warnings: list[str] = []
+
+        def on_fallback(fb: Fallback) -> None:
+            warnings.append(f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}")
+
+        programme = self.make(
+            bulletin.text,
+            self.voice_for(bulletin),
+            chime=bulletin.chime,
+            repeat=bulletin.schedule.repeat,
+            gap_s=bulletin.schedule.gap_s,
+            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            preamble=EXERCISE_NOTICE if bulletin.status == "exercise" else None,
+            stream=bulletin.schedule.now or bulletin.priority == "emergency",
+            on_fallback=on_fallback,
+        )
+        return BulletinProgramme(programme, warnings)
+
+    def voice_for(self, bulletin: Bulletin) -> str:
+        """The bulletin's voice if this node has it, else the node's default (see :meth:`unknown_voice`)."""
+        if bulletin.voice and self.unknown_voice(bulletin) is None:
+            return bulletin.voice
+        return self.config.speech.voice
+
+    def unknown_voice(self, bulletin: Bulletin) -> str | None:
+        """Why the bulletin is not read with the voice it names (the accepted event's warning), or None."""
+        if not bulletin.voice:
+            return None
+        try:
+            self.speaker.voice(bulletin.voice)
+        except VoiceError:
+            return f"unknown voice '{bulletin.voice}': read with {self.config.speech.voice}"
+        return None
+
     def make(
         self,
         text: str,
@@ -44,21 +104,33 @@ class ProgrammeMaker:
         volume: float = 1.0,
         preamble: str | None = None,
         stream: bool = False,
+        on_fallback: OnFallback | None = None,
     ) -> Programme:
         """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate.
 
         ``stream`` is for a bulletin that must start at once (``now``, emergency): it returns as soon as the
         synthesis has started, and the programme plays each sentence while the next ones are synthesized; a
         :class:`SynthesisError` then comes from the programme's ``blocks()``. Otherwise the whole speech is
-        synthesized first. Either way a :class:`VoiceError` is raised here.
+        synthesized first. Either way a :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice
+        replaced by its fallback for this text, also later, while a streamed programme plays.
         """
-        options = self._options(voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble)
+        options = self._options(
+            voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble, on_fallback=on_fallback
+        )
         if stream:
-            return StreamingProgramme(lambda: self.speaker.stream(text, voice_id), options)
-        return render_programme(self.speaker.speak(text, voice_id), options)
+            return StreamingProgramme(lambda: self.speaker.stream(text, voice_id, on_fallback=on_fallback), options)
+        return render_programme(self.speaker.speak(text, voice_id, on_fallback=on_fallback), options)
 
     def _options(
-        self, voice_id: str, *, chime: bool, repeat: int, gap_s: float, volume: float, preamble: str | None
+        self,
+        voice_id: str,
+        *,
+        chime: bool,
+        repeat: int,
+        gap_s: float,
+        volume: float,
+        preamble: str | None,
+        on_fallback: OnFallback | None,
     ) -> RenderOptions:
         """The node's render settings for one bulletin, with its preamble spoken."""
         return RenderOptions(
@@ -69,5 +141,5 @@ class ProgrammeMaker:
             gap_s=gap_s,
             target_lufs=self.config.audio.loudness_lufs,
             volume=volume,
-            preamble=tuple(self.speaker.speak(preamble, voice_id)) if preamble else (),
+            preamble=tuple(self.speaker.speak(preamble, voice_id, on_fallback=on_fallback)) if preamble else (),
         )

@@ -4,7 +4,9 @@ One in-memory job per bulletin fires ``prerender_s`` before its next occurrence 
 for that instant, then arms the occurrence after it. Nothing is persisted in APScheduler (its persistent stores
 pickle jobs): at start, after a wall-clock jump and after every change, jobs are rebuilt from the store, which
 also knows which occurrences already played. APScheduler's own misfire handling is bypassed (jobs run however
-late); lateness is judged here against the configured grace window.
+late); lateness is judged here against the configured grace window, and quiet hours here too: a normal bulletin
+due inside them is reported skipped instead of handed to the playout (priority and emergency always play), as is
+every occurrence of a ``test`` bulletin (delivered, never played).
 """
 
 from __future__ import annotations
@@ -13,25 +15,36 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from radiod.clock import rfc3339
+from radiod.config import QuietHours
 from radiod.errors import Rejected
 from radiod.node.playout import PlayRequest
-from radiod.node.store import Store
-from radiod.protocol.enums import OccurrenceState
+from radiod.node.store import DONE_STATES, Store
 from radiod.protocol.messages import Bulletin
 from radiod.protocol.occurrences import occurrences
 
 log = logging.getLogger(__name__)
 
 NOW = "now"
-DONE_STATES = frozenset(OccurrenceState) - {OccurrenceState.INTERRUPTED}
-"""Occurrence states that mean "do not play it again"; "interrupted" (pre-empted, killed) may replay."""
+
+
+def in_quiet_hours(ts: float, windows: Sequence[QuietHours], tz: dt.tzinfo) -> bool:
+    """Whether the instant ``ts`` falls in one of the windows, read in the node's time zone; a window whose end
+    is not after its start runs past midnight (22:00 to 05:00)."""
+    local = dt.datetime.fromtimestamp(ts, tz).time()
+    for window in windows:
+        if window.start <= window.end:
+            if window.start <= local < window.end:
+                return True
+        elif local >= window.start or local < window.end:
+            return True
+    return False
 
 
 class Scheduler:
@@ -42,6 +55,7 @@ class Scheduler:
         *,
         grace_s: float,
         prerender_s: float,
+        quiet_hours: Sequence[QuietHours] = (),
         submit: Callable[[PlayRequest], None],
         skip: Callable[[Bulletin, str, str], None],
         parse: Callable[[str], Bulletin],
@@ -50,6 +64,7 @@ class Scheduler:
         self._tz = tz
         self._grace = grace_s
         self._prerender = prerender_s
+        self._quiet = tuple(quiet_hours)
         self._submit = submit
         self._skip = skip
         self._parse = parse
@@ -94,7 +109,7 @@ class Scheduler:
             if self._store_state(bulletin, key) in DONE_STATES:
                 continue
             if now - occ.timestamp() <= self._grace:
-                self._submit(PlayRequest(bulletin, key, None))
+                self._hand_over(PlayRequest(bulletin, key, None), now)
             else:
                 self._skip(bulletin, key, "missed")
         self._arm_next(bulletin, now)
@@ -126,7 +141,7 @@ class Scheduler:
         if state in DONE_STATES:
             return
         if now - stored_at <= self._grace:
-            self._submit(PlayRequest(bulletin, NOW, None))
+            self._hand_over(PlayRequest(bulletin, NOW, None), now)
         else:
             self._skip(bulletin, NOW, "missed")
 
@@ -150,8 +165,18 @@ class Scheduler:
         """On APScheduler's thread: hand the occurrence to the playout and arm the one after it."""
         key = rfc3339(start, self._tz, ms=False)
         if self._store_state(bulletin, key) not in DONE_STATES:
-            self._submit(PlayRequest(bulletin, key, start))
+            self._hand_over(PlayRequest(bulletin, key, start), start)
         self._arm_next(bulletin, start + 0.5)
+
+    def _hand_over(self, req: PlayRequest, at: float) -> None:
+        """Give the playout a request to start at ``at``, unless it is not to be heard: a ``test`` bulletin (a
+        delivery check), or a normal one in quiet hours."""
+        if req.bulletin.status == "test":
+            self._skip(req.bulletin, req.occurrence, "test")
+        elif req.bulletin.priority == "normal" and in_quiet_hours(at, self._quiet, self._tz):
+            self._skip(req.bulletin, req.occurrence, "quiet_hours")
+        else:
+            self._submit(req)
 
 
 def _aware(ts: float) -> dt.datetime:

@@ -48,6 +48,10 @@ PLAY_EVENT_TYPES = frozenset(OccurrenceState)
 #: The states of an occurrence, as in the protocol's event types.
 OCCURRENCE_STATES = frozenset(OccurrenceState)
 
+#: The latest states after which an occurrence never plays again; only "interrupted" (pre-empted by an emergency,
+#: or the daemon died mid-play) lets it play again.
+DONE_STATES = OCCURRENCE_STATES - {OccurrenceState.INTERRUPTED}
+
 #: How long the play history outlives its bulletin: long enough for `radiod status` and a technician's questions
 #: ("did it play last week?"), short enough that the log cannot grow for the life of the SD card.
 PLAY_LOG_RETENTION_S = 30 * 86400
@@ -270,30 +274,22 @@ class Store:
         with self._tx(write=True) as conn:
             _record(conn, PlayRecord(id, rev, occurrence, state, detail, at))
 
-    def claim_occurrence(
-        self,
-        id: str,  # noqa: A002 - the protocol's field name
-        rev: int,
-        occurrence: str,
-        state: str = "started",
-        *,
-        detail: str = "",
-        at: float,
-    ) -> bool:
-        """Record ``state`` only if the occurrence has no state yet; True if this call recorded it.
+    def claim_occurrence(self, id: str, rev: int, occurrence: str, *, at: float) -> bool:  # noqa: A002
+        """Record the occurrence as "started" unless its latest state is one of :data:`DONE_STATES`; True if this
+        call recorded it, and so may play it.
 
         Checking :meth:`occurrence_state` and then calling :meth:`mark_occurrence` leaves a window in which a
-        second trigger of the same occurrence (a scheduler rebuild, a clock jump) also sees None; this is the one
-        atomic step the playout thread takes right before audio starts, so an occurrence plays exactly once.
+        second trigger of the same occurrence (a scheduler rebuild, a clock jump) also sees it unplayed; this is
+        the one atomic step the playout thread takes right before it plays, so an occurrence plays exactly once
+        (again only after an interruption that lets it, see :data:`DONE_STATES`).
         """
-        _check_state(state)
         with self._tx(write=True) as conn:
-            seen = conn.execute(
-                "SELECT 1 FROM occurrences WHERE id = ? AND rev = ? AND occurrence = ?", (id, rev, occurrence)
+            row = conn.execute(
+                "SELECT state FROM occurrences WHERE id = ? AND rev = ? AND occurrence = ?", (id, rev, occurrence)
             ).fetchone()
-            if seen is not None:
+            if row is not None and row[0] in DONE_STATES:
                 return False
-            _record(conn, PlayRecord(id, rev, occurrence, state, detail, at))
+            _record(conn, PlayRecord(id, rev, occurrence, "started", "", at))
             return True
 
     def last_plays(self, n: int = 10) -> list[PlayRecord]:

@@ -21,8 +21,8 @@ thread that synthesizes ahead of the caller, so the first sentence can play whil
 slow neural voice that cannot keep up hands the rest of the text to its fallback voice.
 
 Fallback: a voice whose engine cannot run here, or fails on a text, is replaced by the voice file's
-``fallback`` voice, with a warning, :attr:`Speaker.last_fallback` and ``stats.fallbacks``, which the daemon
-turns into an event.
+``fallback`` voice, with a warning, :attr:`Speaker.last_fallback`, ``stats.fallbacks`` and the caller's
+``on_fallback``, which the daemon turns into a warning on that bulletin's events.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,6 +103,11 @@ class Fallback:
     """The error that made the Speaker fall back, as a technician reads it."""
     at: float
     """time.time() when it happened."""
+
+
+OnFallback = Callable[[Fallback], None]
+"""Told of each fallback of one text's synthesis, so its warning goes with that text (two may be synthesized at
+once, and a stream falls back while it plays)."""
 
 
 @dataclass(frozen=True)
@@ -184,22 +189,22 @@ class Speaker:
         """The sentences ``speak`` would synthesize: NFC, normalized for the voice's region, split."""
         return [s.text for s in self._sentences(text, self.voice(voice_id))]
 
-    def speak(self, text: str, voice_id: str) -> list[Pcm]:
+    def speak(self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None) -> list[Pcm]:
         """One int16 clip per sentence, in order, each followed by its pause (see the module doc).
 
         A voice whose engine cannot run here, or fails on this text, is replaced by its ``fallback`` voice for
-        the whole text, with a warning (see the module doc).
+        the whole text, with a warning (see the module doc), told to ``on_fallback`` if given.
         Raises :class:`VoiceError` (unknown voice, no usable engine) or :class:`SynthesisError`.
         """
         tried: list[str] = []
-        voice, engine = self._resolve(self.voice(voice_id), tried)
+        voice, engine = self._resolve(self.voice(voice_id), tried, on_fallback)
         while True:
             try:
                 return self._speak(text, voice, engine)
             except SynthesisError as exc:
-                voice, engine = self._resolve(self._fall_back(voice, exc, tried), tried)
+                voice, engine = self._resolve(self._fall_back(voice, exc, tried, on_fallback), tried, on_fallback)
 
-    def stream(self, text: str, voice_id: str) -> Iterator[Pcm]:
+    def stream(self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None) -> Iterator[Pcm]:
         """The clips :meth:`speak` returns, one at a time as each is ready, so the first can play while the rest
         is synthesized (sentences from the cache come at once).
 
@@ -209,15 +214,16 @@ class Speaker:
         (without one, the stream waits, and the listener hears a gap), as is the rest after a synthesis
         failure. A voice that could not keep up streams with its fallback from the start for ``SLOW_FOR_S``.
         Closing the iterator early (a bulletin stopped) stops the thread after its current sentence.
+        Each fallback, also one in the middle of the stream, is told to ``on_fallback`` if given.
         Raises :class:`VoiceError` here, and :class:`SynthesisError` from the iteration when no voice is left.
         """
         tried: list[str] = []
-        voice, engine = self._resolve(self.voice(voice_id), tried)
+        voice, engine = self._resolve(self.voice(voice_id), tried, on_fallback)
         slow_since = self._too_slow.get(voice.id, -math.inf)
         if voice.fallback not in (None, *tried) and time.monotonic() - slow_since < SLOW_FOR_S:
             error = SynthesisError(f"voice '{voice.id}' could not keep up with real time in a recent stream")
-            voice, engine = self._resolve(self._fall_back(voice, error, tried), tried)
-        return self._stream(self._sentences(text, voice), voice, engine, tried)
+            voice, engine = self._resolve(self._fall_back(voice, error, tried, on_fallback), tried, on_fallback)
+        return self._stream(self._sentences(text, voice), voice, engine, tried, on_fallback)
 
     def _speak(self, text: str, voice: Voice, engine: Engine) -> list[Pcm]:
         sentences = self._sentences(text, voice)
@@ -255,7 +261,9 @@ class Speaker:
         )  # fmt: skip
         return [_shorten(padded[s.text], padding[s.text], pause) for s, pause in zip(sentences, pauses, strict=True)]
 
-    def _stream(self, sentences: list[_Sentence], voice: Voice, engine: Engine, tried: list[str]) -> Iterator[Pcm]:
+    def _stream(
+        self, sentences: list[_Sentence], voice: Voice, engine: Engine, tried: list[str], on_fallback: OnFallback | None
+    ) -> Iterator[Pcm]:
         """:meth:`stream` from the point its voice is chosen; follows the fallback voice for the rest."""
         if not sentences:
             return
@@ -288,8 +296,10 @@ class Speaker:
                         item = ready.get()
                 if isinstance(item, SynthesisError):
                     stop.set()  # the voice is abandoned: it must not compete with its fallback for the CPU
-                    fallback, fallback_engine = self._resolve(self._fall_back(voice, item, tried), tried)
-                    yield from self._stream(sentences[k:], fallback, fallback_engine, tried)
+                    fallback, fallback_engine = self._resolve(
+                        self._fall_back(voice, item, tried, on_fallback), tried, on_fallback
+                    )
+                    yield from self._stream(sentences[k:], fallback, fallback_engine, tried, on_fallback)
                     return
                 if isinstance(item, Exception):
                     raise item
@@ -357,7 +367,7 @@ class Speaker:
     def _sentences(self, text: str, voice: Voice) -> list[_Sentence]:
         return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region, lexicon=self.lexicon))
 
-    def _resolve(self, voice: Voice, tried: list[str]) -> tuple[Voice, Engine]:
+    def _resolve(self, voice: Voice, tried: list[str], on_fallback: OnFallback | None) -> tuple[Voice, Engine]:
         """The voice and its engine, following ``fallback`` voices while an engine cannot run here; ``tried``
         collects the voices used, so that a loop of fallbacks ends."""
         while True:
@@ -365,15 +375,17 @@ class Speaker:
             try:
                 return voice, self._engine(voice)
             except VoiceError as exc:
-                voice = self._fall_back(voice, exc, tried)
+                voice = self._fall_back(voice, exc, tried, on_fallback)
 
-    def _fall_back(self, voice: Voice, error: RadiodError, tried: list[str]) -> Voice:
+    def _fall_back(self, voice: Voice, error: RadiodError, tried: list[str], on_fallback: OnFallback | None) -> Voice:
         """The fallback voice of ``voice``, logged and recorded; ``error`` is raised when there is none left."""
         if voice.fallback is None or voice.fallback in tried:
             raise error
         log.warning("%s; speaking with its fallback voice '%s' instead", error, voice.fallback)
         self.last_fallback = Fallback(voice.id, voice.fallback, str(error), time.time())
         self._count(fallbacks=1)
+        if on_fallback is not None:
+            on_fallback(self.last_fallback)
         return self.voice(voice.fallback)
 
     def _engine(self, voice: Voice) -> Engine:
