@@ -47,13 +47,10 @@ def _read_text(args: argparse.Namespace) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check a config file and the profile and default voice it names."""
-    from radiod.profiles import load_profile
-    from radiod.speech.voices import load_voice
+    """Check a config file and everything it names that `run` needs (radiod/preflight.py)."""
+    from radiod.preflight import check_config
 
-    config = load_config(Path(args.config))
-    load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
-    load_voice(config.speech.voice, Path(config.speech.voices_dir))
+    config = check_config(Path(args.config))
     print(f"{args.config}: ok (node {config.node.id}, profile {config.gpio.profile}, voice {config.speech.voice})")
     return 0
 

@@ -8,10 +8,12 @@ on the defaults alone, so a technician can try the voice before writing any conf
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from radiod import schema
 from radiod.schema import setting
@@ -28,11 +30,24 @@ def default_data_dir(name: str) -> str:
     return str(local if local.is_dir() else Path("/usr/share/radiod") / name)
 
 
+def _unknown_zone(name: str) -> str | None:
+    """What is wrong with time zone ``name``, None if the system knows it: ``run`` would stop on it at start."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown time zone {name!r} ({hint}Viet Nam is Asia/Ho_Chi_Minh; see `timedatectl list-timezones`)"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     id: str = setting("n01", doc="this node's name; also its MQTT client id and topic", pattern=NAME_PATTERN)
     zones: list[str] = setting(factory=list, doc="village zones this cluster belongs to", pattern=NAME_PATTERN)
-    timezone: str = setting("Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours")
+    timezone: str = setting(
+        "Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours", check=_unknown_zone
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,9 +36,14 @@ def setting(
     max: float | None = None,  # noqa: A002
     pattern: str | None = None,
     secret: bool = False,
+    check: typing.Callable[[Any], str | None] | None = None,
 ) -> Any:
-    """Declare one schema field: its default, a one-line doc, and the constraints the loader checks."""
-    meta = {"doc": doc, "min": min, "max": max, "pattern": pattern, "secret": secret}
+    """Declare one schema field: its default, a one-line doc, and the constraints the loader checks.
+
+    ``check`` is for what a type and a pattern cannot say (a time zone the system knows): it gets each value and
+    returns what is wrong with it, or None.
+    """
+    meta = {"doc": doc, "min": min, "max": max, "pattern": pattern, "secret": secret, "check": check}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -127,6 +132,27 @@ def build(schema: type[T], data: Any, source: str) -> T:
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return typing.cast(T, value)
+
+
+def key_line(data: Any, key: str) -> int | None:
+    """The YAML line of dotted ``key`` in parsed ``data`` (from :func:`read_yaml`), None when it is not there."""
+    node, line = data, None
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        line = getattr(node, "key_lines", {}).get(part, line)
+        node = node[part]
+    return line
+
+
+def key_value(data: Any, key: str) -> Any:
+    """The value of dotted ``key`` in parsed ``data``, None when it is not there."""
+    node = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def type_name(tp: Any) -> str:
@@ -218,6 +244,8 @@ def _convert(tp: Any, value: Any, key: str, line: int, ctx: _Ctx) -> Any:
             return bad(f"expected a number, got {_describe(value)}")
         return float(value)
     if tp is str:
+        if value is None:  # "output: null" means the null output to its writer, nothing at all to YAML
+            return bad('expected a string, got nothing (null); for the word null itself, put it in quotes: "null"')
         if not isinstance(value, str):
             return bad(f"expected a string, got {_describe(value)}")
         return value
@@ -269,6 +297,8 @@ def _check_constraints(meta: Any, value: Any, key: str, line: int, ctx: _Ctx) ->
         if isinstance(item, str) and meta.get("pattern") and not re.fullmatch(meta["pattern"], item):
             mismatch = f"{item!r} does not match the pattern {meta['pattern']}"
             ctx.problems.append(Problem(ctx.source, line, key, mismatch))
+        elif meta.get("check") is not None and (wrong := meta["check"](item)) is not None:
+            ctx.problems.append(Problem(ctx.source, line, key, wrong))
 
 
 def _describe(value: Any) -> str:

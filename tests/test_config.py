@@ -14,6 +14,7 @@ from radiod.cli import main
 from radiod.config import REPO_ROOT, Config, load_config
 from radiod.errors import ProfileError
 from radiod.profiles import available_profiles, load_profile
+from radiod.protocol.jws import generate_keypair
 
 EXAMPLE = REPO_ROOT / "config.example.yaml"
 PROFILES = REPO_ROOT / "firmware_profiles"
@@ -27,8 +28,12 @@ def validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> t
     return code, out.out + out.err
 
 
-def test_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "--config", str(EXAMPLE)]) == 0
+def test_example_config_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Valid once the hub's public key is where it says (validate checks the files a node reads)."""
+    _private, public = generate_keypair("hub-1", tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(EXAMPLE.read_text().replace("/etc/radiod/keys/hub-1.pub.pem", str(public)), encoding="utf-8")
+    assert main(["validate", "--config", str(config)]) == 0
     assert "ok" in capsys.readouterr().out
 
 
@@ -141,3 +146,81 @@ def test_secrets_are_masked() -> None:
     plain = schema.to_plain(path_config)
     assert plain["mqtt"]["password"] == "********"
     assert schema.to_plain(path_config, mask_secrets=False)["mqtt"]["password"] == "hunter2"
+
+
+# -- validate finds what run would hit (issue 11, item 11) -----------------------------------------------------------
+
+
+def radiod(*args: str) -> subprocess.CompletedProcess[str]:
+    """``radiod ARGS`` as a technician runs it: a process of its own."""
+    return subprocess.run([sys.executable, "-m", "radiod.cli", *args], capture_output=True, text=True, check=False,
+                          timeout=60)  # fmt: skip
+
+
+BROKEN = """\
+node:
+  id: n07
+  timezone: Asia/Hanoi
+mqtt:
+  tls:
+    ca_file: {missing}/ca.crt
+    cert_file: {missing}/client.crt
+    key_file: {missing}/client.key
+security:
+  trusted_keys:
+    hub-1: {missing}/hub-1.pub.pem
+speech:
+  voice: vi-hanoi
+"""
+
+
+def test_validate_reports_every_problem_run_would_hit_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN.format(missing=tmp_path / "nowhere"), encoding="utf-8")
+    run = radiod("validate", "--config", str(config))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.splitlines()
+    expected = [
+        (3, "node.timezone", "unknown time zone 'Asia/Hanoi'"),
+        (6, "mqtt.tls.ca_file", "no such file"),
+        (7, "mqtt.tls.cert_file", "no such file"),
+        (8, "mqtt.tls.key_file", "no such file"),
+        (11, "security.trusted_keys.hub-1", "cannot read the key of 'hub-1'"),
+        (13, "speech.voice", "unknown voice 'vi-hanoi' (voices in"),
+    ]
+    for line, key, message in expected:
+        assert any(text.startswith(f"{config}:{line}: {key}: ") and message in text for text in lines), (key, lines)
+    assert "Asia/Ho_Chi_Minh" in run.stderr and "vi-north" in run.stderr  # what to write instead
+
+
+def test_run_with_an_unknown_time_zone_exits_2_naming_it_without_a_traceback(tmp_path: Path) -> None:
+    """It was a traceback at start, a restart loop under systemd."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"node:\n  timezone: Europe/Hanoi\nstorage:\n  dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    run = radiod("run", "--config", str(config))
+    assert run.returncode == 2
+    assert f"{config}:2: node.timezone: unknown time zone 'Europe/Hanoi'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_voice_file_naming_an_unknown_fallback_is_found_with_its_line(tmp_path: Path) -> None:
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    (voices / "vi-x.yaml").write_text("description: test\nvoice: vi\nfallback: vi-gone\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"speech:\n  voice: vi-x\n  voices_dir: {voices}\n", encoding="utf-8")
+    run = radiod("validate", "--config", str(config))
+    assert run.returncode == 2
+    assert f"{voices / 'vi-x.yaml'}:3: fallback: unknown voice 'vi-gone'" in run.stderr
+
+
+def test_unquoted_null_output_gets_a_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("audio:\n  output: null\n", encoding="utf-8")
+    run = radiod("validate", "--config", str(config))
+    assert run.returncode == 2
+    assert f'{config}:2: audio.output: expected a string, got nothing (null); for the word null itself, put it in ' \
+           'quotes: "null"' in run.stderr
+    config.write_text('audio:\n  output: "null"\n', encoding="utf-8")
+    assert radiod("validate", "--config", str(config)).returncode == 0

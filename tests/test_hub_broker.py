@@ -405,3 +405,54 @@ def test_a_password_file_hashed_without_mosquitto_passwd_logs_in(tmp_path: Path)
         publish_once(broker.mqtt_config(username="n01", password="right"), "ok", [(topic, b"{}", False)], timeout=5)
         with pytest.raises(RadiodError, match="refused the connection"):
             publish_once(broker.mqtt_config(username="n01", password="wrong"), "no", [(topic, b"{}", False)], timeout=5)
+
+
+# -- limits (issue 11, item 8) ---------------------------------------------------------------------------------------
+
+
+def test_a_message_larger_than_any_radiod_message_is_not_kept(hub: Hub) -> None:
+    """A node's login once retained a 10 MB message; the broker now takes nothing a node would reject as too large,
+    and still takes the largest valid bulletin."""
+    from radiod.protocol.messages import MAX_PAYLOAD_BYTES
+
+    largest = f"{PREFIX}/bulletin/all/largest"
+    publish_once(hub.mqtt(OPERATOR), "post", [(largest, b"x" * MAX_PAYLOAD_BYTES, True)], timeout=10)
+    assert retained(hub, largest) == {largest: b"x" * MAX_PAYLOAD_BYTES}
+
+    over = f"{PREFIX}/bulletin/all/over"
+    with pytest.raises(RadiodError, match=rf"refused the message on {over}|acknowledged 0 of 1"):
+        publish_once(hub.mqtt(OPERATOR), "post", [(over, b"x" * (MAX_PAYLOAD_BYTES + 1), True)], timeout=3)
+    health = f"{PREFIX}/node/n01/health"
+    with pytest.raises(RadiodError, match=r"dropped the connection|acknowledged 0 of 1"):
+        publish_once(hub.mqtt("n01"), "flood", [(health, b"x" * 10_000_000, True)], timeout=5)
+    assert retained(hub, over) == {}
+    assert retained(hub, health).get(health, b"") != b"x" * 10_000_000
+
+
+def test_a_node_cannot_keep_retained_messages_under_topics_of_its_own(hub: Hub) -> None:
+    """Once a node's login retained 2000 topics under its own node/<id>/#: now it may write only the three topics
+    of the protocol."""
+    junk = [f"{PREFIX}/node/n01/junk/{i}" for i in range(3)]
+    for topic in junk:
+        with pytest.raises(RadiodError, match=rf"refused the message on {topic}: Not authorized"):
+            publish_once(hub.mqtt("n01"), "junk", [(topic, b"{}", True)], timeout=5)
+    assert retained(hub, f"{PREFIX}/node/n01/junk/#") == {}
+
+
+def test_small_publishes_do_not_rewrite_the_brokers_database_each_time(tmp_path: Path) -> None:
+    """With autosave_on_changes, 200 small publishes wrote the whole database 200 times (2.1 GB); the hub's broker
+    now saves at most once a minute, and on a clean stop."""
+    running = start_hub(tmp_path)
+    try:
+        health = f"{PREFIX}/node/n01/health"
+        publish_once(
+            running.mqtt("n01"), "report", [(health, f'{{"n": {i}}}'.encode(), True) for i in range(200)], timeout=20
+        )
+        saves = running.broker.log_text().count("Saving in-memory database")
+        assert saves <= 1, f"{saves} database saves for 200 publishes"
+        running.broker.restart()  # a clean stop saves the latest state
+        assert {m.topic: m.payload for m in collect_retained(running.mqtt(OPERATOR), "t", health, 0.5)} == {
+            health: b'{"n": 199}'
+        }
+    finally:
+        running.broker.stop()

@@ -177,3 +177,18 @@ def test_journal_lines_carry_their_priority_under_systemd() -> None:
     env = {**os.environ, "JOURNAL_STREAM": "8:1234"}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert run.stderr.splitlines() == ["<4>WARNING radiod.test: amplifier left on", "<6>INFO radiod.test: ok"]
+
+
+def _megabytes(value: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([KMG]?)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"K": 1 / 1024, "M": 1, "G": 1024, "": 1 / 2**20}[unit]
+
+
+def test_unit_bounds_memory_above_what_any_bulletin_needs() -> None:
+    """A 20 000-digit bulletin once took radiod to 1.19 GB; the unit now bounds it, with a soft limit (reclaim,
+    throttle) under the hard one (kill), both above the 150 MB a valid bulletin may take (bench/memory.py)."""
+    text = UNIT.read_text()
+    high = re.search(r"^MemoryHigh=(\S+)$", text, re.MULTILINE)
+    most = re.search(r"^MemoryMax=(\S+)$", text, re.MULTILINE)
+    assert high and most, "MemoryHigh= and MemoryMax= must be set"
+    assert 150 < _megabytes(high[1]) < _megabytes(most[1]) <= 512

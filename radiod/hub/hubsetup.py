@@ -47,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from radiod.config import NAME_PATTERN, default_data_dir
 from radiod.errors import ConfigError, RadiodError
 from radiod.protocol.jws import KID_PATTERN, TrustStore
+from radiod.protocol.messages import MAX_PAYLOAD_BYTES
 
 PREFIX_PATTERN = r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*"
 """Topic levels without wildcards, ``$`` or spaces: the prefix is written into the ACL, one topic per line."""
@@ -180,6 +181,10 @@ def setup_hub(setup: HubSetup, *, mosquitto_passwd: str | None) -> Report:
         port=str(setup.port),
         bind=f" {setup.bind}" if setup.bind else "",
         hub_dir=setup.hub_dir.rstrip("/"),
+        autosave_s=str(AUTOSAVE_S),
+        message_size_limit=str(MAX_PAYLOAD_BYTES),
+        max_packet_size=str(MAX_PAYLOAD_BYTES + PACKET_OVERHEAD_BYTES),
+        max_queued_bytes=str(MAX_QUEUED_BYTES),
     )
 
     _mkdir(out)
@@ -567,6 +572,13 @@ def write_password_file(path: Path, logins: dict[str, str], mosquitto_passwd: st
 
 
 # -- the files -------------------------------------------------------------------------------------------------------
+
+AUTOSAVE_S = 60
+"""The broker saves its database this often (see hub/radiod.conf.template): at most one rewrite a minute."""
+PACKET_OVERHEAD_BYTES = 1024
+"""An MQTT packet's topic, properties and headers beyond its payload, at most, for radiod's topics."""
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
+"""What the broker queues per offline or slow client: about 60 messages of the largest size, thousands of commands."""
 
 _TEMPLATES = ("radiod.conf.template", "acl.template", "acl-node.template", "acl-operator.template")
 

@@ -205,10 +205,12 @@ class Broker:
         lines += [
             "persistence true",
             f"persistence_location {self.dir}/",
+        ]
+        if self.include_dir is None:  # an included radiod.conf brings the hub's own save policy
             # Save after every change, not every 30 minutes, so even a crash (kill) keeps retained messages and
-            # sessions, as on the hub (hub/radiod.conf.template does the same).
-            "autosave_on_changes true",
-            "autosave_interval 1",
+            # sessions: tests and the demo kill a broker with a handful of small messages.
+            lines += ["autosave_on_changes true", "autosave_interval 1"]
+        lines += [
             "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
             "log_type all",

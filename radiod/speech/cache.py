@@ -12,7 +12,10 @@ every read checks the header, the length and the CRC. An entry that fails is del
 miss, and the sentence is synthesized again.
 
 Size is bounded by ``max_mb``: reading an entry touches its modification time, and :meth:`evict` deletes
-the least recently used entries down to 90 % of the bound.
+the least recently used entries down to 90 % of the bound; :meth:`evict_if_grown`, which the Speaker calls after
+each synthesis, runs it once a tenth of the bound has been put since, so a long bulletin cannot fill the disk
+before it ends. One entry is bounded by
+``MAX_ENTRY_BYTES``: a clip longer than that is not kept, and an entry announcing more is dropped unread.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ KEY_VERSION = 1
 """Bump when what an entry holds changes (trimming, volume, format), so old entries are never reused."""
 
 LOW_WATER = 0.9  # eviction goes down to this fraction of the bound, so it does not run after every sentence
+MAX_ENTRY_BYTES = 8 * 1024 * 1024
+"""About 3 minutes at 22050 Hz, several times the longest unit the Speaker synthesizes (``MAX_UNIT_CHARS``)."""
 STALE_TMP_S = 3600.0  # a temporary file this old was left by a crash or power cut: delete it
 
 # RIFF/WAVE header with an 'rdck' chunk (CRC-32 of the samples) before 'data'; 56 bytes, fixed layout.
@@ -81,6 +86,8 @@ def _read(file: BinaryIO, pad_s: float) -> Pcm:
     rate, crc, size = fields[7], fields[13], fields[15]
     if rate <= 0 or size % 2 or header != _header(rate, crc, size):
         raise CorruptEntry("not a radiod speech cache header")
+    if size > MAX_ENTRY_BYTES:
+        raise CorruptEntry(f"{size} bytes of samples, more than an entry may hold ({MAX_ENTRY_BYTES})")
     on_disk = os.fstat(file.fileno()).st_size
     if on_disk != _HEADER.size + size:
         raise CorruptEntry(f"{on_disk} bytes, but the header announces {size} bytes of samples")
@@ -111,6 +118,8 @@ class SpeechCache:
         self.max_bytes = max_mb * 1024 * 1024
         self.corrupt = 0
         """Entries found corrupt and dropped since this cache was opened."""
+        self._written = 0  # bytes put since the last eviction
+        self._written_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.wav"
@@ -139,7 +148,12 @@ class SpeechCache:
         return pcm
 
     def put(self, key: str, pcm: Pcm) -> None:
-        """Store a clip atomically. A cache that cannot be written is logged, never fatal: the speech is fine."""
+        """Store a clip atomically, unless it is over ``MAX_ENTRY_BYTES``. A cache that cannot be written is logged,
+        never fatal: the speech is fine."""
+        if pcm.samples.nbytes > MAX_ENTRY_BYTES:
+            log.info("speech cache: not keeping a %.1f MB clip (at most %d MB)", pcm.samples.nbytes / 2**20,
+                     MAX_ENTRY_BYTES // 2**20)  # fmt: skip
+            return
         path = self.path(key)
         tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
@@ -152,6 +166,16 @@ class SpeechCache:
         except OSError as exc:
             log.warning("speech cache: cannot write %s: %s", path, exc)
             tmp.unlink(missing_ok=True)
+            return
+        with self._written_lock:
+            self._written += samples.nbytes
+
+    def evict_if_grown(self) -> int:
+        """:meth:`evict` once a tenth of the bound has been put since the last eviction (a scan of the folder is
+        not free on an SD card); returns how many entries were deleted."""
+        with self._written_lock:
+            grown = self._written >= (1 - LOW_WATER) * self.max_bytes
+        return self.evict() if grown else 0
 
     def size_bytes(self) -> int:
         """Bytes held by entries now."""
@@ -164,6 +188,8 @@ class SpeechCache:
         except OSError as exc:  # an unreadable cache folder must not stop a bulletin
             log.warning("speech cache: cannot scan %s for eviction: %s", self.directory, exc)
             return 0
+        with self._written_lock:
+            self._written = 0
         total = sum(size for _, size, _ in entries)
         if total <= self.max_bytes:
             return 0

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -57,6 +58,13 @@ PARAGRAPH_PAUSE_S = 0.7
 """Silence after the last sentence of a line (a paragraph, or one item of a bulletin)."""
 EDGE_S = 0.02
 """Silence kept before and after the speech of each sentence when trimming."""
+MAX_UNIT_CHARS = 400
+"""Normalized text per synthesis unit, at most (about 30 s of speech). A longer sentence is cut at a clause
+boundary (comma, semicolon, colon) in its second half when it has one, else between words: a 20 000-digit
+bulletin reads as one 84 000-character "sentence", and held whole (espeak-ng's WAV, the trimmed clip, the cache
+entry) it took the daemon past 1 GB; cut, no unit costs more than about 1.5 MB and the first one is ready at once."""
+CLAUSE_PAUSE_S = 0.2
+"""Silence after a unit cut at a clause boundary, about espeak-ng's own pause at a comma (trimmed with its edges)."""
 SILENCE_LEVEL = 16
 """Samples within ±16 (about -66 dBFS) are silence when trimming; espeak-ng's silence is exact zeros."""
 CHUNK_BYTES = 1500
@@ -65,6 +73,9 @@ that several chunks keep every worker busy and that a chunk's WAV stays a couple
 KEEP_UP_MARGIN_S = 0.5
 """A streamed sentence this late (after the clips before it would have finished playing) means the voice cannot
 keep up: the rest goes to the fallback voice. Half a second of extra silence is a pause; more is a breakdown."""
+READ_AHEAD = 4
+"""Clips a stream synthesizes ahead of its listener, at most: enough to ride out one slow unit (each is at most
+``MAX_UNIT_CHARS``), few enough that an hour-long bulletin is not synthesized, cached and held long before it plays."""
 SLOW_FOR_S = 3600.0
 """A voice that could not keep up is streamed with its fallback from the start for this long: an emergency
 bulletin should not switch voices mid-way every time."""
@@ -120,7 +131,8 @@ def split_sentences(text: str) -> list[str]:
     """The sentences of ``text``, whitespace collapsed, without fragments that have nothing to say.
 
     Lines are always separate (a bulletin puts one item per line); commas, semicolons and colons stay
-    inside the sentence, where the engine makes its own short pause.
+    inside the sentence, where the engine makes its own short pause. A sentence over ``MAX_UNIT_CHARS`` is
+    cut into units of at most that length (see there), each then treated as a sentence of its own.
     """
     return [s.text for s in _split(text)]
 
@@ -135,10 +147,36 @@ def _split(text: str) -> list[_Sentence]:
                 start = match.end()
         pieces.append(line[start:])
         spoken = [" ".join(p.split()) for p in pieces if any(ch.isalnum() for ch in p)]
-        sentences += [
-            _Sentence(s, PARAGRAPH_PAUSE_S if i == len(spoken) - 1 else SENTENCE_PAUSE_S) for i, s in enumerate(spoken)
-        ]
+        for i, sentence in enumerate(spoken):
+            sentences += _units(sentence, PARAGRAPH_PAUSE_S if i == len(spoken) - 1 else SENTENCE_PAUSE_S)
     return sentences
+
+
+_CLAUSE_END = (",", ";", ":")
+
+
+def _units(sentence: str, pause_s: float) -> list[_Sentence]:
+    """``sentence`` (whitespace collapsed) in units of at most ``MAX_UNIT_CHARS``, the last followed by
+    ``pause_s``; a cut goes at the last clause boundary in the second half of a unit, else between words, and
+    only a "word" longer than a unit is cut inside."""
+    if len(sentence) <= MAX_UNIT_CHARS:
+        return [_Sentence(sentence, pause_s)]
+    words = [w[i : i + MAX_UNIT_CHARS] for w in sentence.split(" ") for i in range(0, len(w), MAX_UNIT_CHARS)]
+    units: list[_Sentence] = []
+    current: list[str] = []
+    for word in words:
+        if current and len(" ".join(current)) + 1 + len(word) > MAX_UNIT_CHARS:
+            cut, kept = len(current), -1
+            for i, done in enumerate(current):
+                kept += 1 + len(done)
+                if done.endswith(_CLAUSE_END) and kept >= MAX_UNIT_CHARS // 2:
+                    cut = i + 1
+            unit = " ".join(current[:cut])
+            units.append(_Sentence(unit, CLAUSE_PAUSE_S if unit.endswith(_CLAUSE_END) else 0.0))
+            current = current[cut:]
+        current.append(word)
+    units.append(_Sentence(" ".join(current), pause_s))
+    return units
 
 
 class Speaker:
@@ -273,7 +311,7 @@ class Speaker:
             padding[sentence.text] = max(padding.get(sentence.text, 0.0), pause)
         version = engine.version()
         keys = {spoken: cache_key(spoken, voice, version) for spoken in padding}
-        ready: queue.Queue[Pcm | Exception] = queue.Queue()
+        ready: queue.Queue[Pcm | Exception] = queue.Queue(maxsize=READ_AHEAD)
         stop = threading.Event()
         work = {"keys": keys, "padding": padding, "ready": ready, "stop": stop}
         threading.Thread(
@@ -326,24 +364,27 @@ class Speaker:
         An exception ends the thread and is put on ``ready`` instead, so the stream re-raises it (or falls back
         on a SynthesisError) rather than waiting for a clip that will never come.
         """
-        done: dict[str, Pcm] = {}
+        done: dict[str, Pcm] = {}  # clips of sentences said again later, until their last time
+        later = Counter(s.text for s in sentences)
         hits = misses = 0
         corrupt_before = self.cache.corrupt if self.cache else 0
         try:
             for sentence in sentences:
                 if stop.is_set():
                     return
-                clip = done.get(sentence.text)
+                later[sentence.text] -= 1
+                clip = done.pop(sentence.text, None) if later[sentence.text] == 0 else done.get(sentence.text)
                 if clip is None and self.cache:
                     clip = self.cache.get(keys[sentence.text], padding[sentence.text])
                     hits += clip is not None
                 if clip is None:
                     (clip,) = self._synthesize(engine, voice, [sentence.text], keys, padding)
                     misses += 1
-                done[sentence.text] = clip
-                ready.put(clip)
+                if later[sentence.text]:
+                    done[sentence.text] = clip
+                _hand_over(ready, clip, stop)
         except Exception as exc:  # forwarded to the stream, which raises it: not hidden
-            ready.put(exc)
+            _hand_over(ready, exc, stop)
         finally:
             corrupt = (self.cache.corrupt if self.cache else 0) - corrupt_before
             self._count(hits=hits, misses=misses, corrupt=corrupt, engine_runs=misses)
@@ -409,7 +450,19 @@ class Speaker:
             if self.cache:
                 self.cache.put(keys[text], speech)
             clips.append(clip)
+        if self.cache:
+            self.cache.evict_if_grown()
         return clips
+
+
+def _hand_over(ready: queue.Queue[Pcm | Exception], item: Pcm | Exception, stop: threading.Event) -> None:
+    """Put ``item`` on the stream's bounded queue, waiting for room, unless the stream is stopped meanwhile."""
+    while not stop.is_set():
+        try:
+            ready.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def _chunks(texts: list[str], workers: int) -> list[list[str]]:
