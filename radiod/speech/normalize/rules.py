@@ -93,6 +93,13 @@ def _words(items: tuple[str, ...] | list[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(items, key=len, reverse=True)) or r"(?!)"
 
 
+def _starts(items: object) -> str:
+    """A look-ahead for the first letters of a word list, in both cases: a position that cannot start one of
+    the words fails in one test instead of trying each word (the scan's hot path)."""
+    firsts = {c for w in items for c in (w[0].lower(), w[0].upper())}  # type: ignore[attr-defined]
+    return "(?=[" + "".join(re.escape(c) for c in sorted(firsts)) + "])" if firsts else "(?!)"
+
+
 def _strongest_pause(m: re.Match[str]) -> str:
     """",." or ".,": one pause, the longer one, so espeak-ng does not stutter."""
     return max((c for c in m.group() if c in _PAUSE_STRENGTH), key=_PAUSE_STRENGTH.__getitem__)
@@ -136,8 +143,9 @@ class Rules:
             ("bullet", r"^[ \t]*[•·●▪◦►➢✓*+\-–—][ \t]+", self._bullet, "any"),
             ("listroman", r"^[ \t]*[IVX]+(?=[.)][ \t])", self._list_roman, "any"),
             ("ellipsis", r"\.{2,}|…", self._ellipsis, "any"),
-            ("email", EMAIL, self._address, "any"),
-            ("url", URL, self._address, "any"),
+            # Addresses first check, without backtracking, that the token has an @ or a dot at all.
+            ("email", rf"(?<![\w.+-])(?=[\w.+-]*+@){EMAIL}", self._address, "any"),
+            ("url", rf"(?<![\w.-])(?=[\w:/-]*+\.){URL}", self._address, "any"),
             ("phrase", rf"(?={phrase_start})(?<!\w)(?:{_words(phrases)}|(?i:{_words(loan_phrases)}))(?!\w)",
              self._phrase, "any"),
             ("gloss", r"\([ \t]*(?P<glossed>[A-ZĐ][\w&\-]*)[ \t]*\)", self._gloss, "any"),
@@ -170,25 +178,28 @@ class Rules:
              self._quantity, "digit"),
             ("numletter", r"(?<![\w.,])\d{1,3}[A-ZĐ](?!\w)", self._num_letter, "digit"),
             ("number", rf"(?:(?<![\w.,/)\]%−-])[-−](?=\d))?(?:{_NUM})", self._number, "digit"),
-            ("road", rf"(?<!\w)(?P<roadtype>{_words(list(lexicon.roads))})(?:\.[ \t]?|[ \t]?)"
+            ("road", rf"{_starts(lexicon.roads)}(?<!\w)(?P<roadtype>{_words(list(lexicon.roads))})(?:\.[ \t]?|[ \t]?)"
                      r"(?P<roadno>[1-9]\d{0,3}[A-Z]?)(?!\w|[.,]\d)", self._road, "letter"),
-            ("code", rf"(?<!\w)(?P<codecue>(?i:{_words(lexicon.code_cues)}))[ \t]*:?[ \t]*(?:(?i:số)[ \t]*:?[ \t]*)?"
+            ("code", rf"{_starts(lexicon.code_cues)}(?<!\w)(?P<codecue>(?i:{_words(lexicon.code_cues)}))"
+                     r"[ \t]*:?[ \t]*(?:(?i:số)[ \t]*:?[ \t]*)?"
                      r"(?P<codeno>\d+(?:[ .]\d+)*)(?!\w|[.,]\d)", self._code, "letter"),
-            ("emergency", rf"(?i:\b(?:{_words(lexicon.phone_cues)}))[ \t:(]*(?:(?i:số|ngay)[ \t:]*){{0,2}}"
+            ("emergency", rf"{_starts(lexicon.phone_cues)}(?i:\b(?:{_words(lexicon.phone_cues)}))"
+                          rf"[ \t:(]*(?:(?i:số|ngay)[ \t:]*){{0,2}}"
                           rf"(?P<service>1\d{{2,3}}){_END}(?![ \t]\d)", self._emergency, "letter"),
-            ("ordinal", rf"(?i:\bthứ)[ \t]+\d{{1,3}}{_END}(?!h\d)"
+            ("ordinal", rf"(?=[tT])(?i:\bthứ)[ \t]+\d{{1,3}}{_END}(?!h\d)"
                         r"(?:[ \t]*,[ \t]*[2-8](?=[ \t]*[,.;:\n]|[ \t]*$|[ \t]+(?:và|hoặc)[ \t]))*"
                         r"(?:[ \t]+(?:và|hoặc)[ \t]+[2-8](?![\w.,/]))?", self._ordinal, "letter"),
-            ("month", r"(?i:\btháng)[ \t]+\d{1,2}(?!\d|[.,/:-]\d)", self._month, "letter"),
-            ("roman", rf"(?i:\b(?:{_words(lexicon.roman_after)}))[ \t]+[IVX]+(?!\w)"
+            ("month", r"(?=[tT])(?i:\btháng)[ \t]+\d{1,2}(?!\d|[.,/:-]\d)", self._month, "letter"),
+            ("roman", rf"{_starts(lexicon.roman_after)}(?i:\b(?:{_words(lexicon.roman_after)}))[ \t]+[IVX]+(?!\w)"
                       r"(?:(?:[ \t]*,[ \t]*|[ \t]+(?:và|hoặc|đến)[ \t]+)[IVX]+(?!\w))*(?:/\d{4}(?!\d))?",
              self._roman, "letter"),
             ("letternum", r"(?<!\w)[A-ZĐ]\d{1,2}(?!\w|[.,]\d)", self._num_letter, "letter"),
             ("times", r"(?<=\s)[x×](?=[ \t]*\d)", self._times, "letter"),
-            ("dayword", r"(?i:\b(?:ngày|mồng|mùng))[ \t]+\d{1,2}(?=[ \t]+(?i:tháng)\b)", self._day_word, "letter"),
+            ("dayword", r"(?=[nNmM])(?i:\b(?:ngày|mồng|mùng))[ \t]+\d{1,2}(?=[ \t]+(?i:tháng)\b)", self._day_word,
+             "letter"),
             ("word", r"[^\W\d_]+(?:['’&\-][^\W\d_]+)*", self._word, "letter"),
-            ("over", r"(?<=\d)/(?=\d)|(?<=[^\W\d_])/(?=[ \t]?\d)", self._over, "any"),
-            ("per", rf"(?<=[^\W\d_]|%)/(?:(?P<perunit>{units})(?![\w²³])|(?=(?i:{_words(lexicon.per_nouns)})(?!\w)))",
+            ("over", r"/(?:(?<=\d/)(?=\d)|(?<=[^\W\d_]/)(?=[ \t]?\d))", self._over, "any"),
+            ("per", rf"/(?<=[^\W\d_]/|%/)(?:(?P<perunit>{units})(?![\w²³])|(?=(?i:{_words(lexicon.per_nouns)})(?!\w)))",
              self._per, "any"),
             ("dash", r"[-–—−]", self._dash, "any"),
             ("symbol", r"[^\w\s.,;:!?]|_", self._symbol, "any"),
