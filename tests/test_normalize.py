@@ -302,6 +302,77 @@ def test_explain_names_the_rule_of_each_span_and_covers_the_text() -> None:
     assert rules["/"] == ("một", "per")
 
 
+def test_explain_marks_every_span_it_guessed() -> None:
+    spans = {s.source: s for s in explain("Đội XYZ họp ngày 12/8; 12/8 hộ, TT họp, huyện/tỉnh, UBND xã.")}
+    assert spans["XYZ"].rule == "acronym" and "unknown acronym" in spans["XYZ"].unsure
+    assert spans["TT"].rule == "abbreviation-guess" and spans["TT"].unsure
+    assert spans["/"].spoken == "hoặc" and spans["/"].unsure
+    assert [s.unsure != "" for s in explain("12/8 hộ") if s.source == "12/8"] == [True]
+    assert [s.unsure for s in explain("ngày 12/8") if s.source == "12/8"] == [""]
+    assert spans["UBND"].unsure == ""
+
+
+def test_the_normalize_command_shows_the_guesses_to_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    from radiod.cli import main
+
+    assert main(["normalize", "--explain", "Đội XYZ đến QL.6"]) == 0
+    out = capsys.readouterr().out
+    assert "'XYZ' -> 'ích i dài dét'  [acronym]" in out
+    assert "? unknown acronym spelled letter by letter" in out
+    assert "'QL.6' -> 'quốc lộ sáu'  [road]" in out
+    assert out.count("?") == 1
+
+
+# -- the bulletin domains: units, ratios against dates, codes ----------------------------------------------------
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("cao 1m62", "cao một mét sáu mươi hai"),
+    ("50 mg/100 ml máu", "năm mươi mi li gam trên một trăm mi li lít máu"),
+    ("12 m3 và 5 m³", "mười hai mét khối và năm mét khối"),
+    ("3.500.000 đồng/m²", "ba triệu năm trăm nghìn đồng một mét vuông"),
+    ("60 km/h", "sáu mươi ki lô mét một giờ"),
+    ("16,2°N; 110,8°E", "mười sáu phẩy hai độ vĩ bắc; một trăm mười phẩy tám độ kinh đông"),
+    ("trên BĐ3 0,35m", "trên báo động ba không phẩy ba mươi lăm mét"),
+    ("1,2 triệu m³", "một phẩy hai triệu mét khối"),
+    ("140/90 mmHg", "một trăm bốn mươi trên chín mươi mi li mét thủy ngân"),
+])
+def test_units_and_measures(written: str, spoken: str) -> None:
+    assert normalize(written) == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("5/12 thôn, tổng kết ngày 20/8", "năm trên mười hai thôn, tổng kết ngày hai mươi tháng tám"),
+    ("1/3 diện tích", "một phần ba diện tích"),
+    ("6/6 đội", "sáu trên sáu đội"),
+    ("tỷ lệ 1/2000", "tỷ lệ một trên hai nghìn"),
+    ("ngày 1-2/6", "ngày mồng một đến ngày mồng hai tháng sáu"),
+    ("từ 10-20/6", "từ ngày mồng mười đến ngày hai mươi tháng sáu"),
+    ("24/24h", "hai mươi tư trên hai mươi tư giờ"),
+    ("thứ 2, 4, 6", "thứ hai, tư, sáu"),
+    ("từ 800.000 đồng - 1.000.000 đồng", "từ tám trăm nghìn đồng đến một triệu đồng"),
+])
+def test_ratios_fractions_dates_and_ranges(written: str, spoken: str) -> None:
+    assert normalize(written) == spoken
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("QL.6, QL1A, ĐT.435, TL 10", "quốc lộ sáu, quốc lộ một a, đường tỉnh bốn trăm ba mươi lăm, tỉnh lộ mười"),
+    ("ĐT 0912345678", "điện thoại không chín một hai, ba bốn năm, sáu bảy tám"),
+    ("BKS 29A-123.45", "biển kiểm soát hai mươi chín a, một hai ba bốn năm"),
+    ("biển số 22-B1 123.45", "biển số hai mươi hai bê một, một hai ba bốn năm"),
+    ("hotline 1900.6769", "hót lai một chín không không, sáu bảy sáu chín"),
+    ("mã số thuế 5200123456", "mã số thuế năm hai không không một hai ba bốn năm sáu"),
+    ("báo cháy: 114", "báo cháy: một một bốn"),
+    ("thửa đất số 125, tờ bản đồ số 12", "thửa đất số một trăm hai mươi lăm, tờ bản đồ số mười hai"),
+    ("57-NQ/TW", "năm mươi bảy nghị quyết trung ương"),
+    ("05/CĐ-BCH", "năm công điện ban chỉ huy"),
+    ("BCH Đoàn xã", "ban chấp hành Đoàn xã"),
+    ("123/BTTTT-TTCS", "một trăm hai mươi ba bộ thông tin và truyền thông thông tin cơ sở"),
+])
+def test_codes_roads_plates_and_documents(written: str, spoken: str) -> None:
+    assert normalize(written) == spoken
+
+
 # -- regions -----------------------------------------------------------------------------------------------------
 
 def test_south_reads_le_ngan_and_no_mong() -> None:
