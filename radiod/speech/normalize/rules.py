@@ -527,7 +527,7 @@ class Rules:
         head = _ROMAN_HEAD.match(found)
         assert head is not None  # the pattern starts with a context word
         ordinal = head.group().strip().lower().endswith("thứ")
-        spoken = [" ".join(self.lex.abbreviations.get(w, w) for w in head.group().split())]
+        spoken = [" ".join(self._head_word(w, text, m.start()) for w in head.group().split())]
         for piece in _ROMAN_PIECES.findall(found, head.end()):
             if piece.isalpha() and piece.isupper():
                 value = numbers.roman_value(piece)
@@ -539,6 +539,13 @@ class Rules:
         if year:
             spoken += ["năm", numbers.read_int(int(year))]
         return " ".join(spoken), "roman"
+
+    def _head_word(self, word: str, text: str, start: int) -> str:
+        """A context word before a Roman numeral, expanded when it is an abbreviation (HK I, BĐ II)."""
+        if not word.isupper():
+            return word
+        found = self.words.read(word, text, start, start + len(word))
+        return found[0] if found else word
 
     def _num_letter(self, m: re.Match[str], text: str) -> Reading:
         """"4G" -> "bốn giê", "F0" -> "ép không"."""
