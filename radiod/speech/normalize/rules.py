@@ -73,6 +73,9 @@ _DATE_CUE_BEFORE = re.compile(
 _THANG_BEFORE = re.compile(r"(?i:\btháng)[ \t]*$")
 _SCALE_BEFORE = re.compile(r"(?i:\btỷ lệ|\btỉ lệ)[ \t]*$")
 """A map scale: "tỷ lệ 1/2000" is one over two thousand, never January 2000."""
+_LEVEL_BEFORE = re.compile(r"(?<!\w)[A-ZĐ]{2,4}\d$")
+_LEVEL_AFTER = re.compile(r"[A-ZĐ]{2,4}\d(?!\w)")
+"""Two numbered levels joined by a hyphen, "BĐ2-BĐ3", are a range; "KH-UBND" and "F0" are not."""
 _FROM_BEFORE = re.compile(r"(?i:\btừ)[ \t]*$")
 _SCALE_WORDS = r"triệu|nghìn|ngàn|tỷ"
 _SPACE_RUN = re.compile(r"[ \t\xa0\r]+")
@@ -586,6 +589,8 @@ class Rules:
         start, end = m.start(), m.end()
         spaced = (start > 0 and text[start - 1].isspace()) or (end < len(text) and text[end].isspace())
         if not spaced:
+            if _LEVEL_BEFORE.search(text, max(0, start - 8), start) and _LEVEL_AFTER.match(text, end):
+                return "đến", "range"  # "BĐ2-BĐ3": from one alarm level to the next
             return " ", "hyphen"
         amounts = self._amount_dash_before.search(text, max(0, start - 40), start)
         if amounts and text[end:end + 2].lstrip()[:1].isdigit():
