@@ -126,7 +126,6 @@ class Rules:
         self.lex = lexicon
         self.words = WordReader(lexicon)
         units = _words(list(lexicon.units))
-        long_units = _words([u for u in lexicon.units if len(u) > 2])  # after a ratio: "140/90 mmHg"
         doc_words = [*lexicon.document_types, *lexicon.document_types.values(), "số"]
         self._doc_before = re.compile(rf"(?i:\b(?:{_words(doc_words)}))[ \t]*$")
         currency = [*lexicon.units, *(r.split()[-1] for r in lexicon.units.values()), "triệu", "nghìn", "ngàn", "tỷ"]
@@ -166,14 +165,14 @@ class Rules:
             ("isodate", r"(?<![\w.,/-])\d{4}-\d{2}(?:-\d{2})?(?!\d|[.,/-]\d)", self._iso_date, "digit"),
             ("fulldate", rf"(?<![\w.,/-])\d{{1,2}}(?P<dsep>[-.])\d{{1,2}}(?P=dsep)\d{{4}}{_END}",
              self._full_date, "digit"),
-            ("range", rf"(?<![\w.,/:])(?P<from>{_NUMLIKE})[ \t]*[-–—][ \t]*(?P<to>{_NUMLIKE})"
+            ("range", rf"(?<![\w.,/:-])(?P<from>{_NUMLIKE})[ \t]*[-–—][ \t]*(?P<to>{_NUMLIKE})(?![ \t]*[-–—][ \t]*\d)"
                       rf"(?:[ \t]?(?P<rangeunit>{units})(?![\w²³]))?", self._range, "digit"),
             ("fraction", r"(?<![\w.,/])[1-9]/(?:10|[2-9])(?=[ \t]+(?i:số|tổng số|diện tích|dân số)(?!\w))",
              self._fraction, "digit"),
             ("ratio", rf"(?<![\w.,/])(?:{_INT})/(?:{_INT})(?=[ \t]+(?i:{_words(lexicon.counted_nouns)})(?!\w))",
              self._ratio, "digit"),
             ("hours", r"(?<![\w.,/])\d{1,2}/\d{1,2}h(?!\w)", self._hours, "digit"),
-            ("slash", rf"(?<![\w.,/])\d+/\d+(?:/\d+)?{_END}(?:[ \t](?P<slashunit>{long_units})(?![\w²³]))?",
+            ("slash", rf"(?<![\w.,/])\d+/\d+(?:/\d+)?{_END}(?:[ \t]?(?P<slashunit>{units})(?![\w²³]))?",
              self._slash, "digit"),
             ("time", rf"(?<![\w.,/:])(?:{_TIME})", self._time, "digit"),
             ("quantity", rf"(?P<amount>(?:(?<![\w.,/)\]%−-])[-−])?(?:{_NUM}))(?:[ \t](?P<scale>{_SCALE_WORDS}))?"
@@ -466,9 +465,10 @@ class Rules:
     def _slash(self, m: re.Match[str], text: str) -> Reading:
         """Digits around a slash: a date, a month and year, a number of a year, or a ratio (with its unit)."""
         unit = m.group("slashunit")
-        if unit:
-            top, bottom = m.group().split()[0].split("/")[:2]
-            return f"{numbers.read_number(top)} trên {numbers.read_number(bottom)} {self.lex.units[unit]}", "ratio"
+        if unit:  # "140/90 mmHg", "85/120 ha": a ratio of amounts, whatever the numbers could otherwise be
+            numbers_part = m.group()[:m.start("slashunit") - m.start()].strip()
+            spoken = " trên ".join(numbers.read_number(p) for p in numbers_part.split("/"))
+            return f"{spoken} {self.lex.units[unit]}", "ratio"
         parts = m.group().split("/")
         values = [int(p) for p in parts]
         start = m.start()
