@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -96,10 +96,10 @@ def _words(items: tuple[str, ...] | list[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(items, key=len, reverse=True)) or r"(?!)"
 
 
-def _starts(items: object) -> str:
+def _starts(items: Iterable[str]) -> str:
     """A look-ahead for the first letters of a word list, in both cases: a position that cannot start one of
     the words fails in one test instead of trying each word (the scan's hot path)."""
-    firsts = {c for w in items for c in (w[0].lower(), w[0].upper())}  # type: ignore[attr-defined]
+    firsts = {c for w in items for c in (w[0].lower(), w[0].upper())}
     return "(?=[" + "".join(re.escape(c) for c in sorted(firsts)) + "])" if firsts else "(?!)"
 
 
