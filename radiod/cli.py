@@ -110,7 +110,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         if args.explain:
             for span in explain(line, region, lexicon):
                 if span.rule != "text":
-                    print(f"{span.source!r:>28} -> {span.spoken!r}  [{span.rule}]")
+                    unsure = f"\n{'':>28}    ? {span.unsure}" if span.unsure else ""
+                    print(f"{span.source!r:>28} -> {span.spoken!r}  [{span.rule}]{unsure}")
         else:
             print(" ".join(normalize(line, region, lexicon).split()))
         sys.stdout.flush()

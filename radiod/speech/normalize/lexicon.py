@@ -49,19 +49,21 @@ class LexiconFile:
     symbols: dict[str, str] = setting(factory=dict, doc="one symbol character -> reading ('&': và)")
     url_words: dict[str, str] = setting(factory=dict, doc="part of a web or e-mail address -> reading")
     document_types: dict[str, str] = setting(factory=dict, doc="first code of a document number (QĐ, KH)")
+    roads: dict[str, str] = setting(factory=dict, doc="road prefix before a road number (QL.6: quốc lộ sáu)")
     counted_nouns: list[str] = setting(factory=list, doc="nouns after which 10/10 is read 'mười trên mười'")
     per_nouns: list[str] = setting(factory=list, doc="nouns after which '/' is read 'một' (đồng/liều)")
     roman_after: list[str] = setting(factory=list, doc="words after which a Roman numeral is a number (quý)")
     phone_cues: list[str] = setting(factory=list, doc="words before which 113, 114, 115 are read digit by digit")
+    code_cues: list[str] = setting(factory=list, doc="words after which a number is a code, read digit by digit")
     regions: dict[str, dict[str, str]] = setting(
         factory=dict, doc="region -> number word -> regional word ('' drops the word)"
     )
 
 
 _READING_SECTIONS = (
-    "abbreviations", "loanwords", "places", "units", "letters", "symbols", "url_words", "document_types",
+    "abbreviations", "loanwords", "places", "units", "letters", "symbols", "url_words", "document_types", "roads",
 )
-_LIST_SECTIONS = ("counted_nouns", "per_nouns", "roman_after", "phone_cues")
+_LIST_SECTIONS = ("counted_nouns", "per_nouns", "roman_after", "phone_cues", "code_cues")
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,10 +79,12 @@ class Lexicon:
     symbols: dict[str, str] = field(default_factory=dict)
     url_words: dict[str, str] = field(default_factory=dict)  # keys lower-cased
     document_types: dict[str, str] = field(default_factory=dict)
+    roads: dict[str, str] = field(default_factory=dict)
     counted_nouns: tuple[str, ...] = ()
     per_nouns: tuple[str, ...] = ()
     roman_after: tuple[str, ...] = ()
     phone_cues: tuple[str, ...] = ()
+    code_cues: tuple[str, ...] = ()
     regions: dict[str, dict[str, str]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
 

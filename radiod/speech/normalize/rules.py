@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from radiod.speech.normalize import dates, numbers
 from radiod.speech.normalize.lexicon import Lexicon
 from radiod.speech.normalize.web import EMAIL, URL, read_address
-from radiod.speech.normalize.words import WordReader
+from radiod.speech.normalize.words import WordReader, resolve
 
 Reading = tuple[str, str]  # (spoken form, rule name)
 Handler = Callable[[re.Match[str], str], Reading | None]
+
+
+UNSURE = {
+    "acronym": "unknown acronym spelled letter by letter: add it to the lexicon if it has a reading",
+    "abbreviation-guess": "ambiguous abbreviation, no context word decided: its default reading",
+    "date-guess": "number/number read as a date with no day word before it: is it a ratio?",
+    "slash-or": "slash between words read as 'hoặc'",
+}
+"""Rules that guessed, and why: ``radiod normalize --explain`` marks their spans so an operator can check."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,11 @@ class Span:
     spoken: str
     rule: str
     start: int
+
+    @property
+    def unsure(self) -> str:
+        """Why this reading is a guess, or "" when the rule was sure."""
+        return UNSURE.get(self.rule, "")
 
 
 # Number shapes shared by several alternatives. A dot groups thousands (7.557), a comma is decimal (48,12);
@@ -46,6 +60,7 @@ _END = r"(?!\d|[.,/]\d)"  # a number ends here: no more digits and no digit grou
 _ROMAN_HEAD = re.compile(r"\D+?[ \t]+(?=[IVX]+(?!\w))")
 _ROMAN_PIECES = re.compile(r"[IVX]+|,|và|hoặc|đến")
 _THOUSANDS = re.compile(r"\d{1,3}(?:\.\d{3})+(?:,\d+)?")
+_PLATE_PARTS = re.compile(r"(\d{2})-?([A-ZĐ]{1,2}\d?)\D*(\d.*)")
 _TIME_PARTS = re.compile(r"(\d{1,2})[hg:](\d{2})?(?::(\d{2}))?")
 _PAUSES = {"(": ",", ")": ",", "[": ",", "]": ",", "{": ",", "}": ",", "|": ",", "•": ",", "·": ","}
 _SILENT = frozenset("\"“”„«»‘’'`*_^\\~●▪◦►➢✓")
@@ -56,13 +71,22 @@ _DATE_CUE_BEFORE = re.compile(
     r"(?i:\b(?:ngày|mồng|mùng|từ|đến|sáng|trưa|chiều|tối|đêm|hôm|trước|sau|hạn|lúc|vào|tới))[ \t]*$"
 )
 _THANG_BEFORE = re.compile(r"(?i:\btháng)[ \t]*$")
+_SCALE_BEFORE = re.compile(r"(?i:\btỷ lệ|\btỉ lệ)[ \t]*$")
+"""A map scale: "tỷ lệ 1/2000" is one over two thousand, never January 2000."""
+_LEVEL_BEFORE = re.compile(r"(?<!\w)[A-ZĐ]{2,4}\d$")
+_LEVEL_AFTER = re.compile(r"[A-ZĐ]{2,4}\d(?!\w)")
+"""Two numbered levels joined by a hyphen, "BĐ2-BĐ3", are a range; "KH-UBND" and "F0" are not."""
+_FROM_BEFORE = re.compile(r"(?i:\btừ)[ \t]*$")
+_SCALE_WORDS = r"triệu|nghìn|ngàn|tỷ"
 _SPACE_RUN = re.compile(r"[ \t\xa0\r]+")
 _SPACE_BEFORE_PAUSE = re.compile(r" +(?=[.,;:!?])")
 _PAUSE_RUN = re.compile(r"[.,;:!?](?:[ \t]*[.,;:!?])+")
 _PAUSE_AT_LINE_START = re.compile(r"^[ \t]*[,;:.!?]+[ \t]*", re.MULTILINE)
 _NO_SPACE_AFTER_PAUSE = re.compile(r"([.,;:!?])(?=[^\W\d_])")
 _SPACE_AROUND_NEWLINE = re.compile(r" *\n[ \n]*")
-_LEXICAL_RULES = frozenset({"abbreviation", "abbreviation-context", "loanword", "place", "spelled", "gloss"})
+_LEXICAL_RULES = frozenset({
+    "abbreviation", "abbreviation-context", "abbreviation-guess", "loanword", "place", "spelled", "acronym", "gloss",
+})
 """Readings copied from the lexicon: regional number words are not substituted into them."""
 _PAUSE_STRENGTH = {",": 0, ";": 1, ":": 1, ".": 2, "!": 2, "?": 2}
 
@@ -70,6 +94,13 @@ _PAUSE_STRENGTH = {",": 0, ";": 1, ":": 1, ".": 2, "!": 2, "?": 2}
 def _words(items: tuple[str, ...] | list[str]) -> str:
     """An alternation of lexicon words, longest first so "tiêu chí" is tried before "tiêu"."""
     return "|".join(re.escape(w) for w in sorted(items, key=len, reverse=True)) or r"(?!)"
+
+
+def _starts(items: Iterable[str]) -> str:
+    """A look-ahead for the first letters of a word list, in both cases: a position that cannot start one of
+    the words fails in one test instead of trying each word (the scan's hot path)."""
+    firsts = {c for w in items for c in (w[0].lower(), w[0].upper())}
+    return "(?=[" + "".join(re.escape(c) for c in sorted(firsts)) + "])" if firsts else "(?!)"
 
 
 def _strongest_pause(m: re.Match[str]) -> str:
@@ -99,10 +130,11 @@ class Rules:
         self._doc_before = re.compile(rf"(?i:\b(?:{_words(doc_words)}))[ \t]*$")
         currency = [*lexicon.units, *(r.split()[-1] for r in lexicon.units.values()), "triệu", "nghìn", "ngàn", "tỷ"]
         self._amount_before = re.compile(rf"(?<!\w)(?:{_words(currency)})$")
+        self._amount_dash_before = re.compile(rf"\d(?:[ \t]?(?:{_words(currency)})(?![\w²³]))+[ \t]*$")
         self._regional = {
             region: _substitution(table) for region, table in lexicon.regions.items() if table
         }
-        phrases = [k for k in (*lexicon.abbreviations, *lexicon.places) if not _is_plain_word(k)]
+        phrases = [k for k in (*lexicon.abbreviations, *lexicon.ambiguous, *lexicon.places) if not _is_plain_word(k)]
         loan_phrases = [k for k in lexicon.loanwords if not _is_plain_word(k)]
         first_chars = {k[0] for k in phrases} | {c for k in loan_phrases for c in (k[0].lower(), k[0].upper())}
         phrase_start = "[" + "".join(re.escape(c) for c in sorted(first_chars)) + "]" if first_chars else "(?!)"
@@ -113,43 +145,63 @@ class Rules:
             ("bullet", r"^[ \t]*[•·●▪◦►➢✓*+\-–—][ \t]+", self._bullet, "any"),
             ("listroman", r"^[ \t]*[IVX]+(?=[.)][ \t])", self._list_roman, "any"),
             ("ellipsis", r"\.{2,}|…", self._ellipsis, "any"),
-            ("email", EMAIL, self._address, "any"),
-            ("url", URL, self._address, "any"),
+            # Addresses first check, without backtracking, that the token has an @ or a dot at all.
+            ("email", rf"(?<![\w.+-])(?=[\w.+-]*+@){EMAIL}", self._address, "any"),
+            ("url", rf"(?<![\w.-])(?=[\w:/-]*+\.){URL}", self._address, "any"),
             ("phrase", rf"(?={phrase_start})(?<!\w)(?:{_words(phrases)}|(?i:{_words(loan_phrases)}))(?!\w)",
              self._phrase, "any"),
             ("gloss", r"\([ \t]*(?P<glossed>[A-ZĐ][\w&\-]*)[ \t]*\)", self._gloss, "any"),
             ("document", r"(?<![\w/])\d+(?:/\d{4})?/[A-ZĐ][\w&]*(?:[-.][\w&]+)*", self._document, "digit"),
+            ("partydoc", r"(?<![\w/.,-])\d+-[A-ZĐ][A-Za-zĐđ]*/[A-ZĐ][\w&]*(?:[-.][\w&]+)*", self._party_document,
+             "digit"),
+            ("plate", r"(?<![\w.,/-])\d{2}(?:-?[A-ZĐ]{1,2}\d?)[ \t]?[-.]?[ \t]?(?:\d{3}\.\d{2}|\d{4,5})(?!\w|[.,]\d)",
+             self._plate, "digit"),
+            ("height", r"(?<![\w.,])\dm\d{2}(?!\w|[.,]\d)", self._height, "digit"),
+            ("servicenum", r"(?:(?<=:)|(?<=: )|(?<=số ))11[1-5](?=[ \t]*(?:[.,;:)!?\n]|$|hoặc|hay|và))", self._service,
+             "digit"),
             ("phone", rf"(?<![\w.,/+])(?:\+84[ .]?\d{{2,3}}|0\d{{2,3}})(?:[ .\-]?\d{{3,4}}){{2}}{_END}",
              self._phone, "digit"),
             ("hotline", rf"(?<![\w.,])1[89]00[ .]?\d{{4}}(?:[ .]?\d{{2}})?{_END}", self._hotline, "digit"),
             ("isodate", r"(?<![\w.,/-])\d{4}-\d{2}(?:-\d{2})?(?!\d|[.,/-]\d)", self._iso_date, "digit"),
             ("fulldate", rf"(?<![\w.,/-])\d{{1,2}}(?P<dsep>[-.])\d{{1,2}}(?P=dsep)\d{{4}}{_END}",
              self._full_date, "digit"),
-            ("range", rf"(?<![\w.,/:])(?P<from>{_NUMLIKE})[ \t]*[-–—][ \t]*(?P<to>{_NUMLIKE})"
+            ("range", rf"(?<![\w.,/:-])(?P<from>{_NUMLIKE})[ \t]*[-–—][ \t]*(?P<to>{_NUMLIKE})(?![ \t]*[-–—][ \t]*\d)"
                       rf"(?:[ \t]?(?P<rangeunit>{units})(?![\w²³]))?", self._range, "digit"),
             ("fraction", r"(?<![\w.,/])[1-9]/(?:10|[2-9])(?=[ \t]+(?i:số|tổng số|diện tích|dân số)(?!\w))",
              self._fraction, "digit"),
             ("ratio", rf"(?<![\w.,/])(?:{_INT})/(?:{_INT})(?=[ \t]+(?i:{_words(lexicon.counted_nouns)})(?!\w))",
              self._ratio, "digit"),
-            ("slash", rf"(?<![\w.,/])\d+/\d+(?:/\d+)?{_END}", self._slash, "digit"),
+            ("hours", r"(?<![\w.,/])\d{1,2}/\d{1,2}h(?!\w)", self._hours, "digit"),
+            ("slash", rf"(?<![\w.,/])\d+/\d+(?:/\d+)?{_END}(?:[ \t]?(?P<slashunit>{units})(?![\w²³]))?",
+             self._slash, "digit"),
             ("time", rf"(?<![\w.,/:])(?:{_TIME})", self._time, "digit"),
-            ("quantity", rf"(?P<amount>(?:(?<![\w.,/)\]%−-])[-−])?(?:{_NUM}))[ \t]?(?P<unit>{units})(?![\w²³])",
+            ("quantity", rf"(?P<amount>(?:(?<![\w.,/)\]%−-])[-−])?(?:{_NUM}))(?:[ \t](?P<scale>{_SCALE_WORDS}))?"
+                         rf"[ \t]?(?P<unit>{units})(?![\w²³])",
              self._quantity, "digit"),
             ("numletter", r"(?<![\w.,])\d{1,3}[A-ZĐ](?!\w)", self._num_letter, "digit"),
             ("number", rf"(?:(?<![\w.,/)\]%−-])[-−](?=\d))?(?:{_NUM})", self._number, "digit"),
-            ("emergency", rf"(?i:\b(?:{_words(lexicon.phone_cues)}))[ \t:(]*(?:(?i:số|ngay)[ \t:]*){{0,2}}"
+            ("road", rf"{_starts(lexicon.roads)}(?<!\w)(?P<roadtype>{_words(list(lexicon.roads))})(?:\.[ \t]?|[ \t]?)"
+                     r"(?P<roadno>[1-9]\d{0,3}[A-Z]?)(?!\w|[.,]\d)", self._road, "letter"),
+            ("code", rf"{_starts(lexicon.code_cues)}(?<!\w)(?P<codecue>(?i:{_words(lexicon.code_cues)}))"
+                     r"[ \t]*:?[ \t]*(?:(?i:số)[ \t]*:?[ \t]*)?"
+                     r"(?P<codeno>\d+(?:[ .]\d+)*)(?!\w|[.,]\d)", self._code, "letter"),
+            ("emergency", rf"{_starts(lexicon.phone_cues)}(?i:\b(?:{_words(lexicon.phone_cues)}))"
+                          rf"[ \t:(]*(?:(?i:số|ngay)[ \t:]*){{0,2}}"
                           rf"(?P<service>1\d{{2,3}}){_END}(?![ \t]\d)", self._emergency, "letter"),
-            ("ordinal", rf"(?i:\bthứ)[ \t]+\d{{1,3}}{_END}(?!h\d)", self._ordinal, "letter"),
-            ("month", r"(?i:\btháng)[ \t]+\d{1,2}(?!\d|[.,/:-]\d)", self._month, "letter"),
-            ("roman", rf"(?i:\b(?:{_words(lexicon.roman_after)}))[ \t]+[IVX]+(?!\w)"
+            ("ordinal", rf"(?=[tT])(?i:\bthứ)[ \t]+\d{{1,3}}{_END}(?!h\d)"
+                        r"(?:[ \t]*,[ \t]*[2-8](?=[ \t]*[,.;:\n]|[ \t]*$|[ \t]+(?:và|hoặc)[ \t]))*"
+                        r"(?:[ \t]+(?:và|hoặc)[ \t]+[2-8](?![\w.,/]))?", self._ordinal, "letter"),
+            ("month", r"(?=[tT])(?i:\btháng)[ \t]+\d{1,2}(?!\d|[.,/:-]\d)", self._month, "letter"),
+            ("roman", rf"{_starts(lexicon.roman_after)}(?i:\b(?:{_words(lexicon.roman_after)}))[ \t]+[IVX]+(?!\w)"
                       r"(?:(?:[ \t]*,[ \t]*|[ \t]+(?:và|hoặc|đến)[ \t]+)[IVX]+(?!\w))*(?:/\d{4}(?!\d))?",
              self._roman, "letter"),
             ("letternum", r"(?<!\w)[A-ZĐ]\d{1,2}(?!\w|[.,]\d)", self._num_letter, "letter"),
             ("times", r"(?<=\s)[x×](?=[ \t]*\d)", self._times, "letter"),
-            ("dayword", r"(?i:\b(?:ngày|mồng|mùng))[ \t]+\d{1,2}(?=[ \t]+(?i:tháng)\b)", self._day_word, "letter"),
+            ("dayword", r"(?=[nNmM])(?i:\b(?:ngày|mồng|mùng))[ \t]+\d{1,2}(?=[ \t]+(?i:tháng)\b)", self._day_word,
+             "letter"),
             ("word", r"[^\W\d_]+(?:['’&\-][^\W\d_]+)*", self._word, "letter"),
-            ("over", r"(?<=\d)/(?=\d)", self._over, "any"),
-            ("per", rf"(?<=[^\W\d_]|%)/(?:(?P<perunit>{units})(?![\w²³])|(?=(?i:{_words(lexicon.per_nouns)})(?!\w)))",
+            ("over", r"/(?:(?<=\d/)(?=\d)|(?<=[^\W\d_]/)(?=[ \t]?\d))", self._over, "any"),
+            ("per", rf"/(?<=[^\W\d_]/|%/)(?:(?P<perunit>{units})(?![\w²³])|(?=(?i:{_words(lexicon.per_nouns)})(?!\w)))",
              self._per, "any"),
             ("dash", r"[-–—−]", self._dash, "any"),
             ("symbol", r"[^\w\s.,;:!?]|_", self._symbol, "any"),
@@ -246,6 +298,8 @@ class Rules:
         for table, rule in ((lex.abbreviations, "abbreviation"), (lex.places, "place")):
             if key in table:
                 return table[key], rule
+        if key in lex.ambiguous:
+            return resolve(lex.ambiguous[key], text, m.start(), m.end())
         return lex.loanwords[key.lower()], "loanword"
 
     def _gloss(self, m: re.Match[str], text: str) -> Reading:
@@ -264,15 +318,67 @@ class Rules:
         words = [numbers.read_number(number)]
         if len(rest) == 2:
             words += ["năm", numbers.read_number(rest[0])]
-        for i, segment in enumerate(re.split(r"[-.]", rest[-1])):
-            for piece in re.findall(r"[^\W\d_]+|\d+", segment):
-                if piece.isdigit():
-                    words.append(numbers.read_number(piece))
-                elif i == 0 and piece in self.lex.document_types:
-                    words.append(self.lex.document_types[piece])
-                else:
-                    words.append(self.words.read_code(piece, text, m.start(), m.end()))
+        words += self._codes(text, m.end() - len(rest[-1]), m.end())
         return " ".join(words), "document"
+
+    def _codes(self, text: str, start: int, end: int) -> list[str]:
+        """The agency codes of a document number (KH-UBND, CĐ-BCH): the first may be a document type; each
+        is read in its own place, so an ambiguous one (BCH) sees the code before it."""
+        words = []
+        for i, piece in enumerate(re.finditer(r"[^\W\d_]+|\d+", text[start:end])):
+            code = piece.group()
+            if code.isdigit():
+                words.append(numbers.read_number(code))
+            elif i == 0 and code in self.lex.document_types:
+                words.append(self.lex.document_types[code])
+            else:
+                words.append(self.words.read_code(code, text, start + piece.start(), start + piece.end()))
+        return words
+
+    def _party_document(self, m: re.Match[str], text: str) -> Reading:
+        """"57-NQ/TW", "15-KH/ĐU": the Party writes the number, its type, then the issuing body."""
+        number = m.group().partition("-")[0]
+        codes = self._codes(text, m.start() + len(number) + 1, m.end())
+        return " ".join([numbers.read_number(number), *codes]), "document"
+
+    def _plate(self, m: re.Match[str], text: str) -> Reading:
+        """A licence plate, "29A-123.45" or "22-B1 123.45": the province as a number, the series letter by
+        letter, then the serial digit by digit, as police notices read them."""
+        parts = _PLATE_PARTS.fullmatch(m.group())
+        assert parts is not None  # the pattern only matches plate shapes
+        province, series, serial = parts.groups()
+        head = [numbers.read_int(int(province)), *(self.words.spell_char(c) for c in series)]
+        return f"{' '.join(head)}, {numbers.read_digits(serial)}", "plate"
+
+    def _height(self, m: re.Match[str], text: str) -> Reading:
+        """"1m62" -> "một mét sáu mươi hai", "1m05" -> "một mét linh năm": a height in metres and centimetres."""
+        metres, centimetres = m.group().split("m")
+        rest = numbers.read_int(int(centimetres))
+        return f"{numbers.read_int(int(metres))} mét {'linh ' + rest if centimetres[0] == '0' else rest}", "unit"
+
+    def _service(self, m: re.Match[str], text: str) -> Reading:
+        """"báo cháy: 114", "cho số 113": a service number standing alone after a colon or "số"."""
+        return numbers.read_digits(m.group()), "emergency"
+
+    def _hours(self, m: re.Match[str], text: str) -> Reading:
+        """"24/24h": every hour of the day, "hai mươi tư trên hai mươi tư giờ"."""
+        top, bottom = m.group()[:-1].split("/")
+        return f"{numbers.read_int(int(top))} trên {numbers.read_int(int(bottom))} giờ", "ratio"
+
+    def _road(self, m: re.Match[str], text: str) -> Reading:
+        """"QL.6", "QL1A", "ĐT.435": the road type, its number, and a letter said by name."""
+        number = m.group("roadno")
+        digits = number.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        spoken = [self.lex.roads[m.group("roadtype")], numbers.read_int(int(digits))]
+        spoken += [self.words.spell_char(c) for c in number[len(digits):]]
+        return " ".join(spoken), "road"
+
+    def _code(self, m: re.Match[str], text: str) -> Reading:
+        """"tài khoản 1234 5678", "mã số thuế 5200123456": an identifier, digit by digit in its groups."""
+        cue = text[m.start():m.start("codeno")]
+        said = [self.words.read_code(w, text, m.start(), m.end()) if w.isupper() else w for w in cue.split()]
+        groups = re.findall(r"\d+", m.group("codeno"))
+        return " ".join(said) + " " + ", ".join(numbers.read_digits(g) for g in groups), "code"
 
     def _phone(self, m: re.Match[str], text: str) -> Reading:
         """Digit by digit, in the groups written, with a short pause between groups."""
@@ -331,8 +437,11 @@ class Rules:
             return dates.read_date(int(low), int(high), None, say_ngay=False, after_mong=mong), "date"
         first, was_date = self._numlike(low, text, m.start())
         second, to_date = self._numlike(high, text, m.start("to"), say_ngay=True if was_date else None)
-        if to_date and not was_date and after_day_word and low.isdigit() and 1 <= int(low) <= 31:
-            first = dates.read_day(int(low), after_mong=mong)
+        if to_date and not was_date and low.isdigit() and 1 <= int(low) <= 31:
+            if after_day_word:
+                first = dates.read_day(int(low), after_mong=mong)
+            elif _FROM_BEFORE.search(text, max(0, m.start() - 8), m.start()):
+                first = "ngày " + dates.read_day(int(low))  # "từ 10-20/6": the first day is a date too
         spoken = f"{first} đến {second}"
         unit = m.group("rangeunit")
         if unit:
@@ -354,10 +463,17 @@ class Rules:
         return f"{numbers.read_int(top)} phần {numbers.read_int(bottom)}", "fraction"
 
     def _slash(self, m: re.Match[str], text: str) -> Reading:
-        """Digits around a slash: a date, a month and year, a number of a year, or a ratio."""
+        """Digits around a slash: a date, a month and year, a number of a year, or a ratio (with its unit)."""
+        unit = m.group("slashunit")
+        if unit:  # "140/90 mmHg", "85/120 ha": a ratio of amounts, whatever the numbers could otherwise be
+            numbers_part = m.group()[:m.start("slashunit") - m.start()].strip()
+            spoken = " trên ".join(numbers.read_number(p) for p in numbers_part.split("/"))
+            return f"{spoken} {self.lex.units[unit]}", "ratio"
         parts = m.group().split("/")
         values = [int(p) for p in parts]
         start = m.start()
+        if _SCALE_BEFORE.search(text, max(0, start - 12), start):
+            return " trên ".join(numbers.read_number(p) for p in parts), "ratio"
         if len(parts) == 3 and len(parts[2]) == 4 and dates.is_date(values[0], values[1]):
             ngay, mong = self._says_ngay(text, start)
             return dates.read_date(*values, say_ngay=ngay, after_mong=mong), "date"
@@ -371,7 +487,9 @@ class Rules:
             return dates.read_month_year(first, year, say_thang=True), "date"
         if len(parts) == 2 and dates.is_date(values[0], values[1]):
             ngay, mong = self._says_ngay(text, start)
-            return dates.read_date(values[0], values[1], None, say_ngay=ngay, after_mong=mong), "date"
+            sure = not ngay or _DATE_CUE_BEFORE.search(text, max(0, start - 8), start)
+            return dates.read_date(values[0], values[1], None, say_ngay=ngay, after_mong=mong), \
+                "date" if sure else "date-guess"
         return " trên ".join(numbers.read_number(p) for p in parts), "ratio"
 
     def _time(self, m: re.Match[str], text: str) -> Reading:
@@ -383,7 +501,10 @@ class Rules:
         return self._read_time(m.group()), "time"
 
     def _quantity(self, m: re.Match[str], text: str) -> Reading:
-        return f"{self._amount(m.group('amount'))} {self.lex.units[m.group('unit')]}", "unit"
+        """"12 m3", "1,2 triệu m³": an amount, a scale word if written, then the unit."""
+        scale = m.group("scale")
+        amount = self._amount(m.group("amount")) + (f" {scale}" if scale else "")
+        return f"{amount} {self.lex.units[m.group('unit')]}", "unit"
 
     @staticmethod
     def _amount(number: str) -> str:
@@ -392,8 +513,10 @@ class Rules:
         return numbers.read_number(number)
 
     def _ordinal(self, m: re.Match[str], text: str) -> Reading:
-        word, number = m.group().split()
-        return f"{word} {numbers.read_ordinal(int(number))}", "ordinal"
+        """"thứ 4" -> "thứ tư"; a list of weekdays "thứ 2, 4, 6" -> "thứ hai, tư, sáu"."""
+        word, *rest = re.findall(r"\w+|,", m.group())
+        spoken = [numbers.read_ordinal(int(p)) if p.isdigit() else p for p in rest]
+        return f"{word} {' '.join(spoken)}".replace(" ,", ","), "ordinal"
 
     def _month(self, m: re.Match[str], text: str) -> Reading:
         word, number = m.group().split()
@@ -407,7 +530,7 @@ class Rules:
         head = _ROMAN_HEAD.match(found)
         assert head is not None  # the pattern starts with a context word
         ordinal = head.group().strip().lower().endswith("thứ")
-        spoken = [head.group().strip()]
+        spoken = [" ".join(self._head_word(w, text, m.start()) for w in head.group().split())]
         for piece in _ROMAN_PIECES.findall(found, head.end()):
             if piece.isalpha() and piece.isupper():
                 value = numbers.roman_value(piece)
@@ -419,6 +542,13 @@ class Rules:
         if year:
             spoken += ["năm", numbers.read_int(int(year))]
         return " ".join(spoken), "roman"
+
+    def _head_word(self, word: str, text: str, start: int) -> str:
+        """A context word before a Roman numeral, expanded when it is an abbreviation (HK I, BĐ II)."""
+        if not word.isupper():
+            return word
+        found = self.words.read(word, text, start, start + len(word))
+        return found[0] if found else word
 
     def _num_letter(self, m: re.Match[str], text: str) -> Reading:
         """"4G" -> "bốn giê", "F0" -> "ép không"."""
@@ -458,7 +588,14 @@ class Rules:
         """A spaced dash is a pause ("kinh tế - xã hội"); a joining hyphen is silent ("Covid-19")."""
         start, end = m.start(), m.end()
         spaced = (start > 0 and text[start - 1].isspace()) or (end < len(text) and text[end].isspace())
-        return (",", "pause") if spaced else (" ", "hyphen")
+        if not spaced:
+            if _LEVEL_BEFORE.search(text, max(0, start - 8), start) and _LEVEL_AFTER.match(text, end):
+                return "đến", "range"  # "BĐ2-BĐ3": from one alarm level to the next
+            return " ", "hyphen"
+        amounts = self._amount_dash_before.search(text, max(0, start - 40), start)
+        if amounts and text[end:end + 2].lstrip()[:1].isdigit():
+            return "đến", "range"  # "800.000 đồng - 1.000.000 đồng": two amounts, each with its unit
+        return ",", "pause"
 
     def _symbol(self, m: re.Match[str], text: str) -> Reading:
         char = m.group()
@@ -468,7 +605,7 @@ class Rules:
                 return " ", "symbol"
             if self._amount_before.search(text, max(0, start - 12), start):
                 return "một", "per"  # "25.000 đồng/giấy": a price is per one of anything
-            return "hoặc", "symbol"
+            return "hoặc", "slash-or"
         spoken = self.lex.symbols.get(char)
         if spoken:
             return spoken, "symbol"

@@ -103,12 +103,13 @@ def _precedes(text: str, start: int, pattern: str) -> bool:
     return before[-n:].lower() == pattern.lower() and not before[-n - 1:-n].isalnum()
 
 
-def resolve(entry: Ambiguous, text: str, start: int, end: int) -> str:
-    """The reading of an ambiguous abbreviation at text[start:end]: the first sense whose context matches."""
+def resolve(entry: Ambiguous, text: str, start: int, end: int) -> tuple[str, str]:
+    """(reading, rule) of an ambiguous abbreviation at text[start:end]: the first sense whose context matches,
+    else the default, which is a guess ("abbreviation-guess") that ``--explain`` marks."""
     for sense in entry.senses:
         if any(_follows(text, end, p) for p in sense.next) or any(_precedes(text, start, p) for p in sense.prev):
-            return sense.reading
-    return entry.default
+            return sense.reading, "abbreviation-context"
+    return entry.default, "abbreviation-guess"
 
 
 class WordReader:
@@ -127,7 +128,7 @@ class WordReader:
             return reading, "abbreviation"
         entry = lex.ambiguous.get(token)
         if entry:
-            return resolve(entry, text, start, end), "abbreviation-context"
+            return resolve(entry, text, start, end)
         reading = lex.places.get(token)
         if reading:
             return reading, "place"
@@ -138,8 +139,12 @@ class WordReader:
         if compound:
             return compound
         if self._is_acronym(token):
-            return spell(token, lex.letters), "spelled"
+            return spell(token, lex.letters), "acronym"
         return None
+
+    def spell_char(self, char: str) -> str:
+        """One letter by its name (the B of "22-B1"), a digit by its word."""
+        return spell(char, self.lex.letters)
 
     def read_code(self, token: str, text: str, start: int, end: int) -> str:
         """A code segment (in 45/KH-UBND): any known reading, else spelled; codes are never plain words."""
