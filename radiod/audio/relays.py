@@ -108,9 +108,7 @@ class Relays:
     def _output(self, role: str, relay: Relay, kind: type[OutputDevice] = OutputDevice) -> OutputDevice:
         """One relay as a gpiozero OutputDevice, off from the first instant (initial_value=False)."""
         try:
-            device = kind(
-                relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=self._factory
-            )
+            device = kind(relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=self._factory)
         except GPIOZeroError as exc:
             raise RelayError(f"profile '{self.profile.description}': {role} on pin {relay.pin}: {exc}") from exc
         self._devices.append(device)

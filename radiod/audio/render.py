@@ -51,6 +51,7 @@ MAX_GAIN_DB = 50.0  # normalization never lifts near-silence into loud noise
 MAX_MAKEUP_DB = 6.0  # at most this much extra gain for what the limiter takes off very peaky audio
 LEVEL_TOLERANCE_DB = 0.3  # the limited speech is brought this close to the target
 _LEVEL_PROBES = 4  # limiter passes at most, each one a correction of the gain
+PROBE_S = 90.0  # speech the limiter's make-up gain is measured on (see _probe_clips)
 STREAM_LEVEL_S = 3.0
 STREAM_LEVEL_SENTENCES = 2
 """A streamed programme's speech gain is measured on its first sentences, until they hold ``STREAM_LEVEL_S`` of
@@ -283,6 +284,16 @@ def _normalizing_gain_db(lufs: float, target: float) -> float:
     return 0.0 if math.isinf(lufs) else min(target - lufs, MAX_GAIN_DB)
 
 
+def _probe_clips(clips: Sequence[Pcm]) -> list[Pcm]:
+    """Clips spread evenly over ``clips``, about ``PROBE_S`` of them: what the limiter takes off one voice's
+    speech is much the same all through it, so a long text's make-up gain is measured on a sample of it."""
+    total = sum(len(c.samples) / c.rate for c in clips)
+    if total <= PROBE_S:
+        return list(clips)
+    step = total / PROBE_S
+    return list(clips[:: max(1, math.floor(step))])
+
+
 def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     """Loudness of ``clips`` at ``gain_db`` and ``volume`` after the limiter, at their own rate (fades left out:
     20 ms at each edge of a sentence do not move its loudness)."""
@@ -301,20 +312,26 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
     as they come out of the limiter.
 
     Speech at -16 LUFS often peaks above the ceiling (espeak-ng's peaks sit ~18 dB above its loudness), and
-    the limiter then takes up to ~1 dB off the loudness. So the clips are run through the limiter at their own
-    rate (no resampling: cheap) and the gain corrected by what it took, until within LEVEL_TOLERANCE_DB. The
-    limiter takes more the more gain it gets, so each correction follows the slope seen so far (secant). At a
-    lower volume the limiter takes less, so the volume is part of the probe.
+    the limiter then takes up to ~1 dB off the loudness. So clips spread over the speech (:func:`_probe_clips`)
+    are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
+    took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
+    follows the slope seen so far (secant). At a lower volume the limiter takes less, so the volume is part of
+    the probe.
     """
     lufs = integrated_lufs(clips)
     gain_db = _normalizing_gain_db(lufs, target)
     if math.isinf(lufs) or _peak(clips) * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
-    target += 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
+    volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
+    probe = _probe_clips(clips)
+    probe_lufs = lufs if len(probe) == len(clips) else integrated_lufs(probe)
+    if math.isinf(probe_lufs):
+        return lufs, gain_db
     highest = min(gain_db + MAX_MAKEUP_DB, MAX_GAIN_DB)
     previous: tuple[float, float] | None = None
     for _ in range(_LEVEL_PROBES):
-        measured = _limited_lufs(clips, gain_db, volume)
+        taken = probe_lufs + gain_db + volume_db - _limited_lufs(probe, gain_db, volume)  # by the limiter
+        measured = lufs + gain_db - taken  # the whole speech's loudness after the limiter, before the volume
         if abs(target - measured) <= LEVEL_TOLERANCE_DB:
             break
         slope = 1.0
