@@ -11,8 +11,7 @@ the gain at a sample is the average of the held gain over the next ``attack`` sa
 segment's held gain to the next. Every value averaged is a minimum over a window that contains the sample, so
 the gain is at most what the sample needs: the ceiling holds, with no clipping.
 
-A :class:`Limiter` carries the samples either side of a block boundary, and its segments are counted from the
-start of the stream, so its output does not depend on how the audio is cut into blocks.
+Segments are counted from the start of the block, so the same block is limited the same way wherever it lies.
 """
 
 from __future__ import annotations
@@ -35,55 +34,30 @@ def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:
     return np.minimum(suffix[: n - width + 1], prefix[width - 1 : n])
 
 
-class Limiter:
-    """The limiter as a stream: :meth:`process` takes blocks of any size and returns the limited samples, late
-    by one to two segments (the look-ahead); :meth:`flush` returns what is held back once the audio ends."""
-
-    def __init__(self, rate: int) -> None:
-        self.attack = max(1, round(ATTACK_S * rate))  # also the segment length
-        hold = max(1, round(HOLD_S * rate))
-        self._span = -(-(hold - 1) // self.attack) + 1  # segments whose minimum covers the last ``hold`` samples
-        self._ramp = (np.arange(self.attack) / self.attack).astype(np.float32)
-        # Raw samples from a segment boundary ``_buf_start`` (stream positions; silence before 0) to the end of
-        # the input so far: the held-back ones and the history their held gain needs.
-        self._buf = np.zeros((self._span - 1) * self.attack, dtype=np.float32)
-        self._buf_start = -len(self._buf)
-        self._out_pos = 0  # samples given out
-
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """The limited samples whose look-ahead is now known (whole segments whose next segment is complete)."""
-        a = self.attack
-        context = np.concatenate([self._buf, block.astype(np.float32, copy=False)])
-        ready_until = ((self._buf_start + len(context)) // a - 1) * a
-        if ready_until <= self._out_pos:
-            self._buf = context
-            return np.zeros(0, dtype=np.float32)
-        n_seg = (ready_until - self._buf_start) // a + 1  # the segments output, their history and the next one
-        rows = context[: n_seg * a].reshape(n_seg, a)
-        first = self._out_pos - self._buf_start  # where the output starts in ``context``
-        out = context[first : ready_until - self._buf_start]
-        peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))
-        if peak.max() > CEILING:
-            needed = np.minimum(np.float32(1.0), np.float32(CEILING) / np.maximum(peak, np.float32(1e-12)))
-            held = _sliding_min(np.concatenate([np.ones(self._span - 1, dtype=np.float32), needed]), self._span)
-            s0 = first // a
-            gain = held[s0:-1, None] + (held[s0 + 1 :] - held[s0:-1])[:, None] * self._ramp[None, :]
-            if gain.min() < 1.0:
-                out = out * gain.ravel()
-                np.clip(out, -CEILING, CEILING, out=out)  # the gain keeps within the ceiling; this absorbs rounding
-        keep_from = ready_until - (self._span - 1) * a  # a segment boundary: the next output's history
-        self._buf = context[keep_from - self._buf_start :].copy()  # a copy: the block is not kept alive by a view
-        self._buf_start, self._out_pos = keep_from, ready_until
-        return out
-
-    def flush(self) -> np.ndarray:
-        """The held-back samples, limited as if silence followed them."""
-        end = self._buf_start + len(self._buf)
-        out = self.process(np.zeros(2 * self.attack, dtype=np.float32))
-        return out[: len(out) - (self._out_pos - end)]
-
-
 def limit(samples: np.ndarray, rate: int) -> np.ndarray:
-    """``samples`` limited in one go: for short audio and tests."""
-    limiter = Limiter(rate)
-    return np.concatenate([limiter.process(samples), limiter.flush()])
+    """``samples`` (float32) limited to the ceiling as one block, as if silence came before and after them.
+
+    A programme limits each clip (a sentence, a chime) on its own: clips meet at faded edges, so a clip's peaks
+    never need the gain to start falling in the clip before it, and the same clip comes out the same wherever
+    it lies (a repeat replays exactly what was played). Returns ``samples`` itself when no sample is over.
+    """
+    x = samples.astype(np.float32, copy=False)
+    n = len(x)
+    a = max(1, round(ATTACK_S * rate))  # the segment length, and the look-ahead
+    hold = max(1, round(HOLD_S * rate))
+    span = -(-(hold - 1) // a) + 1  # segments whose minimum covers the last ``hold`` samples
+    n_seg = -(-n // a)
+    if n_seg == 0:
+        return x
+    rows = np.concatenate([x, np.zeros(n_seg * a - n, dtype=np.float32)]).reshape(n_seg, a)
+    peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+    if peak.max() <= CEILING:
+        return x
+    needed = np.minimum(np.float32(1.0), np.float32(CEILING) / np.maximum(peak, np.float32(1e-12)))
+    ones = np.ones(span - 1, dtype=np.float32)
+    held = _sliding_min(np.concatenate([ones, needed, np.ones(1, dtype=np.float32)]), span)  # one past the end
+    ramp = (np.arange(a) / a).astype(np.float32)
+    gain = held[:-1, None] + (held[1:] - held[:-1])[:, None] * ramp[None, :]
+    out = x * gain.ravel()[:n]
+    np.clip(out, -CEILING, CEILING, out=out)  # the gain keeps within the ceiling; this only absorbs rounding
+    return out

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from radiod.audio.chime import default_chimes
-from radiod.audio.limiter import CEILING, CEILING_DBFS, Limiter
+from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
 from radiod.audio.loudness import LoudnessMeter, integrated_lufs
 from radiod.audio.pcm import Pcm
 from radiod.audio.resample import as_float, n_out, resample
@@ -61,7 +61,7 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 3 s (never more than two sentences) at most 0.9 dB."""
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
-_RESAMPLED_KEPT = 4  # clips kept at the output rate during a play: the ones the current chunk spans
+_RENDERED_KEPT = 4  # parts kept at the output rate during a play: the ones the current chunk spans
 
 
 # ---------------------------------------------------------------- the timeline
@@ -78,24 +78,21 @@ class Span:
 
 @dataclass(frozen=True, eq=False)
 class _Part:
-    """One clip placed on the timeline: resampled, scaled and faded on demand."""
+    """One clip placed on the timeline: resampled, scaled, faded and limited when a play reaches it."""
 
     span: Span
     clip: Pcm  # at its own rate
     gain: float
     fade: int  # raised-cosine fade at each edge, in output samples
 
-    def render(self, at_rate: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop) of this part, counted from its own start; ``at_rate`` is the clip resampled."""
-        out = at_rate[start:stop] * np.float32(self.gain)
-        n = self.span.stop - self.span.start
-        if start < self.fade:
-            idx = np.arange(start, min(stop, self.fade))
-            out[: len(idx)] *= _fade_curve(idx, self.fade)
-        if stop > n - self.fade:
-            idx = np.arange(max(start, n - self.fade), stop)
-            out[len(out) - len(idx) :] *= _fade_curve(n - 1 - idx, self.fade)
-        return out
+    def render(self, rate: int) -> np.ndarray:
+        """The whole part at the output ``rate``: resampled, scaled, faded and limited (see :func:`limit`)."""
+        out = resample(self.clip.samples, self.clip.rate, rate) * np.float32(self.gain)
+        if self.fade:
+            curve = _fade_curve(np.arange(self.fade), self.fade)
+            out[: self.fade] *= curve
+            out[len(out) - self.fade :] *= curve[::-1]
+        return limit(out, rate)
 
 
 def _fade_curve(idx: np.ndarray, length: int) -> np.ndarray:
@@ -249,33 +246,27 @@ class Programme:
         return self.n_samples
 
     def _limited_chunks(self) -> Iterator[np.ndarray]:
-        """The programme in chunks of up to ``_CHUNK`` samples, after the limiter (each chunk in one pass)."""
-        limiter = Limiter(self.rate)
-        resampled: OrderedDict[int, np.ndarray] = OrderedDict()  # this play's clips at the output rate
+        """The programme in chunks of up to ``_CHUNK`` samples."""
+        rendered: OrderedDict[int, np.ndarray] = OrderedDict()  # this play's parts at the output rate
         start = 0
         while start < (known := self._known_until(start)):
             stop = min(start + _CHUNK, known)
-            out = limiter.process(self._raw(start, stop, resampled))
-            if len(out):
-                yield out
+            yield self._samples(start, stop, rendered)
             start = stop
-        tail = limiter.flush()
-        if len(tail):
-            yield tail
 
-    def _raw(self, start: int, stop: int, resampled: OrderedDict[int, np.ndarray]) -> np.ndarray:
-        """Samples [start, stop) before the limiter: the parts that overlap, silence elsewhere."""
+    def _samples(self, start: int, stop: int, rendered: OrderedDict[int, np.ndarray]) -> np.ndarray:
+        """Samples [start, stop): the parts that overlap, each rendered once per play, silence elsewhere."""
         out = np.zeros(max(0, stop - start), dtype=np.float32)
         i = max(0, bisect.bisect_right(self._starts, start) - 1)
         while i < len(self._parts) and self._parts[i].span.start < stop:
             part = self._parts[i]
             a, b = max(start, part.span.start), min(stop, part.span.stop)
             if a < b:
-                if i not in resampled:
-                    resampled[i] = resample(part.clip.samples, part.clip.rate, self.rate)
-                    if len(resampled) > _RESAMPLED_KEPT:
-                        resampled.popitem(last=False)
-                out[a - start : b - start] = part.render(resampled[i], a - part.span.start, b - part.span.start)
+                if i not in rendered:
+                    rendered[i] = part.render(self.rate)
+                    if len(rendered) > _RENDERED_KEPT:
+                        rendered.popitem(last=False)
+                out[a - start : b - start] = rendered[i][a - part.span.start : b - part.span.start]
             i += 1
         return out
 
@@ -299,11 +290,8 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     20 ms at each edge of a sentence do not move its loudness)."""
     meter = LoudnessMeter()
     gain = np.float32(10.0 ** (gain_db / 20.0) * volume)
-    for rate, run in itertools.groupby(clips, key=lambda c: c.rate):
-        limiter = Limiter(rate)
-        for clip in run:
-            meter.feed(limiter.process(as_float(clip.samples) * gain), rate)
-        meter.feed(limiter.flush(), rate)
+    for clip in clips:
+        meter.feed(limit(as_float(clip.samples) * gain, clip.rate), clip.rate)
     return meter.lufs()
 
 
@@ -474,8 +462,8 @@ class StreamingProgramme(Programme):
         return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(_CHUNK)]), self.rate)
 
     def _known_until(self, start: int) -> int:
-        """Lay out clips, waiting for them, until the layout reaches past ``start`` or is complete: the limiter
-        holds back its look-ahead, so the next clip is waited for only when nothing more can be computed."""
+        """Lay out clips, waiting for them, until the layout reaches past ``start`` or is complete: the next clip
+        is waited for only when nothing more can be computed without it."""
         while not self.complete and self._timeline.pos <= start:
             self._extend()
         return self._timeline.pos
