@@ -56,8 +56,14 @@ def limit(samples: np.ndarray, rate: int) -> np.ndarray:
     needed = np.minimum(np.float32(1.0), np.float32(CEILING) / np.maximum(peak, np.float32(1e-12)))
     ones = np.ones(span - 1, dtype=np.float32)
     held = _sliding_min(np.concatenate([ones, needed, np.ones(1, dtype=np.float32)]), span)  # one past the end
+    following = held[1:]
+    held = held[:-1]
+    low = np.flatnonzero(np.minimum(held, following) < 1.0)  # segments whose gain is not 1 throughout
+    s0, s1 = int(low[0]), int(low[-1]) + 1
     ramp = (np.arange(a) / a).astype(np.float32)
-    gain = held[:-1, None] + (held[1:] - held[:-1])[:, None] * ramp[None, :]
-    out = x * gain.ravel()[:n]
-    np.clip(out, -CEILING, CEILING, out=out)  # the gain keeps within the ceiling; this only absorbs rounding
+    gain = held[s0:s1, None] + (following[s0:s1] - held[s0:s1])[:, None] * ramp[None, :]
+    out = x.copy()
+    lo, hi = s0 * a, min(n, s1 * a)
+    out[lo:hi] *= gain.ravel()[: hi - lo]
+    np.clip(out[lo:hi], -CEILING, CEILING, out=out[lo:hi])  # the gain keeps within the ceiling; this absorbs rounding
     return out

@@ -51,6 +51,7 @@ MAX_GAIN_DB = 50.0  # normalization never lifts near-silence into loud noise
 MAX_MAKEUP_DB = 6.0  # at most this much extra gain for what the limiter takes off very peaky audio
 LEVEL_TOLERANCE_DB = 0.3  # the limited speech is brought this close to the target
 _LEVEL_PROBES = 4  # limiter passes at most, each one a correction of the gain
+_FIRST_SLOPE = 0.5  # on espeak-ng speech near the target, 1 dB more gain comes out ~0.5 dB louder after the limiter
 PROBE_S = 90.0  # speech the limiter's make-up gain is measured on (see _probe_clips)
 STREAM_LEVEL_S = 3.0
 STREAM_LEVEL_SENTENCES = 2
@@ -303,8 +304,8 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
     the limiter then takes up to ~1 dB off the loudness. So clips spread over the speech (:func:`_probe_clips`)
     are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
     took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
-    follows the slope seen so far (secant). At a lower volume the limiter takes less, so the volume is part of
-    the probe.
+    follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
+    takes less, so the volume is part of the probe.
     """
     lufs = integrated_lufs(clips)
     gain_db = _normalizing_gain_db(lufs, target)
@@ -322,7 +323,7 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
         measured = lufs + gain_db - taken  # the whole speech's loudness after the limiter, before the volume
         if abs(target - measured) <= LEVEL_TOLERANCE_DB:
             break
-        slope = 1.0
+        slope = _FIRST_SLOPE
         if previous is not None and gain_db != previous[0]:
             slope = min(1.0, max(0.1, (measured - previous[1]) / (gain_db - previous[0])))
         previous = (gain_db, measured)
