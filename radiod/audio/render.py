@@ -3,13 +3,12 @@
 A 9-minute bulletin at 48 kHz float32 is 104 MB, more than a Pi may spend on the whole daemon, so the
 programme is never materialized: :class:`Programme` is a timeline of parts (chimes, sentence clips, silence).
 :meth:`Programme.blocks` computes the samples a chunk at a time while the output plays them; the sentence clips
-stay at the engine's rate (int16 at 22050 Hz for espeak-ng) until a chunk reaches them, and each is resampled
-(:mod:`radiod.audio.resample`) once per play, when its first sample is needed.
+stay at the engine's rate (int16 at 22050 Hz for espeak-ng) until a chunk reaches them, and each is rendered
+once per play, when its first sample is needed.
 
-One repeat is (:func:`layout`): opening chime, a short pause, the preamble, the speech, a pause, the closing
-chime. Each repeat carries both chimes, so a listener who comes into earshot during a repeat still hears where
-the announcement starts and ends; repeats are separated by ``gap_s`` of silence. The whole programme and the
-streaming one are laid out from the same plan.
+What plays when is :mod:`radiod.audio.layout`'s plan (chimes, preamble, speech, pauses, repeats), one plan
+for the whole and the streaming programme; each part is resampled (:mod:`radiod.audio.resample`), scaled, faded
+and limited (:mod:`radiod.audio.limiter`) when a play reaches it.
 
 Loudness: the speech (and, separately, the preamble, which may come from another source) is measured with
 BS.1770 (:mod:`radiod.audio.loudness`) and given the gain that brings it to ``target_lufs``; the chimes sit
@@ -33,20 +32,27 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 import numpy as np
 
 from radiod.audio.chime import default_chimes
+from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Timeline, layout
 from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
 from radiod.audio.loudness import LoudnessMeter, integrated_lufs
 from radiod.audio.pcm import Pcm
-from radiod.audio.resample import as_float, n_out, resample
+from radiod.audio.resample import as_float, resample
 
-__all__ = ["CEILING_DBFS", "Programme", "RenderOptions", "Span", "StreamingProgramme", "layout", "render_programme"]
+__all__ = [
+    "CEILING_DBFS",
+    "CHIME_PAUSE_S",
+    "Programme",
+    "RenderOptions",
+    "Span",
+    "StreamingProgramme",
+    "render_programme",
+]
 
 CHIME_LEVEL_LU = -4.0  # chimes this far below the speech: heard clearly, never startling
-CHIME_PAUSE_S = 0.4  # between a chime and the speech
 MAX_GAIN_DB = 50.0  # normalization never lifts near-silence into loud noise
 MAX_MAKEUP_DB = 6.0  # at most this much extra gain for what the limiter takes off very peaky audio
 LEVEL_TOLERANCE_DB = 0.3  # the limited speech is brought this close to the target
@@ -65,132 +71,6 @@ _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few 
 _RENDERED_KEPT = 4  # parts kept at the output rate during a play: the ones the current chunk spans
 
 
-# ---------------------------------------------------------------- the timeline
-
-
-@dataclass(frozen=True)
-class Span:
-    """Where one part lies in the programme, in output samples: for logs and for checking the result."""
-
-    kind: str  # "chime", "preamble" or "speech" (silence has no span)
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True, eq=False)
-class _Part:
-    """One clip placed on the timeline: resampled, scaled, faded and limited when a play reaches it."""
-
-    span: Span
-    clip: Pcm  # at its own rate
-    gain: float
-    fade: int  # raised-cosine fade at each edge, in output samples
-
-    def render(self, rate: int) -> np.ndarray:
-        """The whole part at the output ``rate``: resampled, scaled, faded and limited (see :func:`limit`)."""
-        out = resample(self.clip.samples, self.clip.rate, rate) * np.float32(self.gain)
-        if self.fade:
-            curve = _fade_curve(np.arange(self.fade), self.fade)
-            out[: self.fade] *= curve
-            out[len(out) - self.fade :] *= curve[::-1]
-        return limit(out, rate)
-
-
-def _fade_curve(idx: np.ndarray, length: int) -> np.ndarray:
-    """Raised cosine from ~0 at index 0 to ~1 at index length - 1."""
-    return (0.5 - 0.5 * np.cos(np.pi * (idx + 0.5) / length)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How to render one programme; the defaults are the node's usual ones."""
-
-    rate: int = 48000  # output rate: the firmware profile's audio.sample_rate
-    chime: bool = True  # opening chime before and closing chime after each repeat
-    chimes: tuple[Pcm, Pcm] | None = None  # custom (opening, closing); None = default_chimes
-    repeat: int = 1  # plays back to back (protocol: 1..10)
-    gap_s: float = 3.0  # silence between repeats
-    target_lufs: float = -16.0  # loudness of the speech
-    volume: float = 1.0  # 0..1 gain after normalization (bulletin volume x node volume)
-    preamble: tuple[Pcm, ...] = ()  # clips spoken before the speech in each repeat (e.g. a drill notice)
-    fade_s: float = 0.02  # fade at every clip edge so nothing clicks
-
-    def __post_init__(self) -> None:
-        checks = [
-            (8000 <= self.rate <= 192000, f"rate must be 8000..192000 Hz, got {self.rate}"),
-            (1 <= self.repeat <= 10, f"repeat must be 1..10, got {self.repeat}"),
-            (self.gap_s >= 0, f"gap_s must be >= 0, got {self.gap_s}"),
-            (-70 < self.target_lufs < 0, f"target_lufs must be between -70 and 0, got {self.target_lufs}"),
-            (0 <= self.volume <= 1, f"volume must be 0..1, got {self.volume}"),
-            (self.fade_s >= 0, f"fade_s must be >= 0, got {self.fade_s}"),
-        ]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ValueError("RenderOptions: " + "; ".join(problems))
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a programme's plan: a clip at a gain, a pause, or ``speech`` (the speech clips, whatever
-    they turn out to be, at the speech's gain)."""
-
-    kind: str  # "chime", "preamble", "pause" or "speech"
-    clip: Pcm | None = None
-    gain_db: float = 0.0
-    seconds: float = 0.0
-
-
-def layout(opts: RenderOptions, chimes: Sequence[tuple[Pcm, float]], preamble_gain_db: float) -> list[Step]:
-    """The plan of a programme (see the module doc), shared by the whole and the streaming programme.
-
-    ``chimes`` are [(opening, gain in dB), (closing, gain in dB)] at the output rate, or [] for none.
-    """
-    steps: list[Step] = []
-    for r in range(opts.repeat):
-        if r:
-            steps.append(Step("pause", seconds=opts.gap_s))
-        if chimes:
-            steps += [Step("chime", *chimes[0]), Step("pause", seconds=CHIME_PAUSE_S)]
-        steps += [Step("preamble", clip, preamble_gain_db) for clip in opts.preamble]
-        steps.append(Step("speech"))
-        if chimes:
-            steps += [Step("pause", seconds=CHIME_PAUSE_S), Step("chime", *chimes[1])]
-    return steps
-
-
-class _Timeline:
-    """Builds the list of parts of a programme at one output rate."""
-
-    def __init__(self, rate: int, fade_s: float, volume: float) -> None:
-        self.rate = rate
-        self.parts: list[_Part] = []
-        self.pos = 0
-        self._fade = round(fade_s * rate)
-        self._volume = volume
-
-    def place(self, kind: str, clip: Pcm, gain_db: float) -> None:
-        n = n_out(len(clip.samples), clip.rate, self.rate)
-        if n == 0:
-            return
-        gain = 10.0 ** (gain_db / 20.0) * self._volume
-        self.parts.append(_Part(Span(kind, self.pos, self.pos + n), clip, gain, min(self._fade, n // 2)))
-        self.pos += n
-
-    def pause(self, seconds: float) -> None:
-        self.pos += round(seconds * self.rate)
-
-    def lay(self, step: Step, speech: Sequence[Pcm], speech_gain_db: float) -> None:
-        """Lay out one step of the plan; a ``speech`` step lays out ``speech``."""
-        if step.kind == "pause":
-            self.pause(step.seconds)
-        elif step.kind == "speech":
-            for clip in speech:
-                self.place("speech", clip, speech_gain_db)
-        else:
-            assert step.clip is not None
-            self.place(step.kind, step.clip, step.gain_db)
-
-
 # ---------------------------------------------------------------- programme
 
 
@@ -203,7 +83,7 @@ class Programme:
     clip lies.
     """
 
-    def __init__(self, rate: int, n_samples: int, parts: list[_Part], speech_lufs: float, gain_db: float) -> None:
+    def __init__(self, rate: int, n_samples: int, parts: list[Part], speech_lufs: float, gain_db: float) -> None:
         self.rate = rate
         self.n_samples = n_samples
         self.speech_lufs = speech_lufs
@@ -387,7 +267,7 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
     """
     speech_lufs, gain_db = _level(speech, opts.target_lufs, opts.volume)
     _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
-    timeline = _Timeline(opts.rate, opts.fade_s, opts.volume)
+    timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
     for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
         timeline.lay(step, speech, gain_db)
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
@@ -438,7 +318,7 @@ class StreamingProgramme(Programme):
         _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
         self._plan = layout(opts, _leveled_chimes(opts), preamble_gain_db)
         self._first_speech = next(i for i, step in enumerate(self._plan) if step.kind == "speech")
-        self._timeline = _Timeline(opts.rate, opts.fade_s, opts.volume)
+        self._timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
         self._parts = self._timeline.parts  # the same list: Programme._raw sees each part once it is placed
         for step in self._plan[: self._first_speech]:  # what comes before the speech: no need to wait for it
             self._timeline.lay(step, (), 0.0)
