@@ -20,7 +20,14 @@ from radiod.audio.chime import default_chimes
 from radiod.audio.limiter import limit
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm, read_wav, to_int16
-from radiod.audio.render import CEILING_DBFS, CHIME_LEVEL_LU, CHIME_PAUSE_S, RenderOptions, render_programme
+from radiod.audio.render import (
+    CEILING_DBFS,
+    CHIME_LEVEL_LU,
+    CHIME_PAUSE_S,
+    RenderOptions,
+    StreamingProgramme,
+    render_programme,
+)
 
 CEILING = 10 ** (CEILING_DBFS / 20)
 SENTENCES = [
@@ -259,6 +266,23 @@ def test_every_repeat_sounds_exactly_the_same(speech: list[Pcm]) -> None:
     first = pcm.samples[chimes[0].start : chimes[1].stop]
     for opening, closing in zip(chimes[2::2], chimes[3::2], strict=True):
         np.testing.assert_array_equal(pcm.samples[opening.start : closing.stop], first)
+
+
+def test_a_streamed_programme_is_laid_out_as_the_whole_one(speech: list[Pcm]) -> None:
+    preamble = tuple(scaled(speech[2:], 0.5))
+    opts = RenderOptions(repeat=2, gap_s=1.0, preamble=preamble)
+    whole = render_programme(speech, opts)
+    streamed = StreamingProgramme(lambda: iter(speech), opts)
+    samples = streamed.to_pcm().samples
+    assert streamed.complete
+    assert streamed.spans == whole.spans
+    assert len(samples) == whole.n_samples == streamed.n_samples
+    assert np.max(np.abs(samples)) <= CEILING + 1e-6
+    # the chimes and the preamble do not depend on the speech's level: the same samples in both
+    same = [s for s in whole.spans if s.kind != "speech"]
+    whole_samples = whole.to_pcm().samples
+    for span in same:
+        np.testing.assert_array_equal(samples[span.start : span.stop], whole_samples[span.start : span.stop])
 
 
 def test_repeats_are_separated_by_the_gap(speech: list[Pcm]) -> None:
