@@ -31,7 +31,7 @@ import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -68,7 +68,7 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 3 s (never more than two sentences) at most 0.9 dB."""
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
-_RENDERED_KEPT = 4  # parts kept at the output rate during a play: the ones the current chunk spans
+_RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
 
 
 # ---------------------------------------------------------------- programme
@@ -127,29 +127,56 @@ class Programme:
         return self.n_samples
 
     def _limited_chunks(self) -> Iterator[np.ndarray]:
-        """The programme in chunks of up to ``_CHUNK`` samples."""
-        rendered: OrderedDict[int, np.ndarray] = OrderedDict()  # this play's parts at the output rate
-        start = 0
-        while start < (known := self._known_until(start)):
-            stop = min(start + _CHUNK, known)
-            yield self._samples(start, stop, rendered)
-            start = stop
+        """The programme in chunks of up to ``_CHUNK`` samples.
 
-    def _samples(self, start: int, stop: int, rendered: OrderedDict[int, np.ndarray]) -> np.ndarray:
-        """Samples [start, stop): the parts that overlap, each rendered once per play, silence elsewhere."""
+        Parts are rendered on ``_RENDER_AHEAD`` worker threads, the next ones while the current one is taken
+        (resampling and limiting run outside the GIL): a play at real time never waits for a part, and
+        ``radiod speak -o`` uses a second core.
+        """
+        rendering = _Rendering(self)
+        try:
+            start = 0
+            while start < (known := self._known_until(start)):
+                stop = min(start + _CHUNK, known)
+                yield self._samples(start, stop, rendering)
+                start = stop
+        finally:
+            rendering.close()
+
+    def _samples(self, start: int, stop: int, rendering: _Rendering) -> np.ndarray:
+        """Samples [start, stop): the parts that overlap, silence elsewhere."""
         out = np.zeros(max(0, stop - start), dtype=np.float32)
         i = max(0, bisect.bisect_right(self._starts, start) - 1)
         while i < len(self._parts) and self._parts[i].span.start < stop:
             part = self._parts[i]
             a, b = max(start, part.span.start), min(stop, part.span.stop)
             if a < b:
-                if i not in rendered:
-                    rendered[i] = part.render(self.rate)
-                    if len(rendered) > _RENDERED_KEPT:
-                        rendered.popitem(last=False)
-                out[a - start : b - start] = rendered[i][a - part.span.start : b - part.span.start]
+                out[a - start : b - start] = rendering.part(i)[a - part.span.start : b - part.span.start]
             i += 1
         return out
+
+
+class _Rendering:
+    """One play's parts at the output rate: each rendered once, a few ahead of the one asked for, and let go
+    once the play has moved past it."""
+
+    def __init__(self, programme: Programme) -> None:
+        self._programme = programme
+        self._pool = ThreadPoolExecutor(_RENDER_AHEAD, thread_name_prefix="render")
+        self._parts: dict[int, Future[np.ndarray]] = {}
+
+    def part(self, i: int) -> np.ndarray:
+        parts = self._programme._parts  # a streaming programme appends to it as its speech arrives
+        for j in range(i, min(i + 1 + _RENDER_AHEAD, len(parts))):
+            if j not in self._parts:
+                self._parts[j] = self._pool.submit(parts[j].render, self._programme.rate)
+        for j in [j for j in self._parts if j < i]:
+            del self._parts[j]
+        return self._parts[i].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._parts.clear()
 
 
 def _normalizing_gain_db(lufs: float, target: float) -> float:
