@@ -153,6 +153,10 @@ def main() -> None:
         cold = statistics.median(results["radiod speak -f ARTICLE -o out.wav, cold cache"]) / raw
         warm = statistics.median(results["radiod speak -f ARTICLE -o out.wav, warm cache"]) / raw
         print(f"radiod speak / raw espeak-ng: cold {cold:.2f}x (target <= 1.5x), warm {warm:.2f}x (target <= 0.3x)")
+        rest = statistics.median(results["radiod speak -f ARTICLE -o out.wav, warm cache"]) - statistics.median(
+            results["  speech alone (Speaker.speak), warm cache"]
+        )
+        print(f"of which rendering and writing the WAV (warm radiod speak - warm speech alone): {rest:.3f} s")
 
         reads = math.ceil(TWENTY_MINUTES_S / wav_seconds(out_wav))  # at least 20 minutes
         long_text = tmp / "long.txt"

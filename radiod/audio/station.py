@@ -38,6 +38,8 @@ from radiod.config import Config
 from radiod.errors import AudioOutputError
 from radiod.profiles import Profile, load_profile
 
+log = logging.getLogger(__name__)
+
 # A line relay closes in ~10-20 ms and bounces for a few ms more; this leaves a wide margin either way.
 LINE_SETTLE_S = 0.1
 # A sleeping thread on a busy Pi wakes up to tens of ms late. The amplifier goes on this much before
@@ -144,9 +146,6 @@ def _wait_monotonic(until: float, stop: threading.Event, *, fine: bool = False) 
         if stop.is_set():
             return False
     return not stop.is_set()
-
-
-log = logging.getLogger(__name__)
 
 
 class Station:
