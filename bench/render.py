@@ -2,7 +2,7 @@
 
 Builds ~9 minutes of espeak-ng speech as int16 sentence clips (as the speech module holds them), renders the
 programme at 48 kHz and pulls it through in 20 ms blocks as an output would, then prints the time each stage
-took and the process's peak RSS. The budget on a Pi is 80 MB peak RSS for the whole process.
+took and the process's peak RSS. The budget (issue 10): 150 MB peak RSS for a 20-minute programme.
 
     .venv/bin/python bench/render.py [minutes]
 """

@@ -15,9 +15,9 @@ from gpiozero.pins.mock import MockFactory
 
 from radiod.audio.output import Output, open_output
 from radiod.audio.pcm import Pcm, read_wav
-from radiod.audio.playback import AMP_SLACK_S, LINE_SETTLE_S, Timeline, play
 from radiod.audio.relays import Relays
 from radiod.audio.render import Programme, RenderOptions, render_programme
+from radiod.audio.station import AMP_SLACK_S, LINE_SETTLE_S, Timeline, play
 from radiod.errors import AudioOutputError, RelayError
 from radiod.profiles import Profile, load_profile
 

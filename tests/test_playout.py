@@ -18,8 +18,8 @@ from typing import Any, cast
 import pytest
 from harness import wait_for
 
-from radiod.audio.playback import Timeline
 from radiod.audio.render import Programme
+from radiod.audio.station import Timeline
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme
 from radiod.protocol.messages import Bulletin, Schedule

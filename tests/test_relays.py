@@ -57,6 +57,24 @@ def test_everything_starts_off_and_state_names_every_device(relays: Relays, fact
     assert relays.amp_on_since is None
 
 
+def test_the_board_is_composed_of_an_amplifier_speaker_lines_and_a_status_led(
+    relays: Relays, factory: MockFactory
+) -> None:
+    # Each device drives its own pins, as gpiozero's composite devices do; Relays only orders them.
+    relays.amplifier.on()
+    assert factory.pin("GPIO26").state is True and relays.amplifier.is_active
+    assert factory.pin("GPIO16").state is False  # the LED is the station's to light, not the amplifier's
+    relays.lines.on(relays.lines.resolve(["line-1"]))
+    assert relays.lines.state() == {"line-1": True, "line-2": False}
+    assert relays.led is not None
+    relays.led.on_air()
+    assert factory.pin("GPIO16").state is True
+    relays.all_off()
+    assert relays.state() == {"amplifier": False, "line-1": False, "line-2": False, "status_led": False}
+    names = [name for _, name, _ in relays.history()]
+    assert names == ["amplifier", "line-1", "status_led", "line-1", "amplifier", "status_led"]
+
+
 def test_amp_and_lines_switch_their_own_pins(relays: Relays, factory: MockFactory) -> None:
     before = time.time()
     relays.amp_on()

@@ -7,17 +7,27 @@ a meter and a spectrum: the level, the peaks, where the chimes are, how long it 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from radiod.audio.chime import default_chimes
+from radiod.audio.limiter import limit
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm, read_wav, to_int16
-from radiod.audio.render import CEILING_DBFS, CHIME_LEVEL_LU, CHIME_PAUSE_S, RenderOptions, render_programme
+from radiod.audio.render import (
+    CEILING_DBFS,
+    CHIME_LEVEL_LU,
+    CHIME_PAUSE_S,
+    RenderOptions,
+    StreamingProgramme,
+    render_programme,
+)
 
 CEILING = 10 ** (CEILING_DBFS / 20)
 SENTENCES = [
@@ -69,6 +79,25 @@ def test_a_997_hz_sine_reads_as_the_standard_says(rate: int) -> None:
     # BS.1770-4: a 0 dBFS 997 Hz sine reads -3.01 LUFS; the level follows the amplitude in dB.
     assert integrated_lufs([tone(997, 5, rate)]) == pytest.approx(-3.01, abs=0.05)
     assert integrated_lufs([tone(997, 5, rate, amplitude=0.1)]) == pytest.approx(-23.01, abs=0.05)
+
+
+def sine_dbfs(level_dbfs: float, seconds: float, rate: int) -> Pcm:
+    """A 1 kHz sine whose peak is at ``level_dbfs``."""
+    return tone(1000, seconds, rate, amplitude=10 ** (level_dbfs / 20))
+
+
+@pytest.mark.parametrize("rate", [48000, 22050])
+def test_ebu_tech_3341_cases_read_minus_23_lufs_in_the_mono_convention(rate: int) -> None:
+    # EBU Tech 3341 plays its 1 kHz tones on two channels; one channel of weight 1.0 reads 3 dB lower, so the
+    # mono equivalent of "-23 dBFS on both channels" is a sine peaking at -20 dBFS. Cases 1-5, tolerance 0.1 LU.
+    assert integrated_lufs([sine_dbfs(-20, 20, rate)]) == pytest.approx(-23.0, abs=0.1)  # case 1
+    assert integrated_lufs([sine_dbfs(-30, 20, rate)]) == pytest.approx(-33.0, abs=0.1)  # case 2
+    gated = [sine_dbfs(-33, 10, rate), sine_dbfs(-20, 60, rate), sine_dbfs(-33, 10, rate)]
+    assert integrated_lufs(gated) == pytest.approx(-23.0, abs=0.1)  # case 3: the relative gate
+    quiet = sine_dbfs(-69, 10, rate)
+    assert integrated_lufs([quiet, *gated, quiet]) == pytest.approx(-23.0, abs=0.1)  # case 4: the absolute gate
+    steps = [sine_dbfs(-23, 20, rate), sine_dbfs(-17, 20.1, rate), sine_dbfs(-23, 20, rate)]
+    assert integrated_lufs(steps) == pytest.approx(-23.0, abs=0.1)  # case 5
 
 
 def test_k_weighting_favours_presence_over_bass() -> None:
@@ -123,6 +152,21 @@ def test_other_targets_are_reached(speech: list[Pcm], target: float) -> None:
     pcm = programme.to_pcm()
     assert np.max(np.abs(pcm.samples)) <= CEILING + 1e-6
     assert integrated_lufs(part(pcm, programme, "speech")) == pytest.approx(target, abs=1.0)
+
+
+def test_the_limiter_leaves_audio_under_the_ceiling_alone_and_holds_peaks_to_it() -> None:
+    rate = 48000
+    quiet = tone(440, 1, rate, amplitude=0.5).samples
+    assert limit(quiet, rate) is quiet  # nothing over: not even a copy
+    loud = tone(440, 1, rate, amplitude=2.0).samples
+    limited = limit(loud, rate)
+    assert len(limited) == len(loud)
+    assert np.max(np.abs(limited)) <= CEILING + 1e-6
+    # a gain, not a clipper: the waveform keeps its shape (a sine stays a sine, scaled)
+    middle = slice(rate // 4, 3 * rate // 4)
+    ratio = limited[middle][np.abs(loud[middle]) > 0.5] / loud[middle][np.abs(loud[middle]) > 0.5]
+    assert np.ptp(ratio) < 0.02
+    assert np.median(ratio) == pytest.approx(CEILING / 2.0, rel=0.02)
 
 
 def test_a_square_wave_and_a_click_train_stay_under_the_ceiling() -> None:
@@ -207,9 +251,38 @@ def test_every_clip_fades_in_and_out_so_nothing_clicks() -> None:
     for span in programme.spans:
         clip = samples[span.start : span.stop]
         assert abs(clip[0]) < 0.01 and abs(clip[-1]) < 0.01
-        assert np.all(np.diff(clip[:fade]) >= 0)  # a smooth ramp up...
-        assert np.all(np.diff(clip[-fade:]) <= 0)  # ...and down
+        # A smooth ramp up and down; where the limiter's gain (it holds this loud DC down) turns from one 5 ms
+        # segment to the next, the ramp may ripple by far less than a click: under -60 dBFS.
+        assert np.all(np.diff(clip[:fade]) >= -1e-3)
+        assert np.all(np.diff(clip[-fade:]) <= 1e-3)
+        assert clip[fade // 2] > clip[fade // 4] > clip[0]
         assert np.ptp(clip[fade:-fade]) < 1e-6  # full level in between
+
+
+def test_every_repeat_sounds_exactly_the_same(speech: list[Pcm]) -> None:
+    programme = render_programme(scaled(speech, 4.0), RenderOptions(repeat=3, gap_s=1.3))  # the limiter busy
+    pcm = programme.to_pcm()
+    chimes = [s for s in programme.spans if s.kind == "chime"]
+    first = pcm.samples[chimes[0].start : chimes[1].stop]
+    for opening, closing in zip(chimes[2::2], chimes[3::2], strict=True):
+        np.testing.assert_array_equal(pcm.samples[opening.start : closing.stop], first)
+
+
+def test_a_streamed_programme_is_laid_out_as_the_whole_one(speech: list[Pcm]) -> None:
+    preamble = tuple(scaled(speech[2:], 0.5))
+    opts = RenderOptions(repeat=2, gap_s=1.0, preamble=preamble)
+    whole = render_programme(speech, opts)
+    streamed = StreamingProgramme(lambda: iter(speech), opts)
+    samples = streamed.to_pcm().samples
+    assert streamed.complete
+    assert streamed.spans == whole.spans
+    assert len(samples) == whole.n_samples == streamed.n_samples
+    assert np.max(np.abs(samples)) <= CEILING + 1e-6
+    # the chimes and the preamble do not depend on the speech's level: the same samples in both
+    same = [s for s in whole.spans if s.kind != "speech"]
+    whole_samples = whole.to_pcm().samples
+    for span in same:
+        np.testing.assert_array_equal(samples[span.start : span.stop], whole_samples[span.start : span.stop])
 
 
 def test_repeats_are_separated_by_the_gap(speech: list[Pcm]) -> None:
@@ -283,3 +356,40 @@ def test_invalid_options_are_refused() -> None:
         RenderOptions(repeat=0)
     with pytest.raises(ValueError, match="volume"):
         RenderOptions(volume=1.5)
+
+
+# ---------------------------------------------------------------- radiod speak -o, end to end
+
+
+def test_radiod_speak_writes_a_wav_at_the_target_level_under_the_ceiling_between_the_chimes(tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "text.txt").write_text(" ".join(SENTENCES), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(f"storage:\n  dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    out = tmp_path / "out.wav"
+    command = [sys.executable, "-m", "radiod.cli", "speak", "--config", str(tmp_path / "config.yaml")]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [*command, "-f", str(tmp_path / "text.txt"), "-o", str(out)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    pcm = read_wav(out)
+    assert pcm.rate == 48000  # the mock board's rate: espeak-ng's 22050 Hz speech was resampled
+    assert np.max(np.abs(pcm.samples)) <= CEILING + 1e-4  # 16-bit rounding
+    # Where the chimes are: the opening one rises from C5 and the closing one falls to it; speech in between.
+    chime_s, pause_s = 0.28 * 3 + 1.3, CHIME_PAUSE_S
+    opening = pcm.samples[: round(0.25 * pcm.rate)]
+    closing = pcm.samples[len(pcm.samples) - round(1.2 * pcm.rate) :]
+    assert dominant_hz(opening, pcm.rate) == pytest.approx(523.25, abs=5)
+    assert dominant_hz(closing, pcm.rate) == pytest.approx(523.25, abs=5)
+    speech = pcm.samples[
+        round((chime_s + pause_s) * pcm.rate) : len(pcm.samples) - round((chime_s + pause_s) * pcm.rate)
+    ]
+    assert integrated_lufs([Pcm(speech, pcm.rate)]) == pytest.approx(-16.0, abs=1.0)
+    assert len(speech) / pcm.rate > 8  # three sentences of speech
+    assert done.stdout == f"{out}: {pcm.duration_s:.1f} s at 48000 Hz\n"  # what it says it wrote

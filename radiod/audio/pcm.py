@@ -52,7 +52,10 @@ def read_wav(path: Path) -> Pcm:
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
     """float32 [-1, 1] to int16, clamped so a rounding overshoot can never wrap around."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    scaled = samples * np.float32(32767.0)  # a new array: the in-place steps below never touch the caller's
+    np.minimum(scaled, np.float32(32767.0), out=scaled)
+    np.maximum(scaled, np.float32(-32767.0), out=scaled)
+    return np.rint(scaled, out=scaled).astype("<i2")
 
 
 def write_wav(path: Path, pcm: Pcm) -> None:
@@ -65,11 +68,22 @@ def write_wav(path: Path, pcm: Pcm) -> None:
         w.writeframes(samples.astype("<i2", copy=False).tobytes())
 
 
+_WRITE_SAMPLES = 1 << 18  # written at a time: each write also rewrites the WAV header's lengths
+
+
 def write_wav_blocks(path: Path, rate: int, blocks: Iterable[np.ndarray]) -> None:
     """Write float32 blocks as a 16-bit mono WAV as they come, so a long programme never sits whole in RAM."""
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
+        pending: list[np.ndarray] = []
+        held = 0
         for block in blocks:
-            w.writeframes(to_int16(block).tobytes())
+            pending.append(block)
+            held += len(block)
+            if held >= _WRITE_SAMPLES:
+                w.writeframes(to_int16(np.concatenate(pending)).tobytes())
+                pending, held = [], 0
+        if pending:
+            w.writeframes(to_int16(np.concatenate(pending)).tobytes())

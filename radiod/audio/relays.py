@@ -71,12 +71,169 @@ def make_pin_factory(name: str) -> Factory:
         ) from exc
 
 
-class Relays:
-    """The board's relays: one amplifier, named speaker lines, an optional status LED, all off at start.
+_History = Callable[[str, bool], None]
+"""Notes one switching: (device name, on)."""
 
-    ``amp_on``/``amp_off``/``lines_on``/``lines_off`` switch one group each, so the caller (playback) owns the
-    order; ``all_off`` is the emergency stop. One re-entrant lock guards the state: re-entrant because a signal
-    handler runs ``all_off`` in the main thread, possibly while the main thread is inside another method.
+
+class _Switch:
+    """One relay as a gpiozero output device, off from the first instant, that notes every change it makes."""
+
+    def __init__(
+        self, name: str, relay: Relay, factory: Factory, note: _History, *, role: str, kind: type[OutputDevice]
+    ) -> None:
+        self.name = name
+        self._note = note
+        try:
+            self.device = kind(relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=factory)
+        except GPIOZeroError as exc:
+            raise RelayError(f"{role} on pin {relay.pin}: {exc}") from exc
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.device.is_active)
+
+    def set(self, *, on: bool) -> None:
+        """Switch, noting it if it changes anything."""
+        if self.is_active != on:
+            self.force(on=on)
+
+    def force(self, *, on: bool) -> None:
+        """Switch and note it, whatever the device was doing (a blinking LED may be lit at this instant)."""
+        self.device.on() if on else self.device.off()
+        self._note(self.name, on)
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class Amplifier:
+    """The amplifier relay and its watchdog: each switch-on arms a timer of ``max_on_s``; the timer calls
+    ``expired(generation)``, and :meth:`is_armed_by` tells whether that arming still stands (any switch-off
+    bumps the generation, so a stale timer does nothing)."""
+
+    def __init__(self, switch: _Switch, max_on_s: float, expired: Callable[[int], None]) -> None:
+        self._switch = switch
+        self._max_on_s = max_on_s
+        self._expired = expired
+        self.on_since: float | None = None  # time.time() of the switch-on, None while off
+        self.on_mono = 0.0
+        self._generation = 0
+        self._timer: threading.Timer | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self._switch.is_active
+
+    def on(self) -> bool:
+        """Switch on and arm the watchdog; False (and nothing done) if already on."""
+        if self.on_since is not None:
+            return False
+        self._switch.set(on=True)
+        self.on_since, self.on_mono = time.time(), time.monotonic()
+        timer = threading.Timer(self._max_on_s, self._expired, args=(self._generation,))
+        timer.daemon = True  # a pending timer must never keep a stopping daemon alive
+        timer.name = "relay-watchdog"
+        timer.start()
+        self._timer = timer
+        return True
+
+    def off(self) -> None:
+        """Switch off; the watchdog's timer, if any, is left to fire as a no-op (see :meth:`disarm`)."""
+        self._switch.set(on=False)
+        self.on_since = None
+        self._generation += 1
+
+    def disarm(self) -> None:
+        """Cancel the watchdog's timer. Not from a signal handler: cancelling takes the timer's own lock."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def is_armed_by(self, generation: int) -> bool:
+        return generation == self._generation and self.on_since is not None
+
+    def close(self) -> None:
+        self._switch.close()
+
+
+class SpeakerLines:
+    """The named speaker-line relays."""
+
+    def __init__(self, switches: dict[str, _Switch], where: str) -> None:
+        self._switches = switches
+        self._where = where
+
+    def resolve(self, names: Sequence[str] | None) -> list[str]:
+        """The lines ``names`` selects (None: all), or RelayError naming the known lines."""
+        chosen = list(self._switches) if names is None else list(names)
+        unknown = [n for n in chosen if n not in self._switches]
+        if unknown:
+            known = ", ".join(self._switches) or "none"
+            raise RelayError(
+                f"unknown speaker line {', '.join(map(repr, unknown))} in {self._where} (known lines: {known})"
+            )
+        return chosen
+
+    def on(self, names: Sequence[str]) -> None:
+        for name in names:
+            self._switches[name].set(on=True)
+
+    def off(self) -> None:
+        for switch in self._switches.values():
+            switch.set(on=False)
+
+    def state(self) -> dict[str, bool]:
+        return {name: switch.is_active for name, switch in self._switches.items()}
+
+    def close(self) -> None:
+        for switch in self._switches.values():
+            switch.close()
+
+
+class StatusLed:
+    """The "on air" lamp: steady while the amplifier is on, otherwise a blink pattern for the technician."""
+
+    def __init__(self, switch: _Switch) -> None:
+        self._switch = switch
+        self.pattern: LedPattern = "off"
+
+    @property
+    def is_active(self) -> bool:
+        return self._switch.is_active
+
+    def on_air(self) -> None:
+        """Steady on (this also stops a blink); noted in the history."""
+        self._switch.force(on=True)
+
+    def off_air(self) -> None:
+        """Back to the pattern; the end of on-air is noted, an idle LED's blinking is not."""
+        self._switch.force(on=False)
+        self.show()
+
+    def show(self, pattern: LedPattern | None = None) -> None:
+        """Blink ``pattern`` (or the current one): ``ok``, ``no_broker``, ``fault``; ``off`` is dark."""
+        if pattern is not None:
+            self.pattern = pattern
+        device = self._switch.device
+        if not isinstance(device, DigitalOutputDevice):
+            return
+        if self.pattern == "off":
+            device.off()
+        else:
+            on_s, off_s = LED_PATTERNS[self.pattern]
+            device.blink(on_time=on_s, off_time=off_s, background=True)
+
+    def close(self) -> None:
+        self._switch.close()
+
+
+class Relays:
+    """The board's devices, all off at start: an :class:`Amplifier` (with its watchdog), the
+    :class:`SpeakerLines`, and an optional :class:`StatusLed`, composed the way gpiozero composes devices.
+
+    ``amp_on``/``amp_off``/``lines_on``/``lines_off`` switch one group each, so the caller (the station's play)
+    owns the order; ``all_off`` is the emergency stop. One re-entrant lock guards them all: re-entrant because a
+    signal handler runs ``all_off`` in the main thread, possibly while the main thread is inside another method.
     """
 
     def __init__(self, profile: Profile, pin_factory: Factory | None = None) -> None:
@@ -87,39 +244,39 @@ class Relays:
         self._owns_factory = pin_factory is None
         self._factory = make_pin_factory(profile.pin_factory) if pin_factory is None else pin_factory
         self._lock = threading.RLock()
-        self._devices: list[OutputDevice] = []
-        try:
-            self._amp = self._output(AMPLIFIER, profile.amplifier)
-            self._lines = {name: self._output(f"speaker line '{name}'", r) for name, r in profile.lines.items()}
-            led = profile.status_led
-            self._led = self._output(STATUS_LED, led, DigitalOutputDevice) if led else None
-        except BaseException:
-            self._release()
-            raise
-        self._on_since: float | None = None
-        self._on_mono = 0.0
-        self._generation = 0  # bumped whenever the amplifier goes off: a stale watchdog timer then does nothing
-        self._timer: threading.Timer | None = None
+        self._history: deque[tuple[float, str, bool]] = deque(maxlen=HISTORY_LENGTH)
         self._on_watchdog: Callable[[float], None] | None = None
         self._closed = False
-        self._history: deque[tuple[float, str, bool]] = deque(maxlen=HISTORY_LENGTH)
-        self._pattern: LedPattern = "off"
+        where = f"profile '{profile.description}'"
+        switches: list[_Switch] = []
 
-    def _output(self, role: str, relay: Relay, kind: type[OutputDevice] = OutputDevice) -> OutputDevice:
-        """One relay as a gpiozero OutputDevice, off from the first instant (initial_value=False)."""
+        def switch(name: str, relay: Relay, role: str, kind: type[OutputDevice] = OutputDevice) -> _Switch:
+            made = _Switch(name, relay, self._factory, self._note, role=f"{where}: {role}", kind=kind)
+            switches.append(made)
+            return made
+
         try:
-            device = kind(
-                relay.pin, active_high=relay.active_high, initial_value=False, pin_factory=self._factory
+            amp = switch(AMPLIFIER, profile.amplifier, AMPLIFIER)
+            self.amplifier = Amplifier(amp, profile.amplifier.max_on_s, self._expired)
+            self.lines = SpeakerLines(
+                {name: switch(name, r, f"speaker line '{name}'") for name, r in profile.lines.items()}, where
             )
-        except GPIOZeroError as exc:
-            raise RelayError(f"profile '{self.profile.description}': {role} on pin {relay.pin}: {exc}") from exc
-        self._devices.append(device)
-        return device
+            led = profile.status_led
+            self.led = StatusLed(switch(STATUS_LED, led, STATUS_LED, DigitalOutputDevice)) if led else None
+        except BaseException:
+            for made in switches:
+                made.close()
+            if self._owns_factory:
+                self._factory.close()
+            raise
+
+    def _note(self, name: str, on: bool) -> None:
+        self._history.append((time.time(), name, on))
 
     @property
     def amp_on_since(self) -> float | None:
         """When the amplifier went on (time.time()), or None while it is off."""
-        return self._on_since
+        return self.amplifier.on_since
 
     def on_watchdog(self, callback: Callable[[float], None]) -> None:
         """Call ``callback(on_for_s)`` (from the watchdog's thread) after the watchdog forced everything off."""
@@ -128,61 +285,39 @@ class Relays:
     def amp_on(self) -> None:
         """Amplifier (and the on-air LED) on, and arm the watchdog; a no-op if it is already on."""
         with self._lock:
-            if self._on_since is not None:
-                return
-            self._set(AMPLIFIER, self._amp, on=True)
-            if self._led:
-                self._led.on()  # steady while on air; also stops a status blink
-                self._history.append((time.time(), STATUS_LED, True))
-            self._on_since, self._on_mono = time.time(), time.monotonic()
-            timer = threading.Timer(self.profile.amplifier.max_on_s, self._watchdog_expired, args=(self._generation,))
-            timer.daemon = True  # a pending timer must never keep a stopping daemon alive
-            timer.name = "relay-watchdog"
-            timer.start()
-            self._timer = timer
+            if self.amplifier.on() and self.led:
+                self.led.on_air()
 
     def amp_off(self) -> None:
         """Amplifier (and the on-air LED) off; disarms the watchdog."""
         with self._lock:
             self._switch_amp_off()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self.amplifier.disarm()
 
     def resolve_lines(self, names: Sequence[str] | None) -> list[str]:
         """The speaker lines ``names`` selects (None: all), or RelayError naming the known lines.
 
         Public so a caller can refuse a bad line name before the amplifier goes on, not after its warm-up.
         """
-        chosen = list(self._lines) if names is None else list(names)
-        unknown = [n for n in chosen if n not in self._lines]
-        if unknown:
-            known = ", ".join(self._lines) or "none"
-            raise RelayError(
-                f"unknown speaker line {', '.join(map(repr, unknown))} in profile "
-                f"'{self.profile.description}' (known lines: {known})"
-            )
-        return chosen
+        return self.lines.resolve(names)
 
     def lines_on(self, names: Sequence[str] | None = None) -> None:
         """Close the named speaker-line relays (None: all of them); nothing switches if a name is unknown."""
-        chosen = self.resolve_lines(names)
+        chosen = self.lines.resolve(names)
         with self._lock:
-            for name in chosen:
-                self._set(name, self._lines[name], on=True)
+            self.lines.on(chosen)
 
     def lines_off(self) -> None:
         """Open every speaker-line relay."""
         with self._lock:
-            for name, line in self._lines.items():
-                self._set(name, line, on=False)
+            self.lines.off()
 
     def all_off(self) -> None:
         """Everything off, now. Idempotent; safe from any thread and from a signal handler.
 
         It takes only the re-entrant lock and writes pins; it does not cancel the watchdog timer (cancelling
         takes the timer's own non-re-entrant lock, which the interrupted main thread might be holding): the
-        bumped generation makes that timer a no-op when it fires.
+        amplifier's bumped generation makes that timer a no-op when it fires.
         """
         with self._lock:
             if not self._closed:
@@ -191,10 +326,9 @@ class Relays:
     def state(self) -> dict[str, bool]:
         """What each pin is doing now: ``amplifier``, each line by name, and ``status_led`` if there is one."""
         with self._lock:
-            states = {AMPLIFIER: bool(self._amp.is_active)}
-            states.update({name: bool(line.is_active) for name, line in self._lines.items()})
-            if self._led:
-                states[STATUS_LED] = bool(self._led.is_active)
+            states = {AMPLIFIER: self.amplifier.is_active, **self.lines.state()}
+            if self.led:
+                states[STATUS_LED] = self.led.is_active
             return states
 
     def close(self) -> None:
@@ -204,10 +338,12 @@ class Relays:
                 return
             self._closed = True
             self._switch_everything_off()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._release()
+            self.amplifier.disarm()
+            for device in (self.amplifier, self.lines, self.led):
+                if device is not None:
+                    device.close()
+            if self._owns_factory:
+                self._factory.close()
 
     def __enter__(self) -> Relays:
         return self
@@ -222,63 +358,40 @@ class Relays:
         with self._lock:
             return list(self._history)
 
-    def _set(self, name: str, device: OutputDevice, *, on: bool) -> None:
-        """Switch one device and note the change; caller holds the lock."""
-        if bool(device.is_active) != on:
-            device.on() if on else device.off()
-            self._history.append((time.time(), name, on))
-
     def show(self, pattern: LedPattern) -> None:
         """What the status LED blinks while the amplifier is off, for a technician at the cabinet (see
         docs/wiring.md): ``ok`` a short flash every 2 s, ``no_broker`` a slow blink, ``fault`` a fast blink."""
         with self._lock:
-            self._pattern = pattern
-            if self._on_since is None and not self._closed:
-                self._show_pattern()
-
-    def _show_pattern(self) -> None:
-        if not isinstance(self._led, DigitalOutputDevice):
-            return
-        if self._pattern == "off":
-            self._led.off()
-        else:
-            on_s, off_s = LED_PATTERNS[self._pattern]
-            self._led.blink(on_time=on_s, off_time=off_s, background=True)
+            if self.led is None:
+                return
+            self.led.pattern = pattern
+            if self.amplifier.on_since is None and not self._closed:
+                self.led.show()
 
     def _switch_amp_off(self) -> None:
-        self._set(AMPLIFIER, self._amp, on=False)
-        if self._led:
-            self._led.off()
-            if self._on_since is not None:  # off air: note it; an idle LED's blinking is not history
-                self._history.append((time.time(), STATUS_LED, False))
-            self._show_pattern()
-        self._on_since = None
-        self._generation += 1
+        was_on = self.amplifier.on_since is not None
+        self.amplifier.off()
+        if self.led:
+            if was_on:
+                self.led.off_air()
+            else:
+                self.led.show()
 
     def _switch_everything_off(self) -> None:
-        """Lines first, then the amplifier (the order playback uses too); caller holds the lock."""
-        for name, line in self._lines.items():
-            self._set(name, line, on=False)
+        """Lines first, then the amplifier (the order a play uses too); caller holds the lock."""
+        self.lines.off()
         self._switch_amp_off()
 
-    def _watchdog_expired(self, generation: int) -> None:
-        """The timer thread: if the amplifier is still on since the arming, force everything off and report."""
+    def _expired(self, generation: int) -> None:
+        """The watchdog's thread: if the amplifier is still on since that arming, force everything off, report."""
         with self._lock:
-            if generation != self._generation or self._on_since is None:
+            if not self.amplifier.is_armed_by(generation):
                 return
-            on_for = time.monotonic() - self._on_mono
+            on_for = time.monotonic() - self.amplifier.on_mono
             self._switch_everything_off()
-            self._timer = None
             callback = self._on_watchdog
         if callback is not None:
             callback(on_for)
-
-    def _release(self) -> None:
-        for device in self._devices:
-            device.close()
-        self._devices.clear()
-        if self._owns_factory:
-            self._factory.close()
 
 
 def switch_off_on_signals(relays: Relays) -> None:

@@ -1,21 +1,20 @@
 """The programme a node plays: chimes, speech at one loudness, fades, repeats, at the output's rate, never clipping.
 
 A 9-minute bulletin at 48 kHz float32 is 104 MB, more than a Pi may spend on the whole daemon, so the
-programme is never materialized: :class:`Programme` is a timeline of parts (chimes, sentence clips, silence)
-whose every output sample is a pure function of its index. :meth:`Programme.blocks` computes the samples a
-chunk at a time while the output plays them; the sentence clips stay at the engine's rate (int16 at 22050 Hz
-for espeak-ng) until a chunk needs them.
+programme is never materialized: :class:`Programme` is a timeline of parts (chimes, sentence clips, silence).
+:meth:`Programme.blocks` computes the samples a chunk at a time while the output plays them; the sentence clips
+stay at the engine's rate (int16 at 22050 Hz for espeak-ng) until a chunk reaches them, and each is rendered
+once per play, when its first sample is needed.
 
-One repeat is: opening chime, a short pause, the preamble, the speech, a pause, the closing chime. Each repeat
-carries both chimes, so a listener who comes into earshot during a repeat still hears where the announcement
-starts and ends; repeats are separated by ``gap_s`` of silence.
+What plays when is :mod:`radiod.audio.layout`'s plan (chimes, preamble, speech, pauses, repeats), one plan
+for the whole and the streaming programme; each part is resampled (:mod:`radiod.audio.resample`), scaled, faded
+and limited (:mod:`radiod.audio.limiter`) when a play reaches it.
 
 Loudness: the speech (and, separately, the preamble, which may come from another source) is measured with
-BS.1770 and given the gain that brings it to ``target_lufs``; the chimes sit ``CHIME_LEVEL_LU`` below. Then
-``volume`` scales everything. A look-ahead peak limiter keeps every sample within ``CEILING_DBFS``: it only
-acts on the peaks a loud target pushes over the ceiling, with a gain that falls smoothly before a peak,
-holds, and recovers, so waveforms are never squared off. What it takes off the loudness is measured and made
-up before the programme is played (see :func:`_level`).
+BS.1770 (:mod:`radiod.audio.loudness`) and given the gain that brings it to ``target_lufs``; the chimes sit
+``CHIME_LEVEL_LU`` below. Then ``volume`` scales everything. The look-ahead limiter (:mod:`radiod.audio.limiter`)
+keeps every sample within ``CEILING_DBFS``; what it takes off the loudness is measured and made up before the
+programme is played (see :func:`_level`).
 
 Streaming (for ``now`` and emergency bulletins): the loudness of the whole speech is known only once it is all
 synthesized, which for a long text read by a neural voice on a Pi means minutes of silence before the first word.
@@ -32,25 +31,34 @@ import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
-from functools import lru_cache
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from radiod.audio.chime import default_chimes
-from radiod.audio.loudness import integrated_lufs
+from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Timeline, layout
+from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
+from radiod.audio.loudness import LoudnessMeter, integrated_lufs
 from radiod.audio.pcm import Pcm
+from radiod.audio.resample import as_float, resample
 
-CEILING_DBFS = -1.0
+__all__ = [
+    "CEILING_DBFS",
+    "CHIME_PAUSE_S",
+    "Programme",
+    "RenderOptions",
+    "Span",
+    "StreamingProgramme",
+    "render_programme",
+]
+
 CHIME_LEVEL_LU = -4.0  # chimes this far below the speech: heard clearly, never startling
-CHIME_PAUSE_S = 0.4  # between a chime and the speech
 MAX_GAIN_DB = 50.0  # normalization never lifts near-silence into loud noise
 MAX_MAKEUP_DB = 6.0  # at most this much extra gain for what the limiter takes off very peaky audio
-LEVEL_TOLERANCE_DB = 0.2  # the limited speech is brought this close to the target
+LEVEL_TOLERANCE_DB = 0.3  # the limited speech is brought this close to the target
 _LEVEL_PROBES = 4  # limiter passes at most, each one a correction of the gain
-LIMITER_ATTACK_S = 0.005  # the gain ramps down over this before a peak (the look-ahead)
-LIMITER_HOLD_S = 0.05  # and stays down this long, longer than a voice's pitch period, so it does not flutter
+_FIRST_SLOPE = 0.5  # on espeak-ng speech near the target, 1 dB more gain comes out ~0.5 dB louder after the limiter
+PROBE_S = 90.0  # speech the limiter's make-up gain is measured on (see _probe_clips)
 STREAM_LEVEL_S = 3.0
 STREAM_LEVEL_SENTENCES = 2
 """A streamed programme's speech gain is measured on its first sentences, until they hold ``STREAM_LEVEL_S`` of
@@ -59,174 +67,11 @@ synthesized while the amplifier warms up and the opening chime plays. A bulletin
 read louder than the rest: on the corpus, the first 1 s set the whole text up to 1.9 dB off the target, the first
 3 s (never more than two sentences) at most 0.9 dB."""
 
-_CEILING = 10.0 ** (CEILING_DBFS / 20.0)
-_CHUNK = 8192  # output samples computed at a time: bounds the resampler's working memory to a few MB
-
-
-# ---------------------------------------------------------------- resampling
-
-
-_HALF_TAPS = 32  # kernel half-width in samples of the lower rate: 64 taps per output sample
-_KAISER_BETA = 8.0  # ~80 dB stopband
-_CUTOFF = 0.461  # of the lower rate: transition band ~0.42..0.5, images and aliases from 0.5 up are gone
-_MAX_PHASES = 1024  # kernel phases tabulated; exact for every usual rate pair (22050 -> 48000 needs 320)
-_GATHER_LIMIT = 1 << 18  # input samples gathered at once (x taps): ~1 MB of float32, whatever the ratio
-
-
-class _Resampler:
-    """Windowed-sinc (Kaiser) polyphase resampling by the exact ratio out/in, with random access: any range
-    of output samples can be computed on its own, which is what lets the programme render lazily.
-
-    Output sample n sits at input time n * in / out; its value is the kernel-weighted sum of the 2 * half
-    input samples around that time. The kernel for each fractional position is tabulated once per rate pair.
-    """
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        g = math.gcd(rate_in, rate_out)
-        self.up, self.down = rate_out // g, rate_in // g
-        stretch = max(1.0, self.down / self.up)  # when decimating, the kernel widens to the output's band
-        self.half = math.ceil(_HALF_TAPS * stretch)
-        self.phases = min(self.up, _MAX_PHASES)
-        cutoff = _CUTOFF / stretch  # cycles per input sample
-        frac = np.arange(self.phases)[:, None] / self.phases
-        u = frac + self.half - 1 - np.arange(2 * self.half)[None, :]  # input time minus tap position
-        window = np.i0(_KAISER_BETA * np.sqrt(np.clip(1.0 - (u / self.half) ** 2, 0.0, None))) / np.i0(_KAISER_BETA)
-        kernel = 2 * cutoff * np.sinc(2 * cutoff * u) * window
-        self.table = (kernel / kernel.sum(axis=1, keepdims=True)).astype(np.float32)  # unity gain at DC
-
-    def n_out(self, n_in: int) -> int:
-        """Output samples for ``n_in`` input samples: every output time before the input's end."""
-        return -(-n_in * self.up // self.down)
-
-    def render(self, source: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Output samples [start, stop) of ``source`` (float32, or int16 converted only where needed)."""
-        if self.up == self.down:
-            return _as_float(source[start:stop])
-        step = max(256, _GATHER_LIMIT // (2 * self.half))
-        pieces = [self._render(source, a, min(a + step, stop)) for a in range(start, stop, step)]
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-
-    def _render(self, source: np.ndarray, start: int, stop: int) -> np.ndarray:
-        pos = np.arange(start, stop, dtype=np.int64) * self.down
-        base = pos // self.up  # the input sample at or before each output time
-        phase = (pos % self.up) * self.phases // self.up
-        taps = 2 * self.half
-        lo = int(base[0]) - self.half + 1
-        hi = int(base[-1]) + self.half + 1
-        window = np.zeros(hi - lo, dtype=np.float32)
-        a, b = max(lo, 0), min(hi, len(source))
-        if a < b:
-            window[a - lo : b - lo] = _as_float(source[a:b])
-        frames = np.lib.stride_tricks.sliding_window_view(window, taps)[base - base[0]]
-        return np.einsum("ij,ij->i", frames, self.table[phase]).astype(np.float32, copy=False)
-
-
-@lru_cache(maxsize=16)
-def _resampler(rate_in: int, rate_out: int) -> _Resampler:
-    return _Resampler(rate_in, rate_out)
-
-
-def _as_float(samples: np.ndarray) -> np.ndarray:
-    if samples.dtype == np.int16:
-        return samples.astype(np.float32) / 32768.0
-    return samples.astype(np.float32, copy=False)
-
-
-# ---------------------------------------------------------------- the timeline
-
-
-@dataclass(frozen=True)
-class Span:
-    """Where one part lies in the programme, in output samples: for logs and for checking the result."""
-
-    kind: str  # "chime", "preamble" or "speech" (silence has no span)
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True, eq=False)
-class _Part:
-    """One clip placed on the timeline: resampled, scaled and faded on demand."""
-
-    span: Span
-    source: np.ndarray  # at the source rate
-    resampler: _Resampler
-    gain: float
-    fade: int  # raised-cosine fade at each edge, in output samples
-
-    def render(self, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop) of this part, counted from its own start."""
-        out = self.resampler.render(self.source, start, stop) * np.float32(self.gain)
-        n = self.span.stop - self.span.start
-        if start < self.fade:
-            idx = np.arange(start, min(stop, self.fade))
-            out[: len(idx)] *= _fade_curve(idx, self.fade)
-        if stop > n - self.fade:
-            idx = np.arange(max(start, n - self.fade), stop)
-            out[len(out) - len(idx) :] *= _fade_curve(n - 1 - idx, self.fade)
-        return out
-
-
-def _fade_curve(idx: np.ndarray, length: int) -> np.ndarray:
-    """Raised cosine from ~0 at index 0 to ~1 at index length - 1."""
-    return (0.5 - 0.5 * np.cos(np.pi * (idx + 0.5) / length)).astype(np.float32)
-
-
-# ---------------------------------------------------------------- limiter
-
-
-def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:
-    """min(values[i : i + width]) for every i, in O(n) (van Herk / Gil-Werman)."""
-    n = len(values)
-    rows = np.concatenate([values, np.full(-n % width, np.inf)]).reshape(-1, width)
-    prefix = np.minimum.accumulate(rows, axis=1).ravel()
-    suffix = np.minimum.accumulate(rows[:, ::-1], axis=1)[:, ::-1].ravel()
-    return np.minimum(suffix[: n - width + 1], prefix[width - 1 : n])
-
-
-def _limiter_gain(context: np.ndarray, attack: int, hold: int) -> np.ndarray:
-    """Gain for the samples context[hold - 1 : len(context) - attack + 1].
-
-    ``needed`` is the gain each sample alone would need to stay under the ceiling. Its minimum over the last
-    ``hold`` samples, averaged over the next ``attack``, is at most ``needed`` at every sample (each value
-    averaged is a minimum over a window that contains it), so the ceiling holds, and it moves in ramps.
-    """
-    magnitude = np.abs(context).astype(np.float64)
-    needed = np.minimum(1.0, _CEILING / np.maximum(magnitude, 1e-12))
-    held = _sliding_min(needed, hold)
-    csum = np.concatenate([[0.0], np.cumsum(held)])
-    return (csum[attack:] - csum[:-attack]) / attack
+_CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
+_RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
 
 
 # ---------------------------------------------------------------- programme
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How to render one programme; the defaults are the node's usual ones."""
-
-    rate: int = 48000  # output rate: the firmware profile's audio.sample_rate
-    chime: bool = True  # opening chime before and closing chime after each repeat
-    chimes: tuple[Pcm, Pcm] | None = None  # custom (opening, closing); None = default_chimes
-    repeat: int = 1  # plays back to back (protocol: 1..10)
-    gap_s: float = 3.0  # silence between repeats
-    target_lufs: float = -16.0  # loudness of the speech
-    volume: float = 1.0  # 0..1 gain after normalization (bulletin volume x node volume)
-    preamble: tuple[Pcm, ...] = ()  # clips spoken before the speech in each repeat (e.g. a drill notice)
-    fade_s: float = 0.02  # fade at every clip edge so nothing clicks
-
-    def __post_init__(self) -> None:
-        checks = [
-            (8000 <= self.rate <= 192000, f"rate must be 8000..192000 Hz, got {self.rate}"),
-            (1 <= self.repeat <= 10, f"repeat must be 1..10, got {self.repeat}"),
-            (self.gap_s >= 0, f"gap_s must be >= 0, got {self.gap_s}"),
-            (-70 < self.target_lufs < 0, f"target_lufs must be between -70 and 0, got {self.target_lufs}"),
-            (0 <= self.volume <= 1, f"volume must be 0..1, got {self.volume}"),
-            (self.fade_s >= 0, f"fade_s must be >= 0, got {self.fade_s}"),
-        ]
-        problems = [message for ok, message in checks if not ok]
-        if problems:
-            raise ValueError("RenderOptions: " + "; ".join(problems))
 
 
 class Programme:
@@ -238,7 +83,7 @@ class Programme:
     clip lies.
     """
 
-    def __init__(self, rate: int, n_samples: int, parts: list[_Part], speech_lufs: float, gain_db: float) -> None:
+    def __init__(self, rate: int, n_samples: int, parts: list[Part], speech_lufs: float, gain_db: float) -> None:
         self.rate = rate
         self.n_samples = n_samples
         self.speech_lufs = speech_lufs
@@ -246,9 +91,6 @@ class Programme:
         self._parts = parts
         self._starts = [p.span.start for p in parts]
         self.spans: tuple[Span, ...] = tuple(p.span for p in parts)
-        self._attack = max(1, round(LIMITER_ATTACK_S * rate))
-        self._hold = max(1, round(LIMITER_HOLD_S * rate))
-        self._chunk = max(_CHUNK, self._attack + self._hold)  # the limiter looks at most one chunk either way
 
     @property
     def duration_s(self) -> float:
@@ -277,112 +119,118 @@ class Programme:
 
     def to_pcm(self) -> Pcm:
         """The whole programme in memory: for tests and short programmes only."""
-        out = np.empty(self.n_samples, dtype=np.float32)
-        pos = 0
-        for chunk in self._limited_chunks():
-            out[pos : pos + len(chunk)] = chunk
-            pos += len(chunk)
-        return Pcm(out, self.rate)
+        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self._limited_chunks()]), self.rate)
+
+    def _known_until(self, start: int) -> int:
+        """How far the programme is laid out, once it reaches past ``start`` (or is complete)."""
+        del start  # laid out whole from the start
+        return self.n_samples
 
     def _limited_chunks(self) -> Iterator[np.ndarray]:
-        """The programme in chunks of ``_chunk`` samples, after the limiter.
+        """The programme in chunks of up to ``_CHUNK`` samples.
 
-        The limiter at chunk k needs the raw samples of chunks k-1 and k+1 too, so raw chunks are rendered
-        one ahead and the last three kept.
+        Parts are rendered on ``_RENDER_AHEAD`` worker threads, the next ones while the current one is taken
+        (resampling and limiting run outside the GIL): a play at real time never waits for a part, and
+        ``radiod speak -o`` uses a second core.
         """
-        c = self._chunk
-        n_chunks = -(-self.n_samples // c)
-        previous = np.zeros(c, dtype=np.float32)
-        current = self._raw(0, min(c, self.n_samples))
-        for k in range(n_chunks):
-            start = (k + 1) * c
-            following = self._raw(start, min(start + c, self.n_samples))
-            yield self._limit(previous, current, following)
-            previous, current = current, following
+        rendering = _Rendering(self)
+        try:
+            start = 0
+            while start < (known := self._known_until(start)):
+                stop = min(start + _CHUNK, known)
+                yield self._samples(start, stop, rendering)
+                start = stop
+        finally:
+            rendering.close()
 
-    def _limit(self, previous: np.ndarray, current: np.ndarray, following: np.ndarray) -> np.ndarray:
-        before = previous[len(previous) - self._hold + 1 :]
-        after = following[: self._attack - 1]
-        if len(after) < self._attack - 1:  # past the end of the programme: silence
-            after = np.concatenate([after, np.zeros(self._attack - 1 - len(after), dtype=np.float32)])
-        context = np.concatenate([before, current, after])
-        if np.max(np.abs(context), initial=0.0) <= _CEILING:
-            return current  # the usual case: nothing near the ceiling, the limiter would multiply by 1
-        gain = _limiter_gain(context, self._attack, self._hold)
-        # The limiter's gain already keeps within the ceiling; the clip only absorbs float rounding.
-        return np.clip(current * gain, -_CEILING, _CEILING).astype(np.float32)
-
-    def _raw(self, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop) before the limiter: the parts that overlap, silence elsewhere."""
+    def _samples(self, start: int, stop: int, rendering: _Rendering) -> np.ndarray:
+        """Samples [start, stop): the parts that overlap, silence elsewhere."""
         out = np.zeros(max(0, stop - start), dtype=np.float32)
         i = max(0, bisect.bisect_right(self._starts, start) - 1)
         while i < len(self._parts) and self._parts[i].span.start < stop:
             part = self._parts[i]
             a, b = max(start, part.span.start), min(stop, part.span.stop)
             if a < b:
-                out[a - start : b - start] = part.render(a - part.span.start, b - part.span.start)
+                out[a - start : b - start] = rendering.part(i)[a - part.span.start : b - part.span.start]
             i += 1
         return out
+
+
+class _Rendering:
+    """One play's parts at the output rate: each rendered once, a few ahead of the one asked for, and let go
+    once the play has moved past it."""
+
+    def __init__(self, programme: Programme) -> None:
+        self._programme = programme
+        self._pool = ThreadPoolExecutor(_RENDER_AHEAD, thread_name_prefix="render")
+        self._parts: dict[int, Future[np.ndarray]] = {}
+
+    def part(self, i: int) -> np.ndarray:
+        parts = self._programme._parts  # a streaming programme appends to it as its speech arrives
+        for j in range(i, min(i + 1 + _RENDER_AHEAD, len(parts))):
+            if j not in self._parts:
+                self._parts[j] = self._pool.submit(parts[j].render, self._programme.rate)
+        for j in [j for j in self._parts if j < i]:
+            del self._parts[j]
+        return self._parts[i].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._parts.clear()
 
 
 def _normalizing_gain_db(lufs: float, target: float) -> float:
     return 0.0 if math.isinf(lufs) else min(target - lufs, MAX_GAIN_DB)
 
 
-class _Timeline:
-    """Builds the list of parts of a programme at one output rate."""
-
-    def __init__(self, rate: int, fade_s: float, volume: float) -> None:
-        self.rate = rate
-        self.parts: list[_Part] = []
-        self.pos = 0
-        self._fade = round(fade_s * rate)
-        self._volume = volume
-
-    def place(self, kind: str, clip: Pcm, gain_db: float) -> None:
-        resampler = _resampler(clip.rate, self.rate)
-        n = resampler.n_out(len(clip.samples))
-        if n == 0:
-            return
-        gain = 10.0 ** (gain_db / 20.0) * self._volume
-        self.parts.append(
-            _Part(Span(kind, self.pos, self.pos + n), clip.samples, resampler, gain, min(self._fade, n // 2))
-        )
-        self.pos += n
-
-    def pause(self, seconds: float) -> None:
-        self.pos += round(seconds * self.rate)
-
-    def programme(self, speech_lufs: float = -math.inf, gain_db: float = 0.0) -> Programme:
-        return Programme(self.rate, self.pos, self.parts, speech_lufs, gain_db)
+def _probe_clips(clips: Sequence[Pcm]) -> list[Pcm]:
+    """Clips spread evenly over ``clips``, about ``PROBE_S`` of them: what the limiter takes off one voice's
+    speech is much the same all through it, so a long text's make-up gain is measured on a sample of it."""
+    total = sum(len(c.samples) / c.rate for c in clips)
+    if total <= PROBE_S:
+        return list(clips)
+    step = total / PROBE_S
+    return list(clips[:: max(1, math.floor(step))])
 
 
-def _level(clips: Sequence[Pcm], target: float, fade_s: float, volume: float) -> tuple[float, float]:
+def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
+    """Loudness of ``clips`` at ``gain_db`` and ``volume`` after the limiter, at their own rate (fades left out:
+    20 ms at each edge of a sentence do not move its loudness)."""
+    meter = LoudnessMeter()
+    gain = np.float32(10.0 ** (gain_db / 20.0) * volume)
+    for clip in clips:
+        meter.feed(limit(as_float(clip.samples) * gain, clip.rate), clip.rate)
+    return meter.lufs()
+
+
+def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
     as they come out of the limiter.
 
     Speech at -16 LUFS often peaks above the ceiling (espeak-ng's peaks sit ~18 dB above its loudness), and
-    the limiter then takes up to ~1 dB off the loudness. So the clips are run through the limiter at their own
-    rate (no resampling: cheap) and the gain corrected by what it took, until within LEVEL_TOLERANCE_DB. The
-    limiter takes more the more gain it gets, so each correction follows the slope seen so far (secant). At a
-    lower volume the limiter takes less, so the volume is part of the probe.
+    the limiter then takes up to ~1 dB off the loudness. So clips spread over the speech (:func:`_probe_clips`)
+    are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
+    took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
+    follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
+    takes less, so the volume is part of the probe.
     """
     lufs = integrated_lufs(clips)
     gain_db = _normalizing_gain_db(lufs, target)
-    if math.isinf(lufs) or _peak(clips) * 10.0 ** (gain_db / 20.0) * volume <= _CEILING:
+    if math.isinf(lufs) or _peak(clips) * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
-    target += 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
+    volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
+    probe = _probe_clips(clips)
+    probe_lufs = lufs if len(probe) == len(clips) else integrated_lufs(probe)
+    if math.isinf(probe_lufs):
+        return lufs, gain_db
     highest = min(gain_db + MAX_MAKEUP_DB, MAX_GAIN_DB)
     previous: tuple[float, float] | None = None
     for _ in range(_LEVEL_PROBES):
-        probe = _Timeline(clips[0].rate, fade_s, volume)
-        for clip in clips:
-            probe.place("speech", clip, gain_db)
-        programme = probe.programme()
-        measured = integrated_lufs(Pcm(b, programme.rate) for b in programme.blocks(_CHUNK))
+        taken = probe_lufs + gain_db + volume_db - _limited_lufs(probe, gain_db, volume)  # by the limiter
+        measured = lufs + gain_db - taken  # the whole speech's loudness after the limiter, before the volume
         if abs(target - measured) <= LEVEL_TOLERANCE_DB:
             break
-        slope = 1.0
+        slope = _FIRST_SLOPE
         if previous is not None and gain_db != previous[0]:
             slope = min(1.0, max(0.1, (measured - previous[1]) / (gain_db - previous[0])))
         previous = (gain_db, measured)
@@ -393,7 +241,13 @@ def _level(clips: Sequence[Pcm], target: float, fade_s: float, volume: float) ->
 
 
 def _peak(clips: Sequence[Pcm]) -> float:
-    return max((float(np.max(np.abs(c.as_float()), initial=0.0)) for c in clips), default=0.0)
+    """The highest magnitude in ``clips``, in [0, 1]; int16 is read as it is, without a float copy."""
+    peak = 0.0
+    for clip in clips:
+        if len(clip.samples):
+            top = max(float(clip.samples.max()), -float(clip.samples.min()))
+            peak = max(peak, top / 32768.0 if clip.samples.dtype == np.int16 else top)
+    return peak
 
 
 _chime_cache: OrderedDict[tuple[bytes, int], tuple[Pcm, float]] = OrderedDict()
@@ -411,9 +265,7 @@ def _chime_at_rate(chime: Pcm, rate: int) -> tuple[Pcm, float]:
         if key in _chime_cache:
             _chime_cache.move_to_end(key)
             return _chime_cache[key]
-    resampler = _resampler(chime.rate, rate)
-    n = resampler.n_out(len(chime.samples))
-    samples = resampler.render(chime.samples, 0, n).copy()  # a copy: the caller's array may change later
+    samples = resample(chime.samples, chime.rate, rate).copy()  # a copy: the caller's array may change later
     samples.setflags(write=False)
     at_rate = Pcm(samples, rate)
     entry = (at_rate, integrated_lufs([at_rate]))
@@ -440,25 +292,12 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
 
     The cost here is measuring loudness: a few passes over the speech at its own rate, no resampling.
     """
-    speech_lufs, gain_db = _level(speech, opts.target_lufs, opts.fade_s, opts.volume)
-    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.fade_s, opts.volume)
-    chimes = _leveled_chimes(opts)
-
-    timeline = _Timeline(opts.rate, opts.fade_s, opts.volume)
-    for r in range(opts.repeat):
-        if r:
-            timeline.pause(opts.gap_s)
-        if chimes:
-            timeline.place("chime", *chimes[0])
-            timeline.pause(CHIME_PAUSE_S)
-        for clip in opts.preamble:
-            timeline.place("preamble", clip, preamble_gain_db)
-        for clip in speech:
-            timeline.place("speech", clip, gain_db)
-        if chimes:
-            timeline.pause(CHIME_PAUSE_S)
-            timeline.place("chime", *chimes[1])
-    return timeline.programme(speech_lufs, gain_db)
+    speech_lufs, gain_db = _level(speech, opts.target_lufs, opts.volume)
+    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
+    for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
+        timeline.lay(step, speech, gain_db)
+    return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
 
 
 # ---------------------------------------------------------------- streaming
@@ -480,7 +319,8 @@ class StreamingProgramme(Programme):
     :func:`render_programme`'s, made as the blocks reach it: a clip is taken from the stream only when its first
     sample is about to be computed, and waited for if it is late (a sound card then has nothing to play; the
     Speaker's fallback to a faster voice keeps that short). The repeats after the first replay the clips
-    received. The same limiter keeps every sample within the ceiling.
+    received (the plan is :func:`layout`'s, as for a whole programme). The same limiter keeps every sample within
+    the ceiling.
 
     ``n_samples``, ``duration_s`` and ``spans`` cover what is laid out so far, and are final once ``complete``;
     ``speech_lufs`` and ``gain_db`` are those of the first sentences, known once they have arrived.
@@ -502,11 +342,13 @@ class StreamingProgramme(Programme):
         self._clips: list[Pcm] = []  # the speech received so far, in order
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
-        self._chimes = _leveled_chimes(opts)
-        _, self._preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.fade_s, opts.volume)
-        self._timeline = _Timeline(opts.rate, opts.fade_s, opts.volume)
+        _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+        self._plan = layout(opts, _leveled_chimes(opts), preamble_gain_db)
+        self._first_speech = next(i for i, step in enumerate(self._plan) if step.kind == "speech")
+        self._timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
         self._parts = self._timeline.parts  # the same list: Programme._raw sees each part once it is placed
-        self._open_repeat(first=True)
+        for step in self._plan[: self._first_speech]:  # what comes before the speech: no need to wait for it
+            self._timeline.lay(step, (), 0.0)
         self._sync()
         self._level_known = False  # speech_lufs and gain_db are measured
         self._lock = threading.Lock()  # hands the stream over between the level thread and a stopped play
@@ -527,38 +369,12 @@ class StreamingProgramme(Programme):
         """The whole programme in memory, once all its speech has arrived: for tests and short programmes only."""
         return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(_CHUNK)]), self.rate)
 
-    def _limited_chunks(self) -> Iterator[np.ndarray]:
-        """As :meth:`Programme._limited_chunks`, but a chunk ends where the layout so far ends, less the limiter's
-        look-ahead, and the next clip is waited for only when nothing more can be computed without it."""
-        look = self._attack - 1
-        tail = np.zeros(self._hold - 1, dtype=np.float32)  # the raw samples before the chunk the limiter sees
-        start = 0
-        while True:
-            while not self.complete and self._timeline.pos - look <= start:
-                self._extend()
-            known = self.n_samples if self.complete else self._timeline.pos - look
-            stop = min(start + self._chunk, known)
-            if stop <= start:
-                return
-            raw = self._raw(start, stop + look)
-            current = raw[: stop - start]
-            yield self._limit(tail, current, raw[stop - start :])
-            joined = np.concatenate([tail, current])
-            tail, start = joined[len(joined) - len(tail) :], stop
-
-    def _open_repeat(self, *, first: bool) -> None:
-        if not first:
-            self._timeline.pause(self._opts.gap_s)
-        if self._chimes:
-            self._timeline.place("chime", *self._chimes[0])
-            self._timeline.pause(CHIME_PAUSE_S)
-        for clip in self._opts.preamble:
-            self._timeline.place("preamble", clip, self._preamble_gain_db)
-
-    def _close_repeat(self) -> None:
-        if self._chimes:
-            self._timeline.pause(CHIME_PAUSE_S)
-            self._timeline.place("chime", *self._chimes[1])
+    def _known_until(self, start: int) -> int:
+        """Lay out clips, waiting for them, until the layout reaches past ``start`` or is complete: the next clip
+        is waited for only when nothing more can be computed without it."""
+        while not self.complete and self._timeline.pos <= start:
+            self._extend()
+        return self._timeline.pos
 
     def _extend(self) -> None:
         """Lay out the next speech clip, waiting for it; after the last one, the rest of the programme."""
@@ -568,13 +384,9 @@ class StreamingProgramme(Programme):
         if self._placed < len(self._clips) or (not self._ended and self._receive()):
             self._timeline.place("speech", self._clips[self._placed], self.gain_db)
             self._placed += 1
-        else:
-            self._close_repeat()
-            for _ in range(1, self._opts.repeat):
-                self._open_repeat(first=False)
-                for clip in self._clips:
-                    self._timeline.place("speech", clip, self.gain_db)
-                self._close_repeat()
+        else:  # the speech has ended: the rest of the plan, the later repeats replaying the clips received
+            for step in self._plan[self._first_speech + 1 :]:
+                self._timeline.lay(step, self._clips, self.gain_db)
             self.complete = True
         self._sync()
 
@@ -632,7 +444,7 @@ class StreamingProgramme(Programme):
                 break
             heard += _speech_s(self._clips[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(self._clips, opts.target_lufs, opts.fade_s, opts.volume)
+        self.speech_lufs, self.gain_db = _level(self._clips, opts.target_lufs, opts.volume)
         self._level_known = True
 
     def _release(self) -> None:

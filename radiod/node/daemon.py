@@ -28,9 +28,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from radiod import __version__
-from radiod.audio.playback import Timeline
 from radiod.audio.relays import switch_off_on_signals
-from radiod.audio.station import Station
+from radiod.audio.station import Station, Timeline
 from radiod.clock import JumpWatch, rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError, Rejected, StoreError

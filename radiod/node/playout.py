@@ -20,8 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from radiod.audio.playback import Timeline
 from radiod.audio.render import Programme
+from radiod.audio.station import Timeline
 from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
 from radiod.node.programme import BulletinProgramme
 from radiod.protocol.enums import Priority
