@@ -30,7 +30,7 @@ from radiod.speech.speaker import Speaker, split_sentences
 from radiod.speech.tts import engine_for
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
+CORPUS = ROOT / "tests" / "data"  # the tests' texts: articles/, bulletins/
 VOICES = ROOT / "voices"
 RADIOD = ROOT / ".venv" / "bin" / "radiod"
 NINE_MINUTES_S = 540.0
