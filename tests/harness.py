@@ -134,10 +134,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def within(earlier: float, later: float, tolerance_s: float = 0.005) -> bool:
-    """``earlier <= later`` for two instants in seconds, forgiving ``tolerance_s`` of rounding: event times are
-    whole milliseconds on the wire, and float sums of them are not exact (``x.801 + 0.2`` > ``x.001 + 1``)."""
-    return earlier <= later + tolerance_s
+def ms(value: str) -> int:
+    """An RFC 3339 time of an event (whole milliseconds on the wire) as integer milliseconds since the epoch, to
+    compare exactly: float sums of epoch seconds round (1796515175.801 + 0.2 > 1796515176.001)."""
+    return round(parse_rfc3339(value) * 1000)
 
 
 # ---------------------------------------------------------------- the hub
