@@ -47,9 +47,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import yaml
-from _common import ROOT, cpu_seconds, proc_status
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from measure import ROOT, cpu_seconds, proc_status
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from radiod.errors import Rejected

@@ -21,7 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from _common import Hub, cpu_seconds, kb_to_mb, machine, proc_status, ratio
+from measure import HARNESS, cpu_seconds, kb_to_mb, machine, proc_status, ratio
+
+sys.path.insert(0, str(HARNESS))
+from harness import Bench
 
 TARGET_RSS_MB = 60.0
 TARGET_CPU_PCT = 1.0
@@ -71,7 +74,7 @@ def s_(sample: dict) -> str:
     return f"{sample['wall']:.1f} s ({len(sample['rss'])} samples)"
 
 
-def sample(hub: Hub, pid: int, seconds: float) -> dict:
+def sample(hub: Bench, pid: int, seconds: float) -> dict:
     """VmRSS every second for ``seconds``, CPU time over the whole window, /proc status at the end."""
     rss: list[float] = []
     wall0, cpu0 = time.monotonic(), cpu_seconds(pid)
@@ -92,17 +95,17 @@ def main() -> None:
     args = parser.parse_args()
 
     print(machine())
-    with Hub("idle") as hub:
+    with Bench("idle") as hub:
         node = hub.add_node("n01", profile="mock", output="null")
-        hub.start_node(node)
+        node.start()
         online = hub.wait_online([node])[node.id]
         print(f"radiod run online {online - node.started:.2f} s after spawn; settling {args.settle:g} s")
         time.sleep(args.settle)
         fresh = sample(hub, node.pid, args.seconds)
         # The same node after it has played one short bulletin: what a node that has worked looks like at rest.
         payload = hub.bulletin(PLAYED_TEXT, bulletin_id="idle-1", priority="emergency", chime=False)
-        since = hub.mark()
-        hub.publish([(hub.topic(payload), hub.signed(payload), True)])
+        since = hub.events.mark()
+        hub.events.publish([(hub.topic(payload), hub.signed(payload), True)])
         hub.wait(lambda m: m.kind == "event" and m.data.get("type") == "finished", timeout=60, since=since)
         time.sleep(args.settle)
         played = sample(hub, node.pid, args.after)

@@ -23,31 +23,36 @@ import argparse
 import math
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import yaml
-from _common import FileWatch, Hub, Message, Node, corpus_texts, machine, percentile, ratio, summary_ms
+from measure import HARNESS, FileWatch, machine, percentile, ratio, summary_ms
+
+sys.path.insert(0, str(HARNESS))
+from harness import Bench, Message, ProcessNode, corpus_texts
 
 TARGET_P95_MS = 300.0
 CANCEL_AFTER_S = 0.1
 SETTLE_S = 2.0
 NAN = float("nan")
 RESOLUTION_S = 0.0025  # event times are truncated to the ms, the WAV is polled every ms
-SPEECH_LOG = re.compile(r"radiod\.speech: voice \S+: (\d+) sentences, (\d+) from cache, .*, ([\d.]+) s$", re.M)
+SPEECH_LOG = re.compile(r"radiod\.speech\.speaker: voice \S+: (\d+) sentences, (\d+) from cache, .*, ([\d.]+) s$", re.M)
 
 
 def event(type_: str, bulletin_id: str) -> Callable[[Message], bool]:
     return lambda m: m.kind == "event" and m.data.get("type") == type_ and m.data.get("bulletin") == bulletin_id
 
 
-def one_run(hub: Hub, node: Node, watch: FileWatch, text: str, bulletin_id: str, warmup_s: float) -> dict[str, float]:
+def one_run(hub: Bench, node: ProcessNode, watch: FileWatch, text: str, bulletin_id: str,
+            warmup_s: float) -> dict[str, float]:
     payload = hub.bulletin(text, bulletin_id=bulletin_id, priority="emergency")
     wav = node.out_dir / f"{bulletin_id}-r1.wav"
     watch.add(wav)
     token = hub.signed(payload)
-    since = hub.mark()
-    published = hub.publish([(hub.topic(payload), token, True)])
+    since = hub.events.mark()
+    published = hub.events.publish([(hub.topic(payload), token, True)])
     started: Message = hub.wait(event("started", bulletin_id), timeout=60, since=since)[0]
     accepted: Message = hub.wait(event("accepted", bulletin_id), timeout=5, since=since)[0]
     time.sleep(CANCEL_AFTER_S)  # let the file output write its second block (see FileWatch)
@@ -98,10 +103,10 @@ def main() -> None:
         raise SystemExit(f"the corpus has only {len(texts)} distinct texts of {args.chars} characters")
 
     print(machine())
-    with Hub("latency", verbose_nodes=True) as hub:
+    with Bench("latency", verbose_nodes=True) as hub:
         warmup_s = float(yaml.safe_load((hub.profiles / f"{args.profile}.yaml").read_text())["amplifier"]["warmup_s"])
         node = hub.add_node("n01", profile=args.profile, output="file")
-        hub.start_node(node)
+        node.start()
         hub.wait_online([node])
         time.sleep(SETTLE_S)  # past the start-up work that follows the connect (first health report, ...)
         watch = FileWatch()

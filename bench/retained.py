@@ -19,15 +19,19 @@ magnitude. There is no target in the issue beyond reporting the time; all N must
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 
-from _common import Hub, Message, Node, machine
+from measure import HARNESS, machine
+
+sys.path.insert(0, str(HARNESS))
+from harness import Bench, Message, ProcessNode
 
 HOUR = 3600
 
 
-def events_of(type_: str, node: Node) -> Callable[[Message], bool]:
+def events_of(type_: str, node: ProcessNode) -> Callable[[Message], bool]:
     return lambda m: m.kind == "event" and m.node == node.id and m.data.get("type") == type_
 
 
@@ -38,27 +42,27 @@ def main() -> None:
     n = args.count
 
     print(machine())
-    with Hub("retained") as hub:
+    with Bench("retained") as hub:
         now = time.time()
         started = time.perf_counter()
         payloads = [hub.bulletin(f"Bản tin số {i}: lịch họp thôn tuần này.", bulletin_id=f"r-{i:04d}",
                                  at=[now + HOUR + 60 * i], now=now) for i in range(n)]
         messages = [(hub.topic(p), hub.signed(p), True) for p in payloads]
         signed = time.perf_counter()
-        hub.publish(messages, timeout=120)
+        hub.events.publish(messages, timeout=120)
         published = time.perf_counter()
         size = sum(len(token) for _, token, _ in messages)
         print(f"hub: {n} bulletins signed in {signed - started:.2f} s, published retained and acknowledged in "
               f"{published - signed:.2f} s ({size / n:.0f} bytes each)")
 
         node = hub.add_node("n01", profile="mock", output="null")
-        since = hub.mark()
-        hub.start_node(node)
+        since = hub.events.mark()
+        node.start()
         spawned = node.started
         online = hub.wait_online([node], since=since)[node.id]
         accepted = hub.wait(events_of("accepted", node), count=n, timeout=170, since=since)
         time.sleep(1.0)  # anything else (a rejection) that might follow
-        rejected = [m for m in hub.messages[since:] if events_of("rejected", node)(m)]
+        rejected = [m for m in hub.events.messages[since:] if events_of("rejected", node)(m)]
         stored = node.store_count()
 
         by_node = sorted(m.time("ts") for m in accepted)
@@ -76,12 +80,12 @@ def main() -> None:
         verdict = "all accepted and stored" if stored == n and not rejected else "MISSING OR REJECTED bulletins"
         print(f"  -> {verdict}")
 
-        hub.stop_node(node)
-        since = hub.mark()
-        hub.start_node(node)
+        node.stop()
+        since = hub.events.mark()
+        node.start()
         online2 = hub.wait_online([node], since=since)[node.id]
         time.sleep(3.0)
-        extra: list[Message] = [m for m in hub.messages[since:] if m.kind == "event" and m.node == node.id]
+        extra: list[Message] = [m for m in hub.events.messages[since:] if m.kind == "event" and m.node == node.id]
         print(f"\nrestart on the full store: online {online2 - node.started:.2f} s after spawn; {len(extra)} events "
               f"in the 3 s after (duplicates make none); store {node.store_count()} bulletins")
 

@@ -19,9 +19,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 
-from _common import FileWatch, Hub, Message, Node, corpus_texts, machine, ratio
+from measure import HARNESS, FileWatch, machine, ratio
+
+sys.path.insert(0, str(HARNESS))
+from harness import Bench, Message, ProcessNode, corpus_texts
 
 TARGET_SKEW_MS = 10.0
 
@@ -30,14 +34,15 @@ def spread_ms(values: list[float]) -> float:
     return (max(values) - min(values)) * 1000 if values else math.nan
 
 
-def one_round(hub: Hub, nodes: list[Node], watch: FileWatch, text: str, bulletin_id: str, lead_s: float) -> dict:
+def one_round(hub: Bench, nodes: list[ProcessNode], watch: FileWatch, text: str, bulletin_id: str,
+              lead_s: float) -> dict:
     at = math.ceil(time.time() + lead_s)
     payload = hub.bulletin(text, bulletin_id=bulletin_id, at=[at])
     wavs = {n.id: n.out_dir / f"{bulletin_id}-r1.wav" for n in nodes}
     for path in wavs.values():
         watch.add(path)
-    since = hub.mark()
-    hub.publish([(hub.topic(payload), hub.signed(payload), True)])
+    since = hub.events.mark()
+    hub.events.publish([(hub.topic(payload), hub.signed(payload), True)])
 
     def is_started(m: Message) -> bool:
         return m.kind == "event" and m.data.get("type") == "started" and m.data.get("bulletin") == bulletin_id
@@ -66,11 +71,11 @@ def main() -> None:
     texts = corpus_texts(200)[: args.rounds]
 
     print(machine())
-    with Hub("skew") as hub:
+    with Bench("skew") as hub:
         nodes = [hub.add_node(f"n{i:02d}", profile="mock", output="file") for i in range(1, args.nodes + 1)]
         spawned = time.time()
         for node in nodes:
-            hub.start_node(node)
+            node.start()
         online = hub.wait_online(nodes, timeout=120)
         print(f"{args.nodes} radiod run processes online {max(online.values()) - spawned:.1f} s after the first "
               f"was spawned; profile mock (warm-up 0.5 s), file output, zone bench")

@@ -59,7 +59,7 @@ SPEECH_ONLY = (
 
 def default_article() -> Path:
     """The longest tests/data text if it is article-length, else the one shipped with the bench."""
-    texts = sorted((ROOT / "tests" / "data").glob("*.txt"), key=lambda p: p.stat().st_size)
+    texts = sorted((ROOT / "tests" / "data" / "articles").glob("*.txt"), key=lambda p: p.stat().st_size)
     if texts and len(texts[-1].read_text(encoding="utf-8").split()) >= ARTICLE_WORDS:
         return texts[-1]
     return ROOT / "bench" / "data" / "article.txt"

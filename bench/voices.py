@@ -28,11 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VOICES = ROOT / "voices"
-BULLETIN = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bulletins" / "02-canh-bao-bao.txt"
-FALLBACK_TEXT = (
-    "Ban Chỉ huy Phòng chống thiên tai xã thông báo. Bão số 3 đang tiến vào đất liền, gió giật cấp 10.\n"
-    "Đề nghị các hộ gia đình chằng chống nhà cửa, thu hoạch lúa và hoa màu, không ra đồng, không ra biển."
-)
+BULLETIN = ROOT / "tests" / "data" / "bulletins" / "02-canh-bao-bao.txt"
 
 # Peak RSS through a small launcher: on Linux a child's ru_maxrss starts at its parent's RSS at fork time, so
 # forking straight from this process would report this process's own size.
@@ -81,9 +77,8 @@ def child(voice_id: str, voices: Path, text: str) -> None:
     }))  # fmt: skip
 
 
-def measure(voice_id: str, voices: Path, text_file: Path | None) -> dict[str, float]:
-    args = [sys.executable, __file__, "--child", voice_id, "--voices", str(voices)]
-    args += ["--text", str(text_file)] if text_file else []
+def measure(voice_id: str, voices: Path, text_file: Path) -> dict[str, float]:
+    args = [sys.executable, __file__, "--child", voice_id, "--voices", str(voices), "--text", str(text_file)]
     done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *args], capture_output=True, text=True, check=False)
     rss = next((line.split() for line in done.stderr.splitlines() if line.startswith("RSS_KB")), None)
     if rss is None or rss[1] != "0":
@@ -110,8 +105,8 @@ def main() -> None:
     parser.add_argument("--with-test-model", action="store_true", help="add the tests' tiny Piper model")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    text_file = args.text or (BULLETIN if BULLETIN.is_file() else None)
-    text = text_file.read_text(encoding="utf-8") if text_file else FALLBACK_TEXT
+    text_file = args.text or BULLETIN
+    text = text_file.read_text(encoding="utf-8")
     if args.child:
         child(args.child, args.voices, text)
         return
@@ -123,7 +118,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-voices-") as tmp:
         voices = add_test_model(args.voices, Path(tmp) / "voices") if args.with_test_model else args.voices
-        print(f"text: {text_file or 'built-in'} ({len(text.encode())} bytes); voices: {args.voices}")
+        print(f"text: {text_file} ({len(text.encode())} bytes); voices: {args.voices}")
         print(f"{'voice':<20} {'engine':<10} {'RTF':>6} {'first cold':>11} {'first warm':>11} "
               f"{'speak':>8} {'audio':>8} {'peak RSS':>9}")  # fmt: skip
         for voice in load_voices(voices):

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, ms, node_config, wait_for
 
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import REPO_ROOT
@@ -55,10 +55,10 @@ def test_end_to_end_play(hub: Hub, events: EventLog, start_node: Callable[..., T
     # Every time has milliseconds and an offset; the sequence is the relay sequence.
     times = {k: finished[k] for k in ("amp_on", "audio_start", "audio_end", "amp_off")}
     assert all(len(v.split(".")[1]) == 9 for v in times.values()), times  # ".mmm+07:00"
-    amp_on, audio_start, audio_end, amp_off = (parse_rfc3339(v) for v in times.values())
-    assert amp_on + 0.2 <= audio_start < audio_end <= amp_off - 0.2
+    amp_on, audio_start, audio_end, amp_off = (ms(v) for v in times.values())
+    assert amp_on + 200 <= audio_start < audio_end <= amp_off - 200  # the profile's 0.2 s warm-up and hold
     assert started["audio_start"] == finished["audio_start"]
-    assert finished["duration_s"] == pytest.approx(audio_end - audio_start, abs=0.01)
+    assert finished["duration_s"] * 1000 == pytest.approx(audio_end - audio_start, abs=10)
     # The file sink wrote the play, named with the bulletin id, as long as the reported audio.
     (wav,) = node.out_dir.glob(f"{bid}-r1*.wav")
     with wave.open(str(wav)) as w:
@@ -139,8 +139,10 @@ def test_sigkilled_node_catches_up_and_plays_on_time(hub: Hub, events: EventLog,
         events.wait("finished", bulletin=bid, timeout=30)
         # The first bulletin was not played again, and seq carried on across the kill.
         assert len(events.of(type_="started", bulletin=first)) == 1
-        mine = events.events[events_before:]
-        assert seqs(mine) == list(range(1, len(mine) + 1))
+        # An event whose PUBACK the node had not stored when it was killed comes again, with its seq (at least
+        # once): the hub keeps one per seq. No seq is skipped, and none names two different events.
+        mine = {(e["seq"], e["type"], e.get("bulletin")) for e in events.events[events_before:]}
+        assert sorted(seq for seq, _, _ in mine) == list(range(1, len(mine) + 1)), sorted(mine)
     finally:
         assert node.terminate() == 0
 

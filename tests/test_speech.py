@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import article_text, bulletin_text, corpus, read_text
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,15 +22,14 @@ from radiod.speech.speaker import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S, S
 from radiod.speech.tts import engine_for
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
-BULLETIN = (CORPUS / "bulletins" / "02-canh-bao-bao.txt").read_text(encoding="utf-8")
+BULLETIN = bulletin_text("02-canh-bao-bao")  # the storm warning
 CLAUSE = "các hộ gia đình chằng chống nhà cửa, thu hoạch lúa và hoa màu, không ra đồng"
 
 
-def article_text(limit: int) -> str:
-    """The first paragraphs of a real article, at least ``limit`` bytes."""
+def article_start(limit: int) -> str:
+    """The first paragraphs of the article-length text, at least ``limit`` bytes."""
     text = ""
-    for paragraph in (CORPUS / "articles" / "ninh-binh-yen-hoa-2021.txt").read_text(encoding="utf-8").splitlines():
+    for paragraph in article_text().splitlines():
         text += paragraph + "\n"
         if len(text.encode()) >= limit:
             return text
@@ -104,10 +104,12 @@ def test_sentences_are_normalized_for_the_voices_region() -> None:
 # ---------------------------------------------------------------- speaking
 
 
-def test_a_bulletin_becomes_one_int16_clip_per_sentence(tmp_path: Path) -> None:
-    speaker = Speaker(VOICES, tmp_path / "cache")
-    clips = speaker.speak(BULLETIN, "vi-north")
-    assert len(clips) == len(speaker.sentences(BULLETIN, "vi-north"))
+@pytest.mark.parametrize("path", corpus("bulletins"), ids=lambda path: path.stem)
+def test_a_bulletin_becomes_one_int16_clip_per_sentence(path: Path) -> None:
+    text = read_text(path)
+    speaker = Speaker(VOICES, None)
+    clips = speaker.speak(text, "vi-north")
+    assert len(clips) == len(speaker.sentences(text, "vi-north"))
     for clip in clips:
         assert clip.samples.dtype == np.int16
         assert clip.rate == 22050
@@ -130,7 +132,7 @@ def test_pauses_follow_sentences_and_longer_ones_follow_lines() -> None:
 def test_long_text_is_read_completely_in_parallel() -> None:
     """Over 1000 bytes (espeak-ng 1.51 garbles stdin lines that long): every sentence is there, as long as
     it is when read on its own, and the batches were cut at the right places."""
-    text = article_text(3000)
+    text = article_start(3000)
     speaker = Speaker(VOICES, None, workers=2)
     voice = speaker.voice("vi-north")
     sentences = speaker.sentences(text, "vi-north")
@@ -322,7 +324,7 @@ def test_the_cache_keeps_to_its_size_dropping_the_least_recently_used(tmp_path: 
 
 def test_speaking_keeps_the_cache_within_its_bound(tmp_path: Path) -> None:
     speaker = Speaker(VOICES, tmp_path / "cache", cache_max_mb=1)
-    clips = speaker.speak(article_text(2000), "vi-north")
+    clips = speaker.speak(article_start(2000), "vi-north")
     assert sum(c.samples.nbytes for c in clips) > 2 * 1024 * 1024  # more speech than the cache may hold
     assert SpeechCache(tmp_path / "cache", 1).size_bytes() <= 1024 * 1024
 

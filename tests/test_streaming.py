@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import EventLog, Hub, ThreadNode, wait_for
+from harness import EventLog, Hub, ThreadNode, article_text, wait_for
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.output import FileOutput
@@ -29,7 +29,6 @@ from radiod.node.programme import ProgrammeMaker
 from radiod.speech.speaker import EDGE_S, PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S
 
 VOICES = Path(__file__).resolve().parent.parent / "voices"
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
 CEILING = 10 ** (CEILING_DBFS / 20)
 QUIET = 1e-3  # below -60 dBFS: silence in a WAV
 WARNING = (
@@ -37,10 +36,7 @@ WARNING = (
     "Điện lực huyện thông báo tạm ngừng cung cấp điện để bảo dưỡng lưới điện. "
     "Khu vực mất điện gồm toàn bộ thôn Đông và một phần thôn Tây."
 )
-ARTICLES = "".join(
-    (CORPUS / "articles" / name).read_text(encoding="utf-8")
-    for name in ("ninh-binh-yen-hoa-2021.txt", "yen-hoa-vinh-quang-2022.txt")
-)  # 93 sentences, 15 000 characters: under a bulletin's 20 000
+ARTICLE = article_text()  # 72 sentences, 7 400 characters: under a bulletin's 20 000
 TWO_SENTENCES = (
     "Điện lực huyện thông báo tạm ngừng cung cấp điện để bảo dưỡng lưới điện. "
     "Khu vực mất điện gồm toàn bộ thôn Đông và một phần thôn Tây."
@@ -118,8 +114,8 @@ def test_a_streamed_bulletin_plays_through_the_file_sink_with_chimes_at_its_leve
 
 def test_the_first_words_come_out_while_the_rest_is_still_being_synthesized(tmp_path: Path) -> None:
     maker = make_maker(tmp_path)
-    sentences = len(maker.speaker.sentences(ARTICLES, "vi-north"))
-    programme = maker.make(ARTICLES, "vi-north", chime=False, stream=True)
+    sentences = len(maker.speaker.sentences(ARTICLE, "vi-north"))
+    programme = maker.make(ARTICLE, "vi-north", chime=False, stream=True)
     blocks = programme.blocks(960)
     first = next(blocks)
     still_synthesizing, cached = synthesizing(), cached_sentences(tmp_path)
@@ -132,8 +128,8 @@ def test_the_first_words_come_out_while_the_rest_is_still_being_synthesized(tmp_
 
 def test_stopping_a_streamed_play_stops_its_synthesis(tmp_path: Path) -> None:
     maker = make_maker(tmp_path)
-    sentences = len(maker.speaker.sentences(ARTICLES, "vi-north"))
-    programme = maker.make(ARTICLES, "vi-north", chime=False, stream=True)
+    sentences = len(maker.speaker.sentences(ARTICLE, "vi-north"))
+    programme = maker.make(ARTICLE, "vi-north", chime=False, stream=True)
     stop = threading.Event()
     result = FileOutput(tmp_path / "out", programme.rate).play(programme, "long", stop, on_start=lambda _: stop.set())
     assert not result.completed and not programme.complete
@@ -247,8 +243,8 @@ def test_the_node_starts_a_long_emergency_while_synthesizing_it_and_a_cancel_sto
     hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path
 ) -> None:
     node = start_node()
-    sentences = len(node.daemon.maker.speaker.sentences(ARTICLES, "vi-north"))
-    bid = hub.post(ARTICLES, priority="emergency", chime=True)["id"]
+    sentences = len(node.daemon.maker.speaker.sentences(ARTICLE, "vi-north"))
+    bid = hub.post(ARTICLE, priority="emergency", chime=True)["id"]
     events.wait("started", bulletin=bid)
     assert cached_sentences(tmp_path) < sentences / 2  # on air long before the text was all synthesized
     hub.operator().cancel(bid)
