@@ -184,16 +184,24 @@ def _operator(args: argparse.Namespace) -> Operator:
     return Operator(_config(args), key=Path(args.key) if args.key else None, kid=args.kid)
 
 
+def _weekdays(text: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",")) if text else ()
+    except ValueError:
+        raise RadiodError(f"--weekdays {text}: expected ISO weekday numbers, e.g. 1,2,3,4,5 (1 = Monday)") from None
+
+
 def cmd_post(args: argparse.Namespace) -> int:
-    """Sign and publish a bulletin (retained) and print its id."""
+    """Check a bulletin as the nodes will, warn, sign and publish it (retained), then say what was understood."""
+    from radiod.hub.nodes import NodeList, known_nodes
     from radiod.hub.operator import PostRequest, targets_from
 
     req = PostRequest(
         text=_read_text(args),
         targets=targets_from(args.zone or (), args.node or ()),
         at=tuple(args.at or ()),
-        daily=tuple(t for group in args.daily or () for t in group.split(",") if t),
-        weekdays=tuple(int(d) for d in args.weekdays.split(",")) if args.weekdays else (),
+        daily=tuple(t.strip() for group in args.daily or () for t in group.split(",") if t.strip()),
+        weekdays=_weekdays(args.weekdays),
         date_from=args.date_from,
         date_until=args.date_until,
         priority=args.priority,
@@ -208,8 +216,19 @@ def cmd_post(args: argparse.Namespace) -> int:
         bulletin_id=args.id,
         rev=args.rev,
     )
-    payload = _operator(args).post(req)
+    operator = _operator(args)
+    plan = operator.plan(req)
+    nodes = NodeList.build(operator.config) if args.preview else known_nodes(operator.config)
+    for warning in operator.warnings(plan, nodes):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.preview:
+        sentences, duration_s = operator.preview(plan, Path(args.output))
+        print("\n".join(sentences))
+        print(f"{args.output}: {duration_s:.1f} s; not posted")
+        return 0
+    payload = operator.publish(plan)
     print(payload["id"])
+    print("\n".join(operator.understood(plan, nodes)))
     return 0
 
 
@@ -412,18 +431,24 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
     p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
-    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD", help="with --daily: last day")
+    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD",
+                   help="with --daily: last day (default: hub.daily_expiry_days)")  # fmt: skip
     p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
     p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
     p.add_argument("--voice", metavar="V", help="voice id on the nodes")
     p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
     p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")
-    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time")
+    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time (default: 1 h after the last "
+                   "--at, the end of --until, hub.daily_expiry_days for --daily, else hub.default_expiry_h)")
     p.add_argument("--title", help="title for people and logs (default: the first line)")
     p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
     p.add_argument("--volume", type=float, metavar="0..1", help="gain relative to each node's level")
     p.add_argument("--id", help="bulletin id (default: a new one); with --rev to replace a bulletin")
     p.add_argument("--rev", type=int, default=1, help="revision (default 1)")
+    p.add_argument("--preview", action="store_true", help="print the text as it will be read and write it as a WAV "
+                   "(-o); do not post")  # fmt: skip
+    p.add_argument("-o", "--output", metavar="OUT.wav", default="bulletin-preview.wav",
+                   help="with --preview: where to write the WAV (default bulletin-preview.wav)")  # fmt: skip
 
     p = command("cancel", cmd_cancel, "cancel a bulletin: publish its signed tombstone", [signer])
     p.add_argument("id", help="the bulletin id")
