@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from harness import PREFIX, SHORT, Hub
+from harness import PREFIX, SHORT, Hub, ThreadNode, node_config
 
 from radiod.cli import main
 from radiod.config import HubConfig, QuietHours, ScheduleConfig, StorageConfig
+from radiod.hub.hubsetup import HubSetup, setup_hub
 from radiod.hub.localbroker import Broker
-from radiod.hub.session import collect_retained
+from radiod.hub.operator import PostRequest
+from radiod.hub.session import collect_retained, publish_once
+from radiod.protocol.jws import generate_keypair
 from radiod.schema import to_plain
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -147,3 +152,70 @@ def test_preview_prints_the_spoken_text_writes_a_wav_and_posts_nothing(
     with wave.open(str(wav)) as w:
         assert w.getnframes() / w.getframerate() > 1.0
     assert retained_bulletins(broker) == []
+
+
+def test_bulletins_hides_expired_and_cancelled_prune_clears_expired_cancel_twice_says_so(
+    broker: Broker, hub: Hub, hub_config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator = hub.operator()
+    now = time.time()
+    active = operator.post(PostRequest(text=SHORT, title="Còn hiệu lực"))["id"]
+    cancelled = operator.post(PostRequest(text=SHORT, title="Sẽ huỷ"))["id"]
+    old = operator.bulletin(PostRequest(text=SHORT, title="Hết hạn", expires="1h"), now=now - 86400)
+    publish_once(broker.mqtt_config(), "t", [(f"{PREFIX}/bulletin/all/{old['id']}", operator.sign(old), True)])
+    assert main(["cancel", "--config", hub_config, cancelled]) == 0
+    assert capsys.readouterr().out.strip() == f"{cancelled} cancelled (rev 2)"
+
+    assert main(["cancel", "--config", hub_config, cancelled]) == 0
+    assert capsys.readouterr().out.strip() == f"{cancelled} was already cancelled (rev 2); nothing published"
+    assert [b["payload"]["rev"] for b in operator.retained_bulletins() if b["payload"]["id"] == cancelled] == [2]
+
+    assert main(["bulletins", "--config", hub_config]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[:-1]] == [active]
+    assert out[-1] == "(2 expired or cancelled not shown: --all shows them, --prune clears the expired)"
+    assert main(["bulletins", "--config", hub_config, "--all"]) == 0
+    states = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert states == {active: "active", cancelled: "cancelled", old["id"]: "expired"}
+
+    assert main(["bulletins", "--config", hub_config, "--prune"]) == 0
+    assert capsys.readouterr().out.strip() == f"cleared {PREFIX}/bulletin/all/{old['id']}"
+    assert sorted(retained_bulletins(broker)) == sorted(f"{PREFIX}/bulletin/all/{b}" for b in (active, cancelled))
+
+
+def test_hub_setup_operator_folder_has_what_post_needs(tmp_path: Path) -> None:
+    _key, public = generate_keypair("hub-7", tmp_path / "keys")
+    setup_hub(HubSetup(prefix=PREFIX, hosts=("hub.local",), nodes=("n01", "n02"), operators=("ubnd",),
+                       out=tmp_path / "out", trusted_keys=(public,)), mosquitto_passwd=None)
+    folder = tmp_path / "out" / "operators" / "ubnd"
+    text = (folder / "radiod.yaml").read_text(encoding="utf-8")
+    assert "Put the hub's private key hub-7.key.pem" in text
+    hub = yaml.safe_load(text)["hub"]
+    assert hub == {"nodes": ["n01", "n02"], "kid": "hub-7", "signing_key": "/etc/radiod/mqtt/hub-7.key.pem"}
+    assert "hub" not in yaml.safe_load((tmp_path / "out" / "nodes" / "n01" / "radiod.yaml").read_text())
+
+
+def test_stop_volume_and_test_reach_a_node_and_print_its_answers(
+    broker: Broker, hub: Hub, hub_config: str, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    node = start_node(node_config(hub, tmp_path, "n01"))
+    assert main(["volume", "--config", hub_config, "0.4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("volume sent to all; waiting up to 10 s for n01")
+    assert out[1:] == ["n01        volume 0.40", "not online, not asked to answer: n02"]
+    assert node.daemon.store.get_setting("volume") == "0.4"
+
+    assert main(["stop", "--config", hub_config, "--zone", "thon-1"]) == 0
+    assert "n01        nothing was playing" in capsys.readouterr().out.splitlines()
+
+    assert main(["test", "--config", hub_config, "--node", "n01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "test sent to node-n01; waiting up to 120 s for n01"
+    assert out[1] == "n01        test queued: line-1"
+    assert out[2].startswith("n01        line-1: ok amplifier on, line line-1, 1000 Hz tone and phrase")
+    assert out[3:] == ["n01        passed: line-1"]
+
+    assert main(["stop", "--config", hub_config, "--node", "n02", "--timeout", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "not online, not asked to answer: n02" in out

@@ -45,12 +45,17 @@ class NodeList:
 
     nodes: frozenset[str]
     zones: Mapping[str, tuple[str, ...]]
+    online: frozenset[str] = frozenset()
+    """The nodes whose retained state says online: those expected to answer a command."""
 
     @classmethod
-    def build(cls, config: Config, seen: Sequence[str] = ()) -> NodeList:
+    def build(cls, config: Config, states: Mapping[str, State] | None = None) -> NodeList:
+        """From the config alone, or with the retained ``states`` read from the broker."""
         zones = {zone: tuple(members) for zone, members in config.hub.zones.items()}
         members = {n for group in zones.values() for n in group}
-        return cls(frozenset({*config.hub.nodes, *members, *seen}), zones)
+        states = states or {}
+        online = frozenset(name for name, state in states.items() if state.online)
+        return cls(frozenset({*config.hub.nodes, *members, *states}), zones, online)
 
     def reach(self, targets: Sequence[str]) -> tuple[set[str], list[str]]:
         """The known nodes ``targets`` address, and a warning for each target this list does not know."""
@@ -80,10 +85,22 @@ class NodeList:
 def known_nodes(config: Config, settle_s: float = 0.5) -> NodeList:
     """The hub's node list: its config, and every node whose retained state is on the broker."""
     prefix = config.mqtt.prefix
-    seen = [parsed[0] for msg in collect_retained(config.mqtt, "nodes", node_topic(prefix, "+", "state"),
-                                                  settle_s=settle_s)
-            if msg.payload and (parsed := parse_node_topic(msg.topic, prefix))]
-    return NodeList.build(config, seen)
+    messages = collect_retained(config.mqtt, "nodes", node_topic(prefix, "+", "state"), settle_s=settle_s)
+    return NodeList.build(config, _states(messages, prefix))
+
+
+def _states(messages: list[Incoming], prefix: str) -> dict[str, State]:
+    """Each node's retained state; a payload that is not the protocol's is left out."""
+    states = {}
+    for msg in messages:
+        parsed = parse_node_topic(msg.topic, prefix)
+        if parsed is None or parsed[1] != "state" or not msg.payload:
+            continue
+        try:
+            states[parsed[0]] = State.from_dict(json.loads(msg.payload))
+        except ValueError:
+            continue  # not the protocol's: a stray retained message on a node topic
+    return states
 
 
 @dataclass

@@ -28,19 +28,21 @@ from radiod.clock import rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError, Rejected
 from radiod.hub.nodes import NodeList
-from radiod.hub.session import collect_retained, publish_once
+from radiod.hub.session import collect_retained, publish_once, request
 from radiod.node.mqtt_link import Incoming
 from radiod.protocol import builders
-from radiod.protocol.enums import HealthStatus, Priority, Status
+from radiod.protocol.enums import Action, EventType, HealthStatus, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload, sign
 from radiod.protocol.messages import MAX_PAYLOAD_BYTES, Bulletin, parse_bulletin_json
 from radiod.protocol.occurrences import occurrences
 from radiod.protocol.outgoing import Event, Health, State
-from radiod.protocol.topics import bulletin_topic, bulletins_filter
+from radiod.protocol.topics import bulletin_topic, bulletins_filter, command_topic, node_topic, parse_node_topic
 from radiod.speech.voices import voice_files
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhd])")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
+COMMAND_LIFETIME_S = 120
+"""A command's ``exp - iat`` (the protocol allows 300): long enough for a node's clock to be a little behind."""
 SHOWN_PLAYS = 3
 """How many of the next plays ``post`` echoes."""
 _FLAGS = (
@@ -66,6 +68,32 @@ _FLAGS = (
 
 class OperatorError(RadiodError):
     """An operator's request cannot be carried out as given (a bad time, no signing key, unknown id)."""
+
+
+class AlreadyCancelled(OperatorError):
+    """``cancel`` of a bulletin whose latest retained rev is already its tombstone: nothing to publish."""
+
+    def __init__(self, tombstone: dict[str, Any]) -> None:
+        self.tombstone = tombstone
+        super().__init__(f"{tombstone.get('id')} was already cancelled (rev {tombstone.get('rev')}); nothing published")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One node's answer to a command: its ``command`` event, or the ``rejected`` event that refused it."""
+
+    node: str
+    event: Event
+
+    @property
+    def final(self) -> bool:
+        """The node's last word on the command: a rejection, or a result that is not a test's progress (the
+        test command first answers "test queued", then one event per step, then its summary)."""
+        event = self.event
+        if event.type == EventType.REJECTED:
+            return True
+        queued = event.action == Action.TEST and (event.result or "").startswith("test queued")
+        return event.step is None and not queued
 
 
 def parse_when(text: str, tz: ZoneInfo, now: float) -> float:
@@ -324,6 +352,8 @@ class Operator:
         if not current:
             raise OperatorError(f"no retained bulletin with id {bulletin_id!r} on {self.prefix}")
         latest = max((b["payload"] for b in current), key=lambda p: p.get("rev", 0))
+        if latest.get("cancelled"):
+            raise AlreadyCancelled(latest)
         now = time.time()
         tombstone = builders.tombstone_for(latest, now)
         token = self.sign(tombstone)
@@ -340,6 +370,55 @@ class Operator:
                 continue
             out.append({"topic": msg.topic, **_decode(msg, trust)})
         return out
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Clear every expired retained bulletin and tombstone: an empty retained payload on its topic.
+
+        Nodes ignore an expired bulletin anyway, and keep what they stored (only a signed tombstone cancels), so
+        this only stops the broker from handing stale messages to every node at every connect.
+        """
+        now = time.time() if now is None else now
+        topics = sorted({b["topic"] for b in self.retained_bulletins() if _expired(b["payload"], now)})
+        if topics:
+            publish_once(self.config.mqtt, "prune", [(t, b"", True) for t in topics], timeout=10)
+        return topics
+
+    def command(
+        self,
+        action: Action,
+        targets: Sequence[str],
+        *,
+        level: float | None = None,
+        timeout_s: float,
+        expected: frozenset[str] = frozenset(),
+    ) -> Iterator[Answer]:
+        """Sign and send a command, then yield each node's answer as it comes, for ``timeout_s`` seconds or until
+        every ``expected`` node has given its last word."""
+        now = time.time()
+        command_id = f"c-{dt.datetime.fromtimestamp(now, self.tz):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        payload = builders.command(id=command_id, iat=int(now), exp=int(now) + COMMAND_LIFETIME_S, action=action,
+                                   targets=targets, level=level)
+        token = self.sign(payload)
+        topics = [command_topic(self.prefix, t) for t in targets]
+        done: set[str] = set()
+        replies = request(self.config.mqtt, str(action), [(t, token) for t in topics],
+                          node_topic(self.prefix, "+", "event"), duration_s=timeout_s)
+        for msg in replies:
+            parsed = parse_node_topic(msg.topic, self.prefix)
+            try:
+                event = Event.from_dict(json.loads(msg.payload))
+            except ValueError:
+                continue  # not the protocol's: shown by `radiod watch`, no answer to this command
+            # A rejection of a payload the node could not read carries the topic, not the command id.
+            ours = event.command == command_id or (event.type == EventType.REJECTED and event.topic in topics)
+            if parsed is None or not ours:
+                continue
+            answer = Answer(parsed[0], event)
+            yield answer
+            if answer.final:
+                done.add(answer.node)
+                if expected and expected <= done:
+                    return
 
     def _trust(self) -> TrustStore | None:
         keys = self.config.security.trusted_keys
@@ -360,6 +439,18 @@ def _decode(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
         return {"payload": decode_payload(body), "verified": False}
     except (ValueError, Rejected):
         return {"payload": {}, "verified": False}
+
+
+def _expired(payload: dict[str, Any], now: float) -> bool:
+    exp = payload.get("exp")
+    return isinstance(exp, (int, float)) and exp <= now
+
+
+def bulletin_state(payload: dict[str, Any], now: float) -> str:
+    """How ``bulletins`` shows a retained bulletin: cancelled, expired or active."""
+    if payload.get("cancelled"):
+        return "cancelled"
+    return "expired" if _expired(payload, now) or "exp" not in payload else "active"
 
 
 def _b64(segment: bytes) -> bytes:
