@@ -208,7 +208,10 @@ def request(
             raise RadiodError(f"broker {address} refused the subscription to {reply_filter}: {granted[0]}")
         for topic, payload in messages:
             info = client.publish(topic, payload, qos=1)
-            info.wait_for_publish(timeout)
+            try:
+                info.wait_for_publish(timeout)
+            except RuntimeError as e:  # the connection dropped before paho could send it
+                raise RadiodError(f"broker {address} dropped the connection while publishing {topic}: {e}") from e
             if not info.is_published():
                 raise RadiodError(f"broker {address} did not acknowledge the message on {topic} within {timeout:.0f} s")
         end = time.monotonic() + duration_s
