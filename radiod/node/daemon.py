@@ -425,13 +425,7 @@ class Daemon:
 
     def _in_quiet_hours(self, ts: float) -> bool:
         local = dt.datetime.fromtimestamp(ts, self.tz).time()
-        for window in self.config.schedule.quiet_hours:
-            if window.start <= window.end:
-                if window.start <= local < window.end:
-                    return True
-            elif local >= window.start or local < window.end:
-                return True
-        return False
+        return any(window.covers(local) for window in self.config.schedule.quiet_hours)
 
     def _skip(self, bulletin: Bulletin, occurrence: str, reason: str) -> None:
         self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, "skipped", detail=reason, at=time.time())
