@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from radiod import __version__
 from radiod.config import Config, load_config
 from radiod.errors import ConfigError, RadiodError
-from radiod.protocol.enums import Priority, Status
+from radiod.protocol.enums import Action, Priority, Status
 
 if TYPE_CHECKING:
     from radiod.hub.operator import Operator
@@ -179,19 +179,28 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> Operator:
     from radiod.hub.operator import Operator
 
-    return Operator(_config(args), key=Path(args.key) if args.key else None, kid=args.kid)
+    key, kid = getattr(args, "key", None), getattr(args, "kid", None)  # `test --node` signs with hub.signing_key
+    return Operator(_config(args), key=Path(key) if key else None, kid=kid)
+
+
+def _weekdays(text: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.split(",")) if text else ()
+    except ValueError:
+        raise RadiodError(f"--weekdays {text}: expected ISO weekday numbers, e.g. 1,2,3,4,5 (1 = Monday)") from None
 
 
 def cmd_post(args: argparse.Namespace) -> int:
-    """Sign and publish a bulletin (retained) and print its id."""
+    """Check a bulletin as the nodes will, warn, sign and publish it (retained), then say what was understood."""
+    from radiod.hub.nodes import NodeList, known_nodes
     from radiod.hub.operator import PostRequest, targets_from
 
     req = PostRequest(
         text=_read_text(args),
         targets=targets_from(args.zone or (), args.node or ()),
         at=tuple(args.at or ()),
-        daily=tuple(t for group in args.daily or () for t in group.split(",") if t),
-        weekdays=tuple(int(d) for d in args.weekdays.split(",")) if args.weekdays else (),
+        daily=tuple(t.strip() for group in args.daily or () for t in group.split(",") if t.strip()),
+        weekdays=_weekdays(args.weekdays),
         date_from=args.date_from,
         date_until=args.date_until,
         priority=args.priority,
@@ -206,43 +215,126 @@ def cmd_post(args: argparse.Namespace) -> int:
         bulletin_id=args.id,
         rev=args.rev,
     )
-    payload = _operator(args).post(req)
+    operator = _operator(args)
+    plan = operator.plan(req)
+    nodes = NodeList.build(operator.config) if args.preview else known_nodes(operator.config)
+    for warning in operator.warnings(plan, nodes):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.preview:
+        sentences, duration_s = operator.preview(plan, Path(args.output))
+        print("\n".join(sentences))
+        print(f"{args.output}: {duration_s:.1f} s; not posted")
+        return 0
+    payload = operator.publish(plan)
     print(payload["id"])
+    print("\n".join(operator.understood(plan, nodes)))
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Publish a signed tombstone for a bulletin."""
-    tombstone = _operator(args).cancel(args.id)
+    """Publish a signed tombstone for a bulletin; one already cancelled is said so, and left as it is."""
+    from radiod.hub.operator import AlreadyCancelled
+
+    try:
+        tombstone = _operator(args).cancel(args.id)
+    except AlreadyCancelled as done:
+        print(done)
+        return 0
     print(f"{tombstone['id']} cancelled (rev {tombstone['rev']})")
     return 0
 
 
 def cmd_bulletins(args: argparse.Namespace) -> int:
-    """The active bulletins, read from the broker's retained messages."""
+    """The active bulletins, read from the broker's retained messages; ``--prune`` clears the expired ones."""
     import json
-    import time
 
     from radiod.clock import rfc3339
-    from radiod.hub.operator import describe_schedule
+    from radiod.hub.operator import bulletin_state, describe_schedule
 
     operator = _operator(args)
     now = time.time()
-    rows = sorted(operator.retained_bulletins(), key=lambda b: (b["payload"].get("id", ""), b["topic"]))
+    if args.prune:
+        cleared = operator.prune(now)
+        print("\n".join(f"cleared {topic}" for topic in cleared) or f"no expired bulletin on {operator.prefix}")
+        return 0
+    every = sorted(operator.retained_bulletins(), key=lambda b: (b["payload"].get("id", ""), b["topic"]))
+    rows = [row for row in every if args.all or bulletin_state(row["payload"], now) == "active"]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0
     if not rows:
-        print(f"no retained bulletins on {operator.prefix}")
+        print(f"no {'retained' if args.all else 'active'} bulletins on {operator.prefix}")
     for row in rows:
         p = row["payload"]
-        state = "CANCELLED" if p.get("cancelled") else ("expired" if p.get("exp", 0) <= now else "active")
+        state = bulletin_state(p, now)
         mark = "" if row["verified"] else "  [signature not verified]"
         exp = rfc3339(p["exp"], operator.tz, ms=False) if isinstance(p.get("exp"), (int, float)) else "?"
         print(f"{p.get('id', '?'):<28} r{p.get('rev', '?'):<3} {state:<9} {p.get('priority', '-'):<9} "
               f"{','.join(p.get('targets', [])):<16} {describe_schedule(p.get('schedule')):<28} exp {exp}  "
               f"{p.get('title', '')[:40]}{mark}")
+    if hidden := len(every) - len(rows):
+        print(f"({hidden} expired or cancelled not shown: --all shows them, --prune clears the expired)")
     return 0
+
+
+def _level(text: str) -> float:
+    """``radiod volume LEVEL``: the protocol's 0.0 to 1.0, refused before it reaches a node that would refuse it."""
+    try:
+        level = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0.0 to 1.0") from None
+    if not 0.0 <= level <= 1.0:
+        hint = f" ({level / 100:g} for {level:g} %)" if 1 < level <= 100 else ""
+        raise argparse.ArgumentTypeError(f"{text} is not from 0.0 to 1.0{hint}")
+    return level
+
+
+def _command(args: argparse.Namespace, action: Action, targets: tuple[str, ...], *, level: float | None = None,
+             timeout_s: float) -> int:  # fmt: skip
+    """Send a signed command, print each node's answer as it comes, then who did not answer; exit 1 if one
+    that is online (by its retained state) did not answer or refused."""
+    from radiod.hub.nodes import known_nodes
+
+    operator = _operator(args)
+    nodes = known_nodes(operator.config)
+    expected = frozenset(nodes.reach(targets)[0] & nodes.online)
+    print(f"{action} sent to {', '.join(targets)}; waiting up to {timeout_s:g} s for "
+          f"{', '.join(sorted(expected)) or 'any node'}", flush=True)
+    final: dict[str, str] = {}
+    for answer in operator.command(action, targets, level=level, timeout_s=timeout_s, expected=expected):
+        event = answer.event
+        if event.type == "rejected":
+            text = f"REJECTED {event.reason}: {event.message}"
+        elif event.step:
+            text = f"{event.step}: {event.result} {event.detail or ''}".rstrip()
+        else:
+            text = event.result or ""
+        print(f"{answer.node:<10} {text}", flush=True)
+        if answer.final:
+            final[answer.node] = event.type
+    silent = sorted(expected - final.keys())
+    if silent:
+        print(f"no answer within {timeout_s:g} s: {', '.join(silent)}")
+    offline = sorted(nodes.reach(targets)[0] - nodes.online - final.keys())
+    if offline:
+        print(f"not online, not asked to answer: {', '.join(offline)}")
+    refused = [n for n, kind in final.items() if kind == "rejected"]
+    return 1 if silent or refused or not final else 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop what the nodes are playing now, relays off."""
+    from radiod.hub.operator import targets_from
+
+    return _command(args, Action.STOP, targets_from(args.zone or (), args.node or ()), timeout_s=args.timeout)
+
+
+def cmd_volume(args: argparse.Namespace) -> int:
+    """Set the nodes' level (kept across restarts)."""
+    from radiod.hub.operator import targets_from
+
+    targets = targets_from(args.zone or (), args.node or ())
+    return _command(args, Action.VOLUME, targets, level=args.level, timeout_s=args.timeout)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -313,6 +405,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """The technician's test, run by the daemon between two plays; each step printed as it ends."""
+    if args.node:  # the operator's remote test, by the signed command
+        return _command(args, Action.TEST, tuple(f"node-{n}" for n in args.node), timeout_s=args.timeout)
     from radiod.technician.speakertest import run_test
 
     return run_test(load_config(_node_config(args)), args.line)
@@ -410,24 +504,41 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
     p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
-    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD", help="with --daily: last day")
+    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD",
+                   help="with --daily: last day (default: hub.daily_expiry_days)")  # fmt: skip
     p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
     p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
     p.add_argument("--voice", metavar="V", help="voice id on the nodes")
     p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
     p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")
-    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time")
+    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time (default: 1 h after the last "
+                   "--at, the end of --until, hub.daily_expiry_days for --daily, else hub.default_expiry_h)")
     p.add_argument("--title", help="title for people and logs (default: the first line)")
     p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
     p.add_argument("--volume", type=float, metavar="0..1", help="gain relative to each node's level")
     p.add_argument("--id", help="bulletin id (default: a new one); with --rev to replace a bulletin")
     p.add_argument("--rev", type=int, default=1, help="revision (default 1)")
+    p.add_argument("--preview", action="store_true", help="print the text as it will be read and write it as a WAV "
+                   "(-o); do not post")  # fmt: skip
+    p.add_argument("-o", "--output", metavar="OUT.wav", default="bulletin-preview.wav",
+                   help="with --preview: where to write the WAV (default bulletin-preview.wav)")  # fmt: skip
 
     p = command("cancel", cmd_cancel, "cancel a bulletin: publish its signed tombstone", [signer])
     p.add_argument("id", help="the bulletin id")
 
-    p = command("bulletins", cmd_bulletins, "list the bulletins retained on the broker", [signer])
+    p = command("bulletins", cmd_bulletins, "list the active bulletins retained on the broker", [signer])
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--all", action="store_true", help="also the expired and cancelled ones")
+    p.add_argument("--prune", action="store_true", help="clear the expired ones from the broker")
+
+    commanded = argparse.ArgumentParser(add_help=False, parents=[signer])
+    commanded.add_argument("--zone", action="append", metavar="Z", help="a village zone (repeatable; default: all)")
+    commanded.add_argument("--node", action="append", metavar="N", help="one node (repeatable; default: all)")
+    commanded.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                           help="how long to wait for the nodes' answers (default 10)")  # fmt: skip
+    command("stop", cmd_stop, "stop what the nodes play now and switch their amplifiers off", [commanded])
+    p = command("volume", cmd_volume, "set the nodes' level, kept across restarts", [commanded])
+    p.add_argument("level", type=_level, metavar="LEVEL", help="0.0 to 1.0")
 
     p = command("watch", cmd_watch, "show live events, health and state of every node", [config_opt])
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
@@ -464,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [node_opt])
     p.add_argument("--line", action="append", metavar="L", help="only this speaker line (repeatable; default: all)")
+    p.add_argument("--node", action="append", metavar="N", help="operator: test node N over MQTT (repeatable)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="with --node: wait this long")
 
     p = command("config", cmd_config, "print the merged config with secrets masked", [node_opt])
     p.add_argument("--show", action="store_true", required=True, help="print it as YAML")

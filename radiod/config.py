@@ -119,6 +119,12 @@ class QuietHours:
     start: dt.time = setting(doc='start of quiet hours, "HH:MM" in quotes')
     end: dt.time = setting(doc='end of quiet hours, "HH:MM" in quotes; may be past midnight')
 
+    def covers(self, local: dt.time) -> bool:
+        """Whether the local time ``local`` is inside this window (which may run past midnight)."""
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleConfig:
@@ -157,6 +163,16 @@ class HubConfig:
         None, doc="the hub's Ed25519 private key PEM; only on the hub or operator PC, never on a node"
     )
     default_expiry_h: float = setting(24.0, doc="`radiod post` without --expires: bulletins expire after this", min=0.1)
+    daily_expiry_days: float = setting(
+        30.0, doc="`radiod post --daily` without --until or --expires: it plays for this many days", min=1
+    )
+    nodes: list[str] = setting(
+        factory=list, doc="the commune's node ids (hub-setup writes them): `nodes` lists those never seen, "
+        "`post` counts and checks its targets", pattern=NAME_PATTERN,
+    )
+    zones: dict[str, list[str]] = setting(
+        factory=dict, doc="zone -> its node ids, so that `post --zone` can check and count the nodes it reaches"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from radiod.cli import main
 from radiod.config import Config, MqttConfig, TlsConfig, load_config
@@ -308,6 +309,8 @@ def test_secrets_are_private_and_a_second_run_keeps_them(tmp_path: Path) -> None
     assert {path: mode(path) for path in secret} == dict.fromkeys(secret, 0o600)
     before = {path: path.read_bytes() for path in [*secret, out / "nodes" / "n01" / "client.crt"]}
     del before[out / "hub" / "passwd"]  # hashed again with a new salt, from the same passwords
+    operator_yaml = out / "operators" / OPERATOR / "radiod.yaml"
+    operator_before = yaml.safe_load(before.pop(operator_yaml))  # its hub.nodes follows the node list
 
     os.chmod(out / "nodes" / "n01" / "client.key", 0o644)  # a careless copy
     second = setup_hub(make(out, nodes=("n01",)), mosquitto_passwd=MOSQUITTO_PASSWD)
@@ -315,6 +318,8 @@ def test_secrets_are_private_and_a_second_run_keeps_them(tmp_path: Path) -> None
     assert not second.new_ca and second.logins == {"n01": "unchanged", OPERATOR: "unchanged"}
     assert second.gone == ("nodes/n02",)
     assert {path: path.read_bytes() for path in before} == before
+    operator_after = yaml.safe_load(operator_yaml.read_bytes())
+    assert operator_after["mqtt"] == operator_before["mqtt"] and operator_after["hub"]["nodes"] == ["n01"]
     assert mode(out / "nodes" / "n01" / "client.key") == 0o600
     passwd = (out / "hub" / "passwd").read_text()
     assert sorted(line.split(":")[0] for line in passwd.splitlines()) == ["n01", OPERATOR]

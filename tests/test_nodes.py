@@ -94,3 +94,25 @@ def test_nodes_all_well_exits_0_and_none_exits_1(
     assert main(["nodes", "--config", hub_config]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["n05", "OK"]
 
+
+
+def test_nodes_lists_the_hubs_nodes_that_never_connected(
+    hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hub.nodes (as hub-setup writes it into the operator's config) names n06, which has left nothing on the
+    broker: it is listed, after the nodes that went down and before the healthy ones, and the exit warns."""
+    path = tmp_path / "hub-listed.yaml"
+    config = to_plain(hub.config(), mask_secrets=False)
+    config["hub"] = {"nodes": ["n05", "n06"]}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    now = time.time()
+    fine = health("n05", now, "ok", [{"name": "broker", "status": "ok", "detail": "connected"}])
+    publish_once(hub.config().mqtt, "test", retained("n05", {"online": True, "since": rfc3339(now)}, fine))
+    assert main(["nodes", "--config", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["n06", "NEVER", "never"]
+    assert lines[2].strip() == "in hub.nodes but never connected to the broker"
+    assert lines[3].split()[:2] == ["n05", "OK"] and len(lines) == 4
+    assert main(["nodes", "--config", str(path), "--json"]) == 1
+    views = {v["node"]: v for v in json.loads(capsys.readouterr().out)}
+    assert views["n06"]["state"] == "never" and views["n06"]["last_seen"] is None

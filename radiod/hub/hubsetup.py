@@ -617,6 +617,11 @@ def _client_config(
             "trusted_keys": {kid: f"{where}/{kid}.pub.pem" for kid in trusted},
             "revoked_keys": list(setup.revoked_keys),
         }
+    signer = next(iter(trusted), None)  # the operator signs with the first trusted key: its private half
+    if login.role == "operator":
+        document["hub"] = {"nodes": list(setup.nodes)}
+        if signer:
+            document["hub"] |= {"kid": signer, "signing_key": f"{where}/{signer}.key.pem"}
     if login.role == "node":
         header = [
             f"radiod settings for node {login.name} of {prefix}, made by `radiod hub-setup`.",
@@ -630,6 +635,9 @@ def _client_config(
             f"Copy this folder to {where} on the operator's machine and merge these sections into the config",
             "that `radiod post --config` reads. The password and client.key are secrets.",
         ]
+        if signer:
+            header.append(f"Put the hub's private key {signer}.key.pem (from `radiod keygen`) in {where} too: "
+                          "hub.signing_key names it.")
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return "".join(f"# {line}\n" for line in header) + body
 

@@ -7,13 +7,16 @@ moment it is installed, without any list of nodes to keep up to date.
 
 A node the state calls online but whose last report is older than :data:`SILENT_INTERVALS` report intervals
 is "silent": the broker has not noticed yet (the Last Will waits 1.5 keepalives) or the daemon hangs with its
-connection open. Offline and silent nodes are listed first: they are the ones to drive out to.
+connection open. A node in the hub's list (``hub.nodes``, written by ``radiod hub-setup``) that has left nothing
+on the broker is "never": installed on paper, never connected. Offline, silent and never-seen nodes are listed
+first: they are the ones to drive out to.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,10 +30,77 @@ from radiod.protocol.outgoing import Check, Health, NextPlay, Playing, State
 from radiod.protocol.topics import node_topic, parse_node_topic
 
 SILENT_INTERVALS = 3
-ORDER = {"offline": 0, "silent": 1, "crit": 2, "warn": 3, "unknown": 4, "ok": 5}
+ORDER = {"offline": 0, "silent": 1, "never": 2, "crit": 3, "warn": 4, "unknown": 5, "ok": 6}
 """How urgent each state is: the table is sorted by it."""
-SEVERITY = {"offline": "crit", "silent": "crit", "crit": "crit", "warn": "warn", "unknown": "warn", "ok": "ok"}
-"""Each state as a monitoring status, for the exit code."""
+SEVERITY = {
+    "offline": "crit", "silent": "crit", "never": "warn", "crit": "crit", "warn": "warn", "unknown": "warn", "ok": "ok",
+}
+"""Each state as a monitoring status, for the exit code. A node never seen warns: it may not be installed yet."""
+
+
+@dataclass(frozen=True)
+class NodeList:
+    """The commune's nodes as the hub knows them: ``hub.nodes`` and ``hub.zones`` from its config, and every node
+    that left a retained state on the broker. ``post`` counts and checks its targets against it."""
+
+    nodes: frozenset[str]
+    zones: Mapping[str, tuple[str, ...]]
+    online: frozenset[str] = frozenset()
+    """The nodes whose retained state says online: those expected to answer a command."""
+
+    @classmethod
+    def build(cls, config: Config, states: Mapping[str, State] | None = None) -> NodeList:
+        """From the config alone, or with the retained ``states`` read from the broker."""
+        zones = {zone: tuple(members) for zone, members in config.hub.zones.items()}
+        members = {n for group in zones.values() for n in group}
+        states = states or {}
+        online = frozenset(name for name, state in states.items() if state.online)
+        return cls(frozenset({*config.hub.nodes, *members, *states}), zones, online)
+
+    def reach(self, targets: Sequence[str]) -> tuple[set[str], list[str]]:
+        """The known nodes ``targets`` address, and a warning for each target this list does not know."""
+        reached: set[str] = set()
+        unknown: list[str] = []
+        for target in targets:
+            if target == "all":
+                reached |= self.nodes
+            elif target.startswith("zone-"):
+                zone = target.removeprefix("zone-")
+                if zone in self.zones:
+                    reached |= set(self.zones[zone])
+                else:
+                    known = ", ".join(sorted(self.zones)) or "none"
+                    unknown.append(f"--zone {zone}: not in the hub's zones (hub.zones: {known}); only nodes "
+                                   "configured with it will play it")
+            else:
+                node = target.removeprefix("node-")
+                if node in self.nodes:
+                    reached.add(node)
+                else:
+                    unknown.append(f"--node {node}: not in the hub's node list (hub.nodes) and never seen on "
+                                   "the broker; check the name")
+        return reached, unknown
+
+
+def known_nodes(config: Config, settle_s: float = 0.5) -> NodeList:
+    """The hub's node list: its config, and every node whose retained state is on the broker."""
+    prefix = config.mqtt.prefix
+    messages = collect_retained(config.mqtt, "nodes", node_topic(prefix, "+", "state"), settle_s=settle_s)
+    return NodeList.build(config, _states(messages, prefix))
+
+
+def _states(messages: list[Incoming], prefix: str) -> dict[str, State]:
+    """Each node's retained state; a payload that is not the protocol's is left out."""
+    states = {}
+    for msg in messages:
+        parsed = parse_node_topic(msg.topic, prefix)
+        if parsed is None or parsed[1] != "state" or not msg.payload:
+            continue
+        try:
+            states[parsed[0]] = State.from_dict(json.loads(msg.payload))
+        except ValueError:
+            continue  # not the protocol's: a stray retained message on a node topic
+    return states
 
 
 @dataclass
@@ -48,8 +118,11 @@ class NodeView:
     failed: list[Check] = field(default_factory=list)
 
 
-def node_views(messages: list[Incoming], prefix: str, *, interval_s: float, now: float) -> list[NodeView]:
-    """Fold the retained state and health messages into one view per node, the most urgent first."""
+def node_views(
+    messages: list[Incoming], prefix: str, *, interval_s: float, now: float, listed: Sequence[str] = ()
+) -> list[NodeView]:
+    """Fold the retained state and health messages into one view per node, the most urgent first; a ``listed``
+    node with neither is "never"."""
     states: dict[str, State] = {}
     reports: dict[str, Health] = {}
     for msg in messages:
@@ -66,6 +139,7 @@ def node_views(messages: list[Incoming], prefix: str, *, interval_s: float, now:
             continue  # not the protocol's: a stray retained message on a node topic
     names = states.keys() | reports.keys()
     views = [_view(name, states.get(name), reports.get(name), interval_s, now) for name in names]
+    views += [NodeView(name, state="never") for name in sorted(set(listed) - names)]
     return sorted(views, key=lambda v: (ORDER[v.state], v.node))
 
 
@@ -109,6 +183,8 @@ def format_nodes(views: list[NodeView], now: float) -> list[str]:
             seen = f"{_ago(now - when)} ago"
         upcoming = f"{v.next.bulletin} at {v.next.at}" if v.next else "-"
         lines.append(f"{v.node:<10} {v.state.upper():<8} {seen:<26} {v.version or '?':<9} {upcoming}")
+        if v.state == "never":
+            lines.append(f"{'':<10} in hub.nodes but never connected to the broker")
         if v.state == "offline" and v.since:
             lines.append(f"{'':<10} offline since {v.since}")
         lines += [f"{'':<10} {c.status.upper():<4} {c.name}: {c.detail}" for c in v.failed]
@@ -131,7 +207,7 @@ def show_nodes(config: Config, *, as_json: bool, settle_s: float = 1.0) -> int:
     prefix = config.mqtt.prefix
     messages = collect_retained(config.mqtt, "nodes", node_topic(prefix, "+", "+"), settle_s=settle_s)
     now = time.time()
-    views = node_views(messages, prefix, interval_s=config.health.interval_s, now=now)
+    views = node_views(messages, prefix, interval_s=config.health.interval_s, now=now, listed=config.hub.nodes)
     if as_json:
         print(json.dumps([asdict(v) for v in views], ensure_ascii=False, indent=2))
     elif not views:

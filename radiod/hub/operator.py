@@ -1,8 +1,12 @@
-"""Operator tools that run on the commune hub (or an operator's PC): post, cancel, list, watch.
+"""Operator tools that run on the commune hub (or an operator's PC): post, cancel, list, prune, watch, command.
 
 They speak protocol v1 like any other hub tool would: a signed bulletin retained on
-``P/bulletin/<target>/<id>``, a tombstone with a higher rev in its place to cancel. Nothing here runs on a node;
-the signing key never needs to leave the hub.
+``P/bulletin/<target>/<id>``, a tombstone with a higher rev in its place to cancel, a signed command on
+``P/command/<target>``. Nothing here runs on a node; the signing key never needs to leave the hub.
+
+A bulletin is checked before it is signed by the very parser the nodes run
+(:func:`radiod.protocol.messages.parse_bulletin_json`), so what every node would reject is refused here, at the
+operator's desk, with the flag to fix; what only some nodes might lack (a voice, a zone) is a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,20 +27,73 @@ from zoneinfo import ZoneInfo
 from radiod.clock import rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError, Rejected
-from radiod.hub.session import collect_retained, publish_once
+from radiod.hub.nodes import NodeList
+from radiod.hub.session import collect_retained, publish_once, request
 from radiod.node.mqtt_link import Incoming
 from radiod.protocol import builders
-from radiod.protocol.enums import HealthStatus, Priority, Status
+from radiod.protocol.enums import Action, EventType, HealthStatus, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload, sign
+from radiod.protocol.messages import MAX_PAYLOAD_BYTES, Bulletin, parse_bulletin_json
+from radiod.protocol.occurrences import occurrences
 from radiod.protocol.outgoing import Event, Health, State
-from radiod.protocol.topics import bulletin_topic, bulletins_filter
+from radiod.protocol.topics import bulletin_topic, bulletins_filter, command_topic, node_topic, parse_node_topic
+from radiod.speech.voices import voice_files
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhd])")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
+COMMAND_LIFETIME_S = 120
+"""A command's ``exp - iat`` (the protocol allows 300): long enough for a node's clock to be a little behind."""
+SHOWN_PLAYS = 3
+"""How many of the next plays ``post`` echoes."""
+_FLAGS = (
+    ("schedule.daily.times", "--daily"),
+    ("schedule.daily.weekdays", "--weekdays"),
+    ("schedule.daily.from", "--from"),
+    ("schedule.daily.until", "--until"),
+    ("schedule.daily", "--from/--until"),
+    ("schedule.at", "--at"),
+    ("schedule.repeat", "--repeat"),
+    ("schedule.gap_s", "--gap"),
+    ("targets", "--zone/--node"),
+    ("voice", "--voice"),
+    ("volume", "--volume"),
+    ("title", "--title"),
+    ("text", "the text"),
+    ("id", "--id"),
+    ("rev", "--rev"),
+    ("exp", "--expires"),
+)
+"""The field a node's rejection names (longest first) -> the ``radiod post`` flag that sets it."""
 
 
 class OperatorError(RadiodError):
     """An operator's request cannot be carried out as given (a bad time, no signing key, unknown id)."""
+
+
+class AlreadyCancelled(OperatorError):
+    """``cancel`` of a bulletin whose latest retained rev is already its tombstone: nothing to publish."""
+
+    def __init__(self, tombstone: dict[str, Any]) -> None:
+        self.tombstone = tombstone
+        super().__init__(f"{tombstone.get('id')} was already cancelled (rev {tombstone.get('rev')}); nothing published")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One node's answer to a command: its ``command`` event, or the ``rejected`` event that refused it."""
+
+    node: str
+    event: Event
+
+    @property
+    def final(self) -> bool:
+        """The node's last word on the command: a rejection, or a result that is not a test's progress (the
+        test command first answers "test queued", then one event per step, then its summary)."""
+        event = self.event
+        if event.type == EventType.REJECTED:
+            return True
+        queued = event.action == Action.TEST and (event.result or "").startswith("test queued")
+        return event.step is None and not queued
 
 
 def parse_when(text: str, tz: ZoneInfo, now: float) -> float:
@@ -87,6 +145,36 @@ class PostRequest:
     rev: int = 1
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A bulletin checked and ready to sign: the payload, the bulletin as every node will read it, and in words
+    why it expires when it does (so ``post`` can say so)."""
+
+    payload: dict[str, Any]
+    bulletin: Bulletin
+    expiry: str
+
+
+def check(payload: dict[str, Any]) -> Bulletin:
+    """``payload`` read by the nodes' own parser; what they would reject is an OperatorError naming the flag."""
+    try:
+        return parse_bulletin_json(json.dumps(payload, ensure_ascii=False))
+    except Rejected as err:
+        field, _, problem = err.message.partition(": ")
+        flag = next((flag for prefix, flag in _FLAGS if field.startswith(prefix)), field)
+        raise OperatorError(f"{flag}: {problem or err.message} (every node would reject it: {err.reason}, "
+                            f"field {field})") from None
+
+
+def next_plays(bulletin: Bulletin, tz: ZoneInfo, now: float, limit: int | None = None) -> list[dt.datetime]:
+    """The bulletin's plays from ``now`` until it expires, in local time; ``now`` itself for a ``now`` bulletin."""
+    assert bulletin.schedule is not None  # a bulletin being posted, not a tombstone
+    start = dt.datetime.fromtimestamp(now, tz)
+    if bulletin.schedule.now:
+        return [start]
+    return list(islice(occurrences(bulletin.schedule, tz, start, dt.datetime.fromtimestamp(bulletin.exp, tz)), limit))
+
+
 class Operator:
     """The hub's side of the protocol, configured from the same YAML schema as a node."""
 
@@ -98,24 +186,60 @@ class Operator:
         key_path = key or (Path(config.hub.signing_key) if config.hub.signing_key else None)
         self.key = key_path
 
-    # ----- building and signing -----
-    def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
-        """The bulletin payload for ``req``; times are resolved in the hub's time zone."""
+    # ----- building, checking and signing -----
+    def plan(self, req: PostRequest, now: float | None = None) -> Plan:
+        """The bulletin for ``req``, times resolved in the hub's time zone, checked as the nodes will check it.
+
+        Raises OperatorError naming the flag for anything every node would reject or that could never play.
+        """
         now = time.time() if now is None else now
+        if not req.daily:
+            loose = [flag for flag, given in (("--weekdays", req.weekdays), ("--from", req.date_from),
+                                              ("--until", req.date_until)) if given]
+            if loose:
+                raise OperatorError(f"{', '.join(loose)} only with --daily: without it the bulletin would play "
+                                    "once, at once, on every node")
         at: list[str] = []
         if req.at:
             starts = sorted(parse_when(t, self.tz, now) for t in req.at)
             at = [rfc3339(t, self.tz, ms=False) for t in starts]
-            default_exp = starts[-1] + 3600
+            default_exp, why = starts[-1] + 3600, "1 h after the last --at time"
         elif req.daily and req.date_until:
-            until = dt.datetime.fromisoformat(req.date_until).replace(tzinfo=self.tz) + dt.timedelta(days=1)
-            default_exp = until.timestamp()
+            try:
+                until = dt.date.fromisoformat(req.date_until)
+            except ValueError:
+                raise OperatorError(f"--until {req.date_until}: expected YYYY-MM-DD") from None
+            default_exp = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), self.tz).timestamp()
+            why = "the end of the --until day"
+        elif req.daily:
+            first = now
+            if req.date_from:
+                try:
+                    first = max(now, dt.datetime.combine(dt.date.fromisoformat(req.date_from), dt.time(), self.tz)
+                                .timestamp())
+                except ValueError:
+                    raise OperatorError(f"--from {req.date_from}: expected YYYY-MM-DD") from None
+            # Not hub.default_expiry_h: a daily notice that silently stopped after a day would be a trap.
+            days = self.config.hub.daily_expiry_days
+            default_exp = first + days * 86400
+            why = f"{days:g} days, hub.daily_expiry_days, as no --until was given"
         else:
             default_exp = now + self.config.hub.default_expiry_h * 3600
-        exp = parse_expiry(req.expires, self.tz, now) if req.expires else default_exp
+            why = f"{self.config.hub.default_expiry_h:g} h, hub.default_expiry_h"
+        if req.expires:
+            exp, why = parse_expiry(req.expires, self.tz, now), "--expires"
+        else:
+            exp = default_exp
         if exp <= now:
             raise OperatorError(f"--expires {req.expires} is in the past")
-        return builders.bulletin(
+        try:
+            schedule = builders.schedule(
+                at=at, times=req.daily, weekdays=req.weekdays, date_from=req.date_from, date_until=req.date_until,
+                repeat=req.repeat, gap_s=req.gap_s,
+            )
+        except ValueError as exc:
+            raise OperatorError(str(exc)) from None
+        payload = builders.bulletin(
             id=req.bulletin_id or new_id(now, self.tz),
             rev=req.rev,
             iat=int(now),
@@ -125,14 +249,81 @@ class Operator:
             targets=req.targets,
             title=req.title or "",
             text=req.text,
-            schedule=builders.schedule(
-                at=at, times=req.daily, weekdays=req.weekdays, date_from=req.date_from, date_until=req.date_until,
-                repeat=req.repeat, gap_s=req.gap_s,
-            ),
+            schedule=schedule,
             voice=req.voice,
             chime=req.chime,
             volume=req.volume,
         )
+        bulletin = check(payload)
+        if not next_plays(bulletin, self.tz, now, 1):
+            flag = "--at" if req.at else "--daily/--from/--until"
+            raise OperatorError(f"{flag}: no play between now and the expiry "
+                                f"{rfc3339(exp, self.tz, ms=False)} ({why}): nothing would ever be heard")
+        return Plan(payload, bulletin, why)
+
+    def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
+        """The checked bulletin payload for ``req`` (see :meth:`plan`)."""
+        return self.plan(req, now).payload
+
+    def warnings(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
+        """What some nodes may not do as the operator expects: an unknown voice, zone or node; quiet hours."""
+        now = time.time() if now is None else now
+        bulletin = plan.bulletin
+        out = list(nodes.reach(bulletin.targets)[1])
+        if bulletin.voice:
+            voices_dir = Path(self.config.speech.voices_dir)
+            known = [p.stem for p in voice_files(voices_dir)]
+            if bulletin.voice not in known:
+                out.append(f"--voice {bulletin.voice}: not in {voices_dir} (there: {', '.join(known) or 'none'}); "
+                           "a node without it reads the bulletin with its default voice")
+        quiet = self.config.schedule.quiet_hours
+        if bulletin.priority == Priority.NORMAL and quiet:
+            hushed = [t for t in next_plays(bulletin, self.tz, now, 1000)
+                      if any(w.covers(t.time()) for w in quiet)]
+            if hushed:
+                windows = ", ".join(f"{w.start:%H:%M}-{w.end:%H:%M}" for w in quiet)
+                out.append(f"{len(hushed)} play(s) fall in quiet hours ({windows}), first {_local(hushed[0])}: "
+                           "nodes skip normal bulletins then; choose another time or --priority priority")
+        return out
+
+    def understood(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
+        """What was posted, in the operator's words: when it plays, on how many nodes, until when."""
+        now = time.time() if now is None else now
+        bulletin = plan.bulletin
+        assert bulletin.schedule is not None
+        if bulletin.schedule.now:
+            when = "now, as each node receives it"
+        else:
+            plays = next_plays(bulletin, self.tz, now, SHOWN_PLAYS + 1)
+            when = ", ".join(_local(t) for t in plays[:SHOWN_PLAYS]) + (", ..." if len(plays) > SHOWN_PLAYS else "")
+        if bulletin.schedule.repeat > 1:
+            when += f" ({bulletin.schedule.repeat} times each)"
+        reached, _unknown = nodes.reach(bulletin.targets)
+        where = ", ".join(bulletin.targets)
+        count = f"{len(reached)} known node(s)" if nodes.nodes else "nodes unknown to the hub (set hub.nodes)"
+        until = dt.datetime.fromtimestamp(bulletin.exp, self.tz)
+        return [
+            f"when:  {when} ({self.tz.key} time)",
+            f"where: {where}: {count}" + (f" ({', '.join(sorted(reached))})" if 0 < len(reached) <= 8 else ""),
+            f"until: {_local(until)} ({plan.expiry})",
+        ]
+
+    def preview(self, plan: Plan, output: Path) -> tuple[list[str], float]:
+        """The sentences a node would speak (normalized) and the programme written to ``output`` as a WAV, made
+        by the same speech and render path as ``radiod speak``; returns the sentences and the duration in s."""
+        from radiod.audio.pcm import write_wav_blocks
+        from radiod.node.programme import ProgrammeMaker
+
+        bulletin = plan.bulletin
+        assert bulletin.schedule is not None
+        maker = ProgrammeMaker(self.config)
+        known = {p.stem for p in voice_files(Path(self.config.speech.voices_dir))}
+        voice = bulletin.voice if bulletin.voice in known else self.config.speech.voice
+        sentences = maker.speaker.sentences(bulletin.text, voice)
+        programme = maker.make(bulletin.text, voice, chime=bulletin.chime, repeat=bulletin.schedule.repeat,
+                               gap_s=bulletin.schedule.gap_s, volume=bulletin.volume or 1.0)
+        write_wav_blocks(output, programme.rate, programme.blocks(8192))
+        return sentences, programme.duration_s
 
     def sign(self, payload: dict[str, Any]) -> str:
         if self.key is None:
@@ -141,9 +332,16 @@ class Operator:
 
     # ----- talking to the broker -----
     def post(self, req: PostRequest) -> dict[str, Any]:
-        """Sign and publish a bulletin, retained, on the topic of each of its targets; returns the payload."""
-        payload = self.bulletin(req)
+        """Check, sign and publish a bulletin, retained, on the topic of each of its targets; returns the payload."""
+        return self.publish(self.plan(req))
+
+    def publish(self, plan: Plan) -> dict[str, Any]:
+        """Sign and publish a planned bulletin; returns the payload."""
+        payload = plan.payload
         token = self.sign(payload)
+        if len(token.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+            raise OperatorError(f"the text: the signed bulletin is {len(token.encode('utf-8'))} bytes, nodes take "
+                                f"at most {MAX_PAYLOAD_BYTES}; shorten it or split it in two")
         messages = [(bulletin_topic(self.prefix, t, payload["id"]), token, True) for t in payload["targets"]]
         publish_once(self.config.mqtt, "post", messages, timeout=10)
         return payload
@@ -154,6 +352,8 @@ class Operator:
         if not current:
             raise OperatorError(f"no retained bulletin with id {bulletin_id!r} on {self.prefix}")
         latest = max((b["payload"] for b in current), key=lambda p: p.get("rev", 0))
+        if latest.get("cancelled"):
+            raise AlreadyCancelled(latest)
         now = time.time()
         tombstone = builders.tombstone_for(latest, now)
         token = self.sign(tombstone)
@@ -170,6 +370,55 @@ class Operator:
                 continue
             out.append({"topic": msg.topic, **_decode(msg, trust)})
         return out
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Clear every expired retained bulletin and tombstone: an empty retained payload on its topic.
+
+        Nodes ignore an expired bulletin anyway, and keep what they stored (only a signed tombstone cancels), so
+        this only stops the broker from handing stale messages to every node at every connect.
+        """
+        now = time.time() if now is None else now
+        topics = sorted({b["topic"] for b in self.retained_bulletins() if _expired(b["payload"], now)})
+        if topics:
+            publish_once(self.config.mqtt, "prune", [(t, b"", True) for t in topics], timeout=10)
+        return topics
+
+    def command(
+        self,
+        action: Action,
+        targets: Sequence[str],
+        *,
+        level: float | None = None,
+        timeout_s: float,
+        expected: frozenset[str] = frozenset(),
+    ) -> Iterator[Answer]:
+        """Sign and send a command, then yield each node's answer as it comes, for ``timeout_s`` seconds or until
+        every ``expected`` node has given its last word."""
+        now = time.time()
+        command_id = f"c-{dt.datetime.fromtimestamp(now, self.tz):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        payload = builders.command(id=command_id, iat=int(now), exp=int(now) + COMMAND_LIFETIME_S, action=action,
+                                   targets=targets, level=level)
+        token = self.sign(payload)
+        topics = [command_topic(self.prefix, t) for t in targets]
+        done: set[str] = set()
+        replies = request(self.config.mqtt, str(action), [(t, token) for t in topics],
+                          node_topic(self.prefix, "+", "event"), duration_s=timeout_s)
+        for msg in replies:
+            parsed = parse_node_topic(msg.topic, self.prefix)
+            try:
+                event = Event.from_dict(json.loads(msg.payload))
+            except ValueError:
+                continue  # not the protocol's: shown by `radiod watch`, no answer to this command
+            # A rejection of a payload the node could not read carries the topic, not the command id.
+            ours = event.command == command_id or (event.type == EventType.REJECTED and event.topic in topics)
+            if parsed is None or not ours:
+                continue
+            answer = Answer(parsed[0], event)
+            yield answer
+            if answer.final:
+                done.add(answer.node)
+                if expected and expected <= done:
+                    return
 
     def _trust(self) -> TrustStore | None:
         keys = self.config.security.trusted_keys
@@ -192,8 +441,24 @@ def _decode(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
         return {"payload": {}, "verified": False}
 
 
+def _expired(payload: dict[str, Any], now: float) -> bool:
+    exp = payload.get("exp")
+    return isinstance(exp, (int, float)) and exp <= now
+
+
+def bulletin_state(payload: dict[str, Any], now: float) -> str:
+    """How ``bulletins`` shows a retained bulletin: cancelled, expired or active."""
+    if payload.get("cancelled"):
+        return "cancelled"
+    return "expired" if _expired(payload, now) or "exp" not in payload else "active"
+
+
 def _b64(segment: bytes) -> bytes:
     return base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+
+
+def _local(t: dt.datetime) -> str:
+    return t.strftime("%a %Y-%m-%d %H:%M")
 
 
 def new_id(now: float, tz: ZoneInfo) -> str:

@@ -167,6 +167,59 @@ def collect_retained(
         return messages
 
 
+def request(
+    mqtt: MqttConfig,
+    client_id_hint: str,
+    messages: Sequence[tuple[str, bytes | str]],
+    reply_filter: str,
+    *,
+    duration_s: float,
+    timeout: float = 10.0,
+) -> Iterator[Incoming]:
+    """Publish ``(topic, payload)`` messages (QoS 1, not retained) and yield the live messages on ``reply_filter``
+    for ``duration_s`` seconds, or until the caller stops iterating.
+
+    The subscription is acknowledged before anything is published, so no answer can arrive unseen; retained
+    messages on the filter are left out (they answer nothing that was just sent).
+    """
+    address = f"{mqtt.host}:{mqtt.port}"
+    client = new_client(mqtt, operator_client_id(client_id_hint))
+    received: queue.Queue[Incoming] = queue.Queue()
+    subscribed = threading.Event()
+    granted: list[ReasonCode] = []
+
+    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if not message.retain:
+            received.put(Incoming(message.topic, bytes(message.payload), False, time.time()))
+
+    def on_subscribe(
+        client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Properties | None
+    ) -> None:
+        granted.extend(codes)
+        subscribed.set()
+
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    with _operator_session(mqtt, client, timeout):
+        client.subscribe(reply_filter, options=SubscribeOptions(qos=1))
+        if not subscribed.wait(timeout):
+            raise RadiodError(f"broker {address} did not acknowledge the subscription to {reply_filter}")
+        if granted[0].is_failure:
+            raise RadiodError(f"broker {address} refused the subscription to {reply_filter}: {granted[0]}")
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos=1)
+            try:
+                info.wait_for_publish(timeout)
+            except RuntimeError as e:  # the connection dropped before paho could send it
+                raise RadiodError(f"broker {address} dropped the connection while publishing {topic}: {e}") from e
+            if not info.is_published():
+                raise RadiodError(f"broker {address} did not acknowledge the message on {topic} within {timeout:.0f} s")
+        end = time.monotonic() + duration_s
+        while (left := end - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                yield received.get(timeout=min(left, 1.0))
+
+
 def stream(
     mqtt: MqttConfig,
     client_id_hint: str,

@@ -35,16 +35,10 @@ NOW = "now"
 
 
 def in_quiet_hours(ts: float, windows: Sequence[QuietHours], tz: dt.tzinfo) -> bool:
-    """Whether the instant ``ts`` falls in one of the windows, read in the node's time zone; a window whose end
-    is not after its start runs past midnight (22:00 to 05:00)."""
+    """Whether the instant ``ts`` falls in one of the windows, read in the node's time zone (the same rule
+    ``radiod post`` warns with: :meth:`QuietHours.covers`)."""
     local = dt.datetime.fromtimestamp(ts, tz).time()
-    for window in windows:
-        if window.start <= window.end:
-            if window.start <= local < window.end:
-                return True
-        elif local >= window.start or local < window.end:
-            return True
-    return False
+    return any(window.covers(local) for window in windows)
 
 
 class Scheduler:
