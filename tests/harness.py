@@ -52,7 +52,7 @@ from radiod.hub.operator import Operator, PostRequest
 from radiod.node.daemon import Daemon
 from radiod.protocol.builders import tombstone_for
 from radiod.protocol.jws import generate_keypair
-from radiod.protocol.messages import bulletin_topic
+from radiod.protocol.topics import bulletin_topic
 from radiod.schema import to_plain
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -91,6 +91,7 @@ class Programme:
         self._parts = parts
         self._starts = [p.span.start for p in parts]
         self.spans: tuple[Span, ...] = tuple(p.span for p in parts)
+        self._primed: _Rendering | None = None
 
     @property
     def duration_s(self) -> float:
@@ -117,6 +118,14 @@ class Programme:
         if held:
             yield np.concatenate(pending)
 
+    def prime(self) -> None:
+        """Start rendering the opening parts now, in the background: the station calls this as the amplifier
+        goes on, so the first block is ready at the start instant and the first sample is not late by the time
+        it takes to render (a scheduled start is an instant, shared by every node of the commune)."""
+        if self._primed is None:
+            self._primed = _Rendering(self)
+            self._primed.ahead(0)
+
     def to_pcm(self) -> Pcm:
         """The whole programme in memory: for tests and short programmes only."""
         return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self._limited_chunks()]), self.rate)
@@ -133,7 +142,7 @@ class Programme:
         (resampling and limiting run outside the GIL): a play at real time never waits for a part, and
         ``radiod speak -o`` uses a second core.
         """
-        rendering = _Rendering(self)
+        rendering, self._primed = self._primed or _Rendering(self), None
         try:
             start = 0
             while start < (known := self._known_until(start)):
@@ -166,13 +175,17 @@ class _Rendering:
         self._parts: dict[int, Future[np.ndarray]] = {}
 
     def part(self, i: int) -> np.ndarray:
+        self.ahead(i)
+        for j in [j for j in self._parts if j < i]:
+            del self._parts[j]
+        return self._parts[i].result()
+
+    def ahead(self, i: int) -> None:
+        """Submit part ``i`` and the few after it, those not yet submitted."""
         parts = self._programme._parts  # a streaming programme appends to it as its speech arrives
         for j in range(i, min(i + 1 + _RENDER_AHEAD, len(parts))):
             if j not in self._parts:
                 self._parts[j] = self._pool.submit(parts[j].render, self._programme.rate)
-        for j in [j for j in self._parts if j < i]:
-            del self._parts[j]
-        return self._parts[i].result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

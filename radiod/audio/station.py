@@ -99,6 +99,7 @@ def play(
     try:
         relays.amp_on()
         amp_on = time.time()
+        programme.prime()  # rendered during the warm-up, so the first sample is on time
         due_wall = max(amp_on if start_at is None else start_at, amp_on + amplifier.warmup_s)
         due = time.monotonic() + (due_wall - time.time())
         if _wait_monotonic(due - LINE_SETTLE_S, stop):
