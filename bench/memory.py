@@ -45,7 +45,8 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"  # shared/ lies beside the checkout
+TEXTS = [ROOT / "tests" / "data" / "articles", ROOT / "bench" / "data", ROOT / "tests" / "data" / "bulletins"]
+"""Our own prose, distinct texts only: the tests' article, the bench's article, the tests' bulletins."""
 PEAK_TARGET_MB = 150.0
 FIRST_SPEECH_TARGET_S = 2.0
 
@@ -57,10 +58,9 @@ def bulletin(kind: str) -> str:
     if kind == "digits":
         digits = random.Random(20_000)  # not periodic: every synthesis unit is new text
         return "".join(digits.choice("0123456789") for _ in range(MAX_TEXT))
-    articles = sorted((CORPUS / "articles").glob("*.txt")) if CORPUS.is_dir() else []
-    prose = "\n".join(p.read_text(encoding="utf-8") for p in articles)
+    prose = "\n".join(p.read_text(encoding="utf-8") for folder in TEXTS for p in sorted(folder.glob("*.txt")))
     if len(prose) < MAX_TEXT:  # repeated text would share its clips and understate the memory
-        raise FileNotFoundError(f"{MAX_TEXT} characters of distinct prose: the corpus articles in {CORPUS}")
+        raise FileNotFoundError(f"{MAX_TEXT} characters of distinct prose in {[str(f) for f in TEXTS]}")
     return prose[:MAX_TEXT]
 
 

@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/normalize.py [--region south] [--rounds 7]
 The sentences are the inputs of tests/data/normalize/ (the core cases and every domain file), split on
 . ! ? ; and line ends, so a clean checkout has everything it needs. To add a corpus of real articles, name a
-folder of .txt files (searched recursively) in RADIOD_NORMALIZE_CORPUS; its sentences are timed separately too.
+folder of .txt files (searched recursively) in RADIOD_EXTRA_CORPUS; its sentences are timed separately too.
 The lexicon is loaded (and its rules compiled) before timing, as the daemon does once at start-up.
 The target is 5,000 sentences/s on a 2-core machine.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from radiod.speech.normalize import default_lexicon, normalize
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "normalize"
-CORPUS_ENV = "RADIOD_NORMALIZE_CORPUS"
+CORPUS_ENV = "RADIOD_EXTRA_CORPUS"
 TARGET = 5000
 
 

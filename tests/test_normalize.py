@@ -170,10 +170,10 @@ def test_every_whole_number_reads_back_to_its_value(n: int) -> None:
 
 
 def test_no_digit_reaches_the_voice_in_any_case_input() -> None:
-    """Every input of both case sets, and any extra text files named by RADIOD_NORMALIZE_CORPUS."""
+    """Every input of both case sets, and any extra text files named by RADIOD_EXTRA_CORPUS."""
     texts = [(f"core.tsv:{c[0]}", c[3]) for c in load_cases()]
     texts += [(f"{c[0]}.tsv:{c[1]}", c[3]) for c in load_domain_cases()]
-    extra = os.environ.get("RADIOD_NORMALIZE_CORPUS")
+    extra = os.environ.get("RADIOD_EXTRA_CORPUS")
     if extra:
         texts += [(p.name, p.read_text(encoding="utf-8")) for p in sorted(Path(extra).glob("**/*.txt"))]
     for name, text in texts:
