@@ -8,8 +8,8 @@ Two bulletins, each in a fresh process with an empty speech cache (the worst cas
 1. ``digits``: a signed, in-spec ``now`` bulletin of 20 000 digits (MAX_TEXT of radiod/protocol/messages.py), which
    normalizes to one 84 000-character "sentence" of about 80 minutes of speech. Read whole it took the daemon
    from 78 MB to 1.19 GB (issue 11, item 2).
-2. ``text``: MAX_TEXT characters of real prose, all distinct (the corpus articles, beside the checkout), about
-   28 minutes of speech.
+2. ``text``: MAX_TEXT characters of real prose, all distinct (our own articles and bulletins in tests/data and
+   bench/data), about 28 minutes of speech.
 
 Path: ``ProgrammeMaker.make(text, voice, stream=True)``, what the daemon does for a ``now`` or emergency bulletin
 (the Speaker's stream feeding a StreamingProgramme), with the node's default config (mock board, default
