@@ -164,16 +164,18 @@ class Daemon:
         last_alive = float(self.store.get_setting("last_alive") or 0) or None
         self._report_unfinished_plays()
         self.publisher.start()
+        # The socket first: a technician's request waits for the main loop, rather than hearing "not running"
+        # from a daemon that is starting.
+        try:
+            self.control.start()
+        except RadiodError as exc:  # the loudspeakers matter more than the technician's socket: play on
+            log.error("%s: radiod health, status and test cannot reach this daemon", exc)
         self._warm_up_speech()
         self.link.start()
         self.playout.start()
         self.scheduler.start()
         self.scheduler.rebuild(last_alive=last_alive)
         self.clock.start()
-        try:
-            self.control.start()
-        except RadiodError as exc:  # the loudspeakers matter more than the technician's socket: play on
-            log.error("%s: radiod health, status and test cannot reach this daemon", exc)
         self.systemd.ready(f"node {self.config.node.id} running")
         log.info("radiod %s node %s running", __version__, self.config.node.id)
         next_health = next_alive = next_purge = time.monotonic()
