@@ -11,9 +11,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 demo: deps venv
 	$(VENV)/bin/radiod demo
 
+# Most tests wait on real time (plays at real speed, brokers, timeouts), so they run in parallel workers; the few
+# that time the first sample or a relay to tens of milliseconds (marker `timing`) then run alone.
+TEST_WORKERS ?= 4
+
 test: deps venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not timing"
+	$(VENV)/bin/pytest -q -m timing
 
 lint: venv
 	$(VENV)/bin/ruff check .

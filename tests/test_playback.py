@@ -26,6 +26,8 @@ PROFILES = REPO / "firmware_profiles"
 RATE = 16000
 WARMUP_S = 0.3
 HOLD_S = 0.2
+pytestmark = pytest.mark.timing  # tens of ms of wall time: run alone, never beside other tests
+
 TOLERANCE_S = 0.03  # a loaded 2-core machine: scheduling jitter, not the code's precision
 ROUNDING_S = 0.001  # pin times rebuilt from monotonic deltas, float sums of epoch seconds: rounding, not timing
 

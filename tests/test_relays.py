@@ -251,6 +251,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.parametrize(("signum", "returncode"), [(signal.SIGTERM, 128 + 15), (signal.SIGINT, -signal.SIGINT)])
+@pytest.mark.timing
 def test_signal_to_the_process_switches_the_amplifier_off_before_it_exits(signum: int, returncode: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
