@@ -148,7 +148,9 @@ class Scheduler:
     def _arm_next(self, bulletin: Bulletin, after: float) -> None:
         end = _aware(bulletin.exp)
         upcoming = next(occurrences(bulletin.schedule, self._tz, _aware(after), end), None)
-        if upcoming is None:
+        if upcoming is None:  # its last occurrence is handed over: no longer anyone's next play
+            with self._lock:
+                self._next.pop(bulletin.id, None)
             return
         fire_at = upcoming - dt.timedelta(seconds=self._prerender)
         with self._lock:
