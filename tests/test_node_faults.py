@@ -4,12 +4,22 @@ technician would see."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
-from harness import SHORT, EventLog, Hub, ThreadNode
+from harness import SHORT, EventLog, Hub, ThreadNode, node_config, wait_for
+from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
 from radiod.clock import rfc3339
+from radiod.hub.localbroker import Broker
+
+
+def checks(node: ThreadNode) -> dict[str, tuple[str, str]]:
+    report = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=20)
+    return {c["name"]: (c["status"], c["detail"]) for c in report["checks"]}
 
 
 def test_next_play_is_cleared_after_the_last_at_time(
@@ -27,3 +37,36 @@ def test_next_play_is_cleared_after_the_last_at_time(
     assert health.get("next") is None, health.get("next")
     queue = {c["name"]: c["detail"] for c in health["checks"]}["queue"]
     assert "nothing scheduled" in queue
+
+
+def test_event_publisher_survives_a_full_disk_and_resumes(
+    hub: Hub, broker: Broker, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """Events wait in the outbox while the hub is away; the SD card fills; the hub comes back, so the publisher
+    sends them but cannot delete them from the full store. It must keep going and deliver every event once space
+    returns, without a restart."""
+    base = node_config(hub, tmp_path)
+    node = start_node(replace(base, storage=replace(base.storage, dir=str(tiny_disk / "state"))))
+    bid = hub.post(SHORT, at=(rfc3339(time.time() + 2, ms=False),), expires="2h")["id"]
+    events.wait("accepted", bulletin=bid)
+    broker.stop()
+    wait_for(lambda: node.daemon.store.outbox_size() >= 2, 30, "the play's started and finished in the outbox")
+    filler = tiny_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
+    broker.start()
+    events.wait("started", bulletin=bid, timeout=20)  # sent, but the full store cannot forget it
+    time.sleep(2)
+    assert node.daemon.publisher.alive, "the event publisher died on the full disk"
+    filler.unlink()  # space returns
+    events.wait("finished", bulletin=bid, timeout=20)
+    wait_for(lambda: node.daemon.store.outbox_size() == 0, 20, "the outbox to drain")
+    assert checks(node)["outbox"][0] == "ok"
+
+
+def test_health_is_crit_when_the_event_publisher_is_not_running(start_node: Callable[..., ThreadNode]) -> None:
+    node = start_node()
+    assert checks(node)["outbox"][0] == "ok"
+    node.daemon.publisher.stop()  # as if its thread had ended: events would pile up until a restart
+    status, detail = checks(node)["outbox"]
+    assert status == "crit" and "publisher" in detail

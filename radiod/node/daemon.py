@@ -460,6 +460,7 @@ class Daemon:
             config=self.config, tz=self.tz, now=now, link=self.link, output=self.station.output,
             relays=self.station.relays, playout=self.playout, voice=self.voice_check,
             next_play=self.scheduler.next_play, last_play=self._last_play, outbox_size=self.store.outbox_size,
+            publishing=lambda: self.publisher.alive,
             started_at=self.started_at, health_published_at=self.health_published_at,
             store_error=self.store_error, watchdog_fired_at=self.watchdog_fired_at,
         )

@@ -443,9 +443,15 @@ def check_relays(relays: Relays, busy: Callable[[], bool], watchdog_fired_at: fl
     return Check("relays", "ok", states)
 
 
-def check_outbox(size: int, *, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX_CRIT) -> Check:
-    """Events not yet acknowledged by the broker: the hub's record of what was broadcast lags by that much."""
+def check_outbox(
+    size: int, *, publishing: bool = True, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX_CRIT
+) -> Check:
+    """Events not yet acknowledged by the broker: the hub's record of what was broadcast lags by that much.
+    Crit when the publisher thread is not running (``publishing`` false): nothing would leave the outbox."""
     what = f"{size} event{'s' if size != 1 else ''} waiting for the broker"
+    if not publishing:
+        return Check("outbox", "crit", f"{what}, and the event publisher has stopped: the hub hears nothing more "
+                     "from this node (see journalctl -u radiod; restart radiod)")
     if size >= crit_at:
         return Check("outbox", "crit", f"{what}: nearing the cap, the oldest will be dropped")
     if size >= warn_at:
@@ -506,6 +512,7 @@ class RunningNode:
     next_play: Callable[[], tuple[str, float] | None]
     last_play: Callable[[], PlayRecord | None]
     outbox_size: Callable[[], int]
+    publishing: Callable[[], bool]
     started_at: float
     health_published_at: float | None
     store_error: tuple[float, str] | None
@@ -528,7 +535,7 @@ def daemon_checks(node: RunningNode) -> list[Check]:
         ("store", lambda: check_store(node.store_error, h.interval_s, now, tz)),
         ("relays", lambda: check_relays(node.relays, node.playout.busy, node.watchdog_fired_at, tz)),
         ("queue", lambda: check_queue(node.playout, node.next_play(), node.last_play(), tz)),
-        ("outbox", lambda: check_outbox(node.outbox_size())),
+        ("outbox", lambda: check_outbox(node.outbox_size(), publishing=node.publishing())),
     ]
     return [_guarded(name, check) for name, check in checks]
 
