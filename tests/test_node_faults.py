@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from harness import SHORT, EventLog, Hub, ThreadNode, node_config, wait_for
+from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
 from radiod.clock import rfc3339
@@ -70,3 +70,25 @@ def test_health_is_crit_when_the_event_publisher_is_not_running(start_node: Call
     node.daemon.publisher.stop()  # as if its thread had ended: events would pile up until a restart
     status, detail = checks(node)["outbox"]
     assert status == "crit" and "publisher" in detail
+
+
+def test_sigterm_mid_play_replays_after_restart(hub: Hub, events: EventLog, tmp_path: Path) -> None:
+    """`systemctl restart` (SIGTERM) in the middle of a scheduled play: reported interrupted with reason
+    shutdown, and played again after the restart, since it is still within its grace window."""
+    config = node_config(hub, tmp_path)
+    node = ProcessNode(config, tmp_path)
+    try:
+        at = rfc3339(time.time() + 3, ms=False)
+        bid = hub.post(LONG, at=(at,), expires="2h")["id"]
+        events.wait("started", bulletin=bid, timeout=60)
+        time.sleep(1)  # mid-audio
+        assert node.terminate() == 0
+        node = ProcessNode(config, tmp_path)
+        interrupted = events.wait("interrupted", bulletin=bid, timeout=30)[0]
+        assert interrupted["reason"] == "shutdown"
+        events.wait("finished", bulletin=bid, timeout=60)
+        played = sorted(events.of(bulletin=bid), key=lambda e: e["seq"])
+        assert [e["type"] for e in played] == ["accepted", "started", "interrupted", "started", "finished"]
+        assert len({e["occurrence"] for e in played[1:]}) == 1  # the same occurrence, played again
+    finally:
+        assert node.terminate() == 0

@@ -102,8 +102,9 @@ class Scheduler:
         if bulletin.schedule.now:
             self._due_now(bulletin, stored_at, now)
             return
-        # Occurrences since the node last knew the time (or since it got the bulletin), not yet played.
-        since = max(stored_at, last_alive or stored_at) - 1
+        # Occurrences since the node last knew the time (or since it got the bulletin), and those of the grace
+        # window (one cut by a shutdown or still queued when the daemon stopped), not yet played.
+        since = max(stored_at, min(last_alive, now - self._grace) if last_alive is not None else stored_at) - 1
         for occ in occurrences(bulletin.schedule, self._tz, _aware(since), _aware(now)):
             key = rfc3339(occ.timestamp(), self._tz, ms=False)
             if self._store_state(bulletin, key) in DONE_STATES:
