@@ -79,7 +79,7 @@ def test_sigterm_mid_play_replays_after_restart(hub: Hub, events: EventLog, tmp_
     node = ProcessNode(config, tmp_path)
     try:
         # Up (its control socket is the last thing it opens), so the bulletin arrives before its time.
-        wait_for(lambda: (Path(config.storage.dir) / "control.sock").exists(), 60, "the node to start")
+        wait_for((Path(config.storage.dir) / "control.sock").exists, 60, "the node to start")
         at = rfc3339(time.time() + 3, ms=False)
         bid = hub.post(LONG, at=(at,), expires="2h")["id"]
         events.wait("started", bulletin=bid, timeout=60)
