@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_INVALID = 2
+EXIT_UNKNOWN = 3
+"""`radiod health` is a monitoring plugin: its usage errors are UNKNOWN (3), not CRITICAL (argparse's 2)."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -591,7 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
+        if exc.code == EXIT_INVALID and words[:1] == ["health"]:
+            return EXIT_UNKNOWN
+        raise
     try:
         return int(args.handler(args))
     except ConfigError as exc:

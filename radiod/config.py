@@ -48,6 +48,9 @@ class NodeConfig:
     timezone: str = setting(
         "Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours", check=_unknown_zone
     )
+    demo: bool = setting(
+        False, doc="a demo or test bench: mock relays and a file: output are expected, health does not warn of them"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +101,10 @@ class AudioConfig:
     )
     chime: bool = setting(True, doc="play the opening and closing chime unless a bulletin says not to")
     chime_file: str | None = setting(None, doc="a WAV to use as chime instead of the generated one")
+    file_keep: int = setting(
+        100, doc="with a file: output, the newest WAVs kept; older ones are deleted after each play (0: keep all)",
+        min=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -65,7 +65,7 @@ def run_demo(*, keep: bool = False) -> int:
         output = "default" if sound_card_present() else f"file:{work / 'out'}"
         config = replace(
             Config(),
-            node=NodeConfig(id=NODE, zones=["thon-1"]),
+            node=NodeConfig(id=NODE, zones=["thon-1"], demo=True),
             mqtt=broker.mqtt_config(prefix=PREFIX),
             security=SecurityConfig(trusted_keys={"demo": str(public)}),
             storage=StorageConfig(dir=str(work / "state")),

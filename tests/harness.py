@@ -352,7 +352,7 @@ def node_config(hub: Hub, tmp: Path, node: str = "n01", *, zones: tuple[str, ...
     """A node config on the hub's broker, with fast mock relays and a file sink under ``tmp``."""
     return replace(
         Config(),
-        node=NodeConfig(id=node, zones=list(zones)),
+        node=NodeConfig(id=node, zones=list(zones), demo=True),  # a test bench: mock relays, a file sink
         mqtt=hub.broker.mqtt_config(prefix=PREFIX, keepalive_s=5, reconnect_max_s=1),
         security=SecurityConfig(trusted_keys={hub.kid: str(hub.public)}),
         storage=StorageConfig(dir=str(tmp / node / "state"), cache_dir=str(tmp / "cache")),

@@ -355,5 +355,6 @@ def test_outcomes_map_to_occurrence_states_in_one_place() -> None:
     assert occurrence_state("skipped", "quiet_hours") == "skipped"
     assert occurrence_state("interrupted", "preempted") == "interrupted"  # plays again after the emergency
     assert occurrence_state("interrupted", "restart") == "interrupted"  # replays within grace after a restart
-    for reason in ("stopped", "cancelled", "superseded", "shutdown"):
+    assert occurrence_state("interrupted", "shutdown") == "interrupted"  # likewise after systemctl restart
+    for reason in ("stopped", "cancelled", "superseded"):
         assert occurrence_state("interrupted", reason) == "skipped", reason

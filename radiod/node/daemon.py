@@ -35,6 +35,7 @@ from radiod.config import Config
 from radiod.errors import RadiodError, Rejected, StoreError
 from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
+from radiod.node.filesink import prune_wavs
 from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
@@ -461,6 +462,7 @@ class Daemon:
             config=self.config, tz=self.tz, now=now, link=self.link, output=self.station.output,
             relays=self.station.relays, playout=self.playout, voice=self.voice_check,
             next_play=self.scheduler.next_play, last_play=self._last_play, outbox_size=self.store.outbox_size,
+            publishing=lambda: self.publisher.alive,
             started_at=self.started_at, health_published_at=self.health_published_at,
             store_error=self.store_error, watchdog_fired_at=self.watchdog_fired_at,
         )
@@ -511,6 +513,7 @@ class _Reporter:
         self._d = daemon
 
     def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
+        self._prune_sink()
         b = req.bulletin
         state = occurrence_state(outcome, reason)
         try:
@@ -518,6 +521,12 @@ class _Reporter:
         except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
             log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+
+    def _prune_sink(self) -> None:
+        """A play ended: with a ``file:`` output, old WAVs go (``audio.file_keep``)."""
+        audio = self._d.config.audio
+        if audio.output.startswith("file:"):
+            prune_wavs(Path(audio.output.removeprefix("file:")).expanduser(), audio.file_keep)
 
     def claim(self, req: PlayRequest) -> bool:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write

@@ -33,6 +33,8 @@ class Link(Protocol):
 
 MEMORY_BACKLOG = 10_000
 """Events held in RAM while the store cannot be written (a full SD card), before the oldest are dropped."""
+PUBLISHER_RETRY_S = 2.0
+"""How long the publisher waits after the store refused it (a full SD card) before it tries again."""
 
 
 class EventLog:
@@ -102,7 +104,12 @@ class EventLog:
 
 
 class Publisher:
-    """Drains the outbox to ``topic`` in seq order, one acknowledged message at a time."""
+    """Drains the outbox to ``topic`` in seq order, one acknowledged message at a time.
+
+    A store error (a full SD card refuses even the delete of an acknowledged event) pauses it for
+    :data:`PUBLISHER_RETRY_S`, never ends it: the event stays in the outbox and is sent again, so the hub may
+    receive one seq twice (it keeps the first), but never loses one.
+    """
 
     def __init__(self, store: Store, link: Link, topic: str, wakeup: threading.Event, *, ack_timeout_s: float = 10.0):
         self._store = store
@@ -112,6 +119,12 @@ class Publisher:
         self._ack_timeout = ack_timeout_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self.store_error: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the publisher thread runs: if it ever ends, events pile up in the outbox (health is crit)."""
+        return self._thread.is_alive()
 
     def start(self) -> None:
         self._thread.start()
@@ -125,8 +138,19 @@ class Publisher:
         while not self._stop.is_set():
             self._wakeup.wait(timeout=1.0)
             self._wakeup.clear()
-            while not self._stop.is_set() and self._link.connected and self._drain_batch():
-                pass
+            try:
+                while not self._stop.is_set() and self._link.connected and self._drain_batch():
+                    pass
+            except StoreError as exc:
+                if self.store_error is None:
+                    log.error("event publisher paused, retrying every %g s: %s", PUBLISHER_RETRY_S, exc)
+                self.store_error = str(exc)
+                self._stop.wait(PUBLISHER_RETRY_S)
+                self._wakeup.set()  # then straight back to the outbox
+                continue
+            if self.store_error is not None:
+                log.warning("event publisher: the store works again")
+                self.store_error = None
 
     def _drain_batch(self) -> bool:
         """Publish pending events in order; True if it sent a full batch and more may wait."""

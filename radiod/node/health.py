@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from radiod.audio.output import NullOutput, Output
+from radiod.audio.output import FileOutput, NullOutput, Output
 from radiod.audio.relays import AMPLIFIER, STATUS_LED, Relays
 from radiod.clock import rfc3339
 from radiod.config import Config
@@ -223,19 +223,10 @@ def _adjtimex() -> ClockReading | None:
 def check_cpu_temp(warn_c: float, crit_c: float, thermal_dir: Path = THERMAL_DIR) -> Check:
     """The SoC temperature: a Pi in a metal box on a pole in the sun throttles at 80-85 °C, and then renders
     late or stops."""
-    zones = sorted(thermal_dir.glob("thermal_zone*"))
-    readings: list[tuple[float, str]] = []
-    for zone in zones:
-        try:
-            millideg = int((zone / "temp").read_text().strip())
-            kind = (zone / "type").read_text().strip() if (zone / "type").exists() else zone.name
-        except (OSError, ValueError):
-            continue
-        readings.append((millideg / 1000.0, kind))
-    if not readings:
+    reading = read_cpu_temp(thermal_dir)
+    if reading is None:
         return Check("cpu_temp", "ok", f"no temperature sensor in {thermal_dir} (not a Raspberry Pi?)")
-    cpu = [r for r in readings if "cpu" in r[1].lower()]
-    temp, kind = max(cpu or readings)
+    temp, kind = reading
     where = f"{temp:.1f} °C ({kind})"
     if temp >= crit_c:
         return Check("cpu_temp", "crit", f"{where}, at or above {crit_c:g} °C: the Pi throttles; shade or "
@@ -243,6 +234,20 @@ def check_cpu_temp(warn_c: float, crit_c: float, thermal_dir: Path = THERMAL_DIR
     if temp >= warn_c:
         return Check("cpu_temp", "warn", f"{where}, at or above {warn_c:g} °C")
     return Check("cpu_temp", "ok", where)
+
+
+def read_cpu_temp(thermal_dir: Path = THERMAL_DIR) -> tuple[float, str] | None:
+    """The hottest CPU thermal zone (any zone when none says cpu): °C and its type; None without a sensor."""
+    readings: list[tuple[float, str]] = []
+    for zone in sorted(thermal_dir.glob("thermal_zone*")):
+        try:
+            millideg = int((zone / "temp").read_text().strip())
+            kind = (zone / "type").read_text().strip() if (zone / "type").exists() else zone.name
+        except (OSError, ValueError):
+            continue
+        readings.append((millideg / 1000.0, kind))
+    cpu = [r for r in readings if "cpu" in r[1].lower()]
+    return max(cpu or readings) if readings else None
 
 
 def check_power(throttled_file: Path = THROTTLED_FILE) -> Check:
@@ -344,18 +349,23 @@ def check_heartbeat(last_published: float | None, started_at: float, interval_s:
 
 def check_audio(
     output: Callable[[], Output], in_use: str | None, last_failure: tuple[float, str] | None = None,
-    *, now: float | None = None, tz: dt.tzinfo | None = None,
+    *, now: float | None = None, tz: dt.tzinfo | None = None, demo: bool = False,
 ) -> Check:
     """The audio output is there and opens (``output`` opens it, or returns the one already open); warn when a
-    play's audio failed within :data:`RECENT_FAULT_S` (``last_failure``: when, why). While something plays it
-    is not probed: re-opening a sound card would cut the stream, and the play is the proof."""
+    play's audio failed within :data:`RECENT_FAULT_S` (``last_failure``: when, why), and when plays go to WAV
+    files outside a demo (``node.demo``): a node left on the default ``file:`` output is silent. While
+    something plays it is not probed: re-opening a sound card would cut the stream, and the play is the proof."""
     try:
         opened = output()
-        if in_use is not None:
-            return Check("audio", "ok", f"{opened}: in use ({in_use})")
-        opened.check()
+        if in_use is None:
+            opened.check()
     except AudioOutputError as exc:
         return Check("audio", "crit", str(exc))
+    if isinstance(opened, FileOutput) and not demo:
+        return Check("audio", "warn", f"{opened}: plays go to WAV files, the loudspeakers stay silent (set "
+                     "audio.output to default or a device name; node.demo: true on a demo or bench)")
+    if in_use is not None:
+        return Check("audio", "ok", f"{opened}: in use ({in_use})")
     if isinstance(opened, NullOutput):
         return Check("audio", "warn", f"{opened}: audio is discarded, the loudspeakers stay silent "
                      "(set audio.output to default or a device name)")
@@ -423,10 +433,13 @@ def check_voice(voice_id: str, voices_dir: Path, timeout_s: float, *, slow_s: fl
     return Check("voice", "crit", problem or f"voice {voice_id} cannot speak")
 
 
-def check_relays(relays: Relays, busy: Callable[[], bool], watchdog_fired_at: float | None, tz: dt.tzinfo) -> Check:
+def check_relays(
+    relays: Relays, busy: Callable[[], bool], watchdog_fired_at: float | None, tz: dt.tzinfo, *, demo: bool = False
+) -> Check:
     """Every relay's state (not the status LED's, which blinks patterns); crit if the amplifier is on while
     nothing plays (a stuck relay blasts the commune), warn if the on-time watchdog had to switch it off since
-    the daemon started.
+    the daemon started, and when the relays are gpiozero's mock ones outside a demo (``node.demo``): nothing
+    switches the amplifier (``gpio.profile`` is still the default ``mock``).
 
     ``busy`` is asked before and after reading the pins: a play sets the playout busy before the amplifier goes
     on and clears it after it went off, so idle-on-idle around "amplifier on" cannot be a play starting.
@@ -440,12 +453,21 @@ def check_relays(relays: Relays, busy: Callable[[], bool], watchdog_fired_at: fl
     if watchdog_fired_at is not None:
         return Check("relays", "warn", f"{states}; the on-time watchdog switched the amplifier off at "
                      f"{rfc3339(watchdog_fired_at, tz, ms=False)}")
+    if relays.profile.pin_factory == "mock" and not demo:
+        return Check("relays", "warn", f"{states}: mock relays (profile '{relays.profile.description}'), no relay "
+                     "switches; set gpio.profile to the board (node.demo: true on a demo or bench)")
     return Check("relays", "ok", states)
 
 
-def check_outbox(size: int, *, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX_CRIT) -> Check:
-    """Events not yet acknowledged by the broker: the hub's record of what was broadcast lags by that much."""
+def check_outbox(
+    size: int, *, publishing: bool = True, warn_at: int = OUTBOX_WARN, crit_at: int = OUTBOX_CRIT
+) -> Check:
+    """Events not yet acknowledged by the broker: the hub's record of what was broadcast lags by that much.
+    Crit when the publisher thread is not running (``publishing`` false): nothing would leave the outbox."""
     what = f"{size} event{'s' if size != 1 else ''} waiting for the broker"
+    if not publishing:
+        return Check("outbox", "crit", f"{what}, and the event publisher has stopped: the hub hears nothing more "
+                     "from this node (see journalctl -u radiod; restart radiod)")
     if size >= crit_at:
         return Check("outbox", "crit", f"{what}: nearing the cap, the oldest will be dropped")
     if size >= warn_at:
@@ -506,6 +528,7 @@ class RunningNode:
     next_play: Callable[[], tuple[str, float] | None]
     last_play: Callable[[], PlayRecord | None]
     outbox_size: Callable[[], int]
+    publishing: Callable[[], bool]
     started_at: float
     health_published_at: float | None
     store_error: tuple[float, str] | None
@@ -521,14 +544,16 @@ def daemon_checks(node: RunningNode) -> list[Check]:
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("broker", lambda: check_broker(node.link, tz)),
         ("heartbeat", lambda: check_heartbeat(node.health_published_at, node.started_at, h.interval_s, now)),
-        ("audio", lambda: check_audio(node.output, in_use, node.playout.audio_error, now=now, tz=tz)),
+        ("audio", lambda: check_audio(node.output, in_use, node.playout.audio_error, now=now, tz=tz,
+                                      demo=config.node.demo)),
         ("voice", lambda: node.voice(now)),
         *_local(config, now),
         ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
         ("store", lambda: check_store(node.store_error, h.interval_s, now, tz)),
-        ("relays", lambda: check_relays(node.relays, node.playout.busy, node.watchdog_fired_at, tz)),
+        ("relays", lambda: check_relays(node.relays, node.playout.busy, node.watchdog_fired_at, tz,
+                                        demo=config.node.demo)),
         ("queue", lambda: check_queue(node.playout, node.next_play(), node.last_play(), tz)),
-        ("outbox", lambda: check_outbox(node.outbox_size())),
+        ("outbox", lambda: check_outbox(node.outbox_size(), publishing=node.publishing())),
     ]
     return [_guarded(name, check) for name, check in checks]
 

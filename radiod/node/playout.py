@@ -34,9 +34,10 @@ PLAYER_LEAD_S = 0.5
 AUDIO_TRIES = 3
 AUDIO_RETRY_S = 2.0
 """A USB sound card that vanished often comes back within seconds (a loose plug, a brown-out)."""
-REPLAYED_AFTER = frozenset({"preempted", "restart"})
-"""Interruptions after which the occurrence may play again: an emergency went first, or the daemon died.
-Cancelled, superseded, stopped or shut down, it is over."""
+REPLAYED_AFTER = frozenset({"preempted", "restart", "shutdown"})
+"""Interruptions after which the occurrence may play again: an emergency went first, or the daemon died or was
+stopped (``systemctl restart``, a reboot: it plays after the restart if still within grace). Cancelled,
+superseded or stopped by a command, it is over."""
 
 
 def occurrence_state(outcome: str, reason: str | None = None) -> str:

@@ -96,8 +96,9 @@ class Scheduler:
         if bulletin.schedule.now:
             self._due_now(bulletin, stored_at, now)
             return
-        # Occurrences since the node last knew the time (or since it got the bulletin), not yet played.
-        since = max(stored_at, last_alive or stored_at) - 1
+        # Occurrences since the node last knew the time (or since it got the bulletin), and those of the grace
+        # window (one cut by a shutdown or still queued when the daemon stopped), not yet played.
+        since = max(stored_at, min(last_alive, now - self._grace) if last_alive is not None else stored_at) - 1
         for occ in occurrences(bulletin.schedule, self._tz, _aware(since), _aware(now)):
             key = rfc3339(occ.timestamp(), self._tz, ms=False)
             if self._store_state(bulletin, key) in DONE_STATES:
@@ -115,8 +116,9 @@ class Scheduler:
             self._next.pop(bulletin_id, None)
 
     def next_play(self) -> tuple[str, float] | None:
-        """The soonest armed occurrence: (bulletin id, start instant)."""
+        """The soonest armed occurrence not yet started: (bulletin id, start instant)."""
         with self._lock:
+            self._forget_started()
             if not self._next:
                 return None
             bid = min(self._next, key=self._next.__getitem__)
@@ -124,7 +126,15 @@ class Scheduler:
 
     def next_of(self, bulletin_id: str) -> float | None:
         with self._lock:
+            self._forget_started()
             return self._next.get(bulletin_id)
+
+    def _forget_started(self) -> None:
+        """Drop next plays whose instant has passed (under the lock): a bulletin's last occurrence is never
+        replaced by another, and `radiod status` and `radiod nodes` must not announce it after it played."""
+        now = time.time()
+        for bulletin_id in [b for b, at in self._next.items() if at < now]:
+            del self._next[bulletin_id]
 
     # ----- internals -----
     def _store_state(self, bulletin: Bulletin, key: str) -> str | None:
@@ -142,7 +152,7 @@ class Scheduler:
     def _arm_next(self, bulletin: Bulletin, after: float) -> None:
         end = _aware(bulletin.exp)
         upcoming = next(occurrences(bulletin.schedule, self._tz, _aware(after), end), None)
-        if upcoming is None:
+        if upcoming is None:  # the last one stays its next play until it starts (see _forget_started)
             return
         fire_at = upcoming - dt.timedelta(seconds=self._prerender)
         with self._lock:

@@ -49,7 +49,7 @@ PLAY_EVENT_TYPES = frozenset(OccurrenceState)
 OCCURRENCE_STATES = frozenset(OccurrenceState)
 
 #: The latest states after which an occurrence never plays again; only "interrupted" (pre-empted by an emergency,
-#: or the daemon died mid-play) lets it play again.
+#: or the daemon died or was shut down mid-play) lets it play again.
 DONE_STATES = OCCURRENCE_STATES - {OccurrenceState.INTERRUPTED}
 
 #: How long the play history outlives its bulletin: long enough for `radiod status` and a technician's questions

@@ -1,0 +1,96 @@
+"""Node faults found when the node was attacked and run as a new operator would (issue 11, items 1, 3 and 10):
+each test stands up the real parts (broker, daemon, store on a real file system) and checks what the hub or a
+technician would see."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
+
+from radiod.clock import rfc3339
+from radiod.hub.localbroker import Broker
+
+
+def checks(node: ThreadNode) -> dict[str, tuple[str, str]]:
+    report = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=20)
+    return {c["name"]: (c["status"], c["detail"]) for c in report["checks"]}
+
+
+def test_next_play_is_cleared_after_the_last_at_time(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode]
+) -> None:
+    """After a bulletin's last ``at`` time played, neither `radiod status` nor the health report (which
+    `radiod nodes` shows) still announces it as the next play."""
+    node = start_node()
+    bid = hub.post(SHORT, at=(rfc3339(time.time() + 2, ms=False),), expires="2h")["id"]
+    events.wait("accepted", bulletin=bid)
+    events.wait("finished", bulletin=bid, timeout=30)
+    status = node.daemon.on_main_loop(node.daemon.status_report).result(timeout=20)
+    assert status["next"] == [], status["next"]
+    health = node.daemon.on_main_loop(node.daemon.health_report).result(timeout=20)
+    assert health.get("next") is None, health.get("next")
+    queue = {c["name"]: c["detail"] for c in health["checks"]}["queue"]
+    assert "nothing scheduled" in queue
+
+
+def test_event_publisher_survives_a_full_disk_and_resumes(
+    hub: Hub, broker: Broker, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """Events wait in the outbox while the hub is away; the SD card fills; the hub comes back, so the publisher
+    sends them but cannot delete them from the full store. It must keep going and deliver every event once space
+    returns, without a restart."""
+    base = node_config(hub, tmp_path)
+    node = start_node(replace(base, storage=replace(base.storage, dir=str(tiny_disk / "state"))))
+    bid = hub.post(SHORT, at=(rfc3339(time.time() + 2, ms=False),), expires="2h")["id"]
+    events.wait("accepted", bulletin=bid)
+    broker.stop()
+    wait_for(lambda: node.daemon.store.outbox_size() >= 2, 30, "the play's started and finished in the outbox")
+    filler = tiny_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
+    broker.start()
+    events.wait("started", bulletin=bid, timeout=20)  # sent, but the full store cannot forget it
+    time.sleep(2)
+    assert node.daemon.publisher.alive, "the event publisher died on the full disk"
+    filler.unlink()  # space returns
+    events.wait("finished", bulletin=bid, timeout=20)
+    wait_for(lambda: node.daemon.store.outbox_size() == 0, 20, "the outbox to drain")
+    assert checks(node)["outbox"][0] == "ok"
+
+
+def test_health_is_crit_when_the_event_publisher_is_not_running(start_node: Callable[..., ThreadNode]) -> None:
+    node = start_node()
+    assert checks(node)["outbox"][0] == "ok"
+    node.daemon.publisher.stop()  # as if its thread had ended: events would pile up until a restart
+    status, detail = checks(node)["outbox"]
+    assert status == "crit" and "publisher" in detail
+
+
+def test_sigterm_mid_play_replays_after_restart(hub: Hub, events: EventLog, tmp_path: Path) -> None:
+    """`systemctl restart` (SIGTERM) in the middle of a scheduled play: reported interrupted with reason
+    shutdown, and played again after the restart, since it is still within its grace window."""
+    config = node_config(hub, tmp_path)
+    node = ProcessNode(config, tmp_path)
+    try:
+        # Up (its control socket is the last thing it opens), so the bulletin arrives before its time.
+        wait_for((Path(config.storage.dir) / "control.sock").exists, 60, "the node to start")
+        at = rfc3339(time.time() + 3, ms=False)
+        bid = hub.post(LONG, at=(at,), expires="2h")["id"]
+        events.wait("started", bulletin=bid, timeout=60)
+        time.sleep(1)  # mid-audio
+        assert node.terminate() == 0
+        node = ProcessNode(config, tmp_path)
+        interrupted = events.wait("interrupted", bulletin=bid, timeout=30)[0]
+        assert interrupted["reason"] == "shutdown"
+        events.wait("finished", bulletin=bid, timeout=60)
+        played = sorted(events.of(bulletin=bid), key=lambda e: e["seq"])
+        assert [e["type"] for e in played] == ["accepted", "started", "interrupted", "started", "finished"]
+        assert len({e["occurrence"] for e in played[1:]}) == 1  # the same occurrence, played again
+    finally:
+        assert node.terminate() == 0
