@@ -115,11 +115,16 @@ def _file_stem(name: str) -> str:
 
 
 class FileOutput(Output):
-    """``file:<dir>``: one 16-bit mono WAV per play, written in real time, never overwriting another."""
+    """``file:<dir>``: one 16-bit mono WAV per play, written in real time, never overwriting another.
 
-    def __init__(self, directory: Path, rate: int) -> None:
+    ``keep`` bounds the folder: after each play all but the newest ``keep`` WAVs go (0 keeps every one), so a node
+    left on a file sink for weeks (a bench, a demo) does not fill its SD card.
+    """
+
+    def __init__(self, directory: Path, rate: int, *, keep: int = 0) -> None:
         self.directory = directory
         self.rate = rate
+        self.keep = keep
         self._make_directory()
 
     def __str__(self) -> str:
@@ -161,7 +166,30 @@ class FileOutput(Output):
                 completed, start, end = _play_paced(programme, stop, on_start, write)
         except OSError as exc:
             raise AudioOutputError(f"{self}: cannot write {path}: {exc.strerror or exc}") from None
+        self._prune()
         return PlayResult(completed, start, end, path)
+
+    def _prune(self) -> None:
+        """All but the ``keep`` newest WAVs (by modification time) go. Runs after a play, when none is being
+        written; a file that cannot be listed or deleted is logged and left: pruning never fails a play."""
+        if self.keep <= 0:
+            return
+        try:
+            wavs = sorted(((p.stat().st_mtime, p) for p in self.directory.glob("*.wav") if p.is_file()), reverse=True)
+        except OSError as exc:  # the directory vanished, or a file went between glob and stat
+            log.warning("%s: cannot list the old WAVs: %s", self, exc)
+            return
+        removed = 0
+        for _mtime, old in wavs[self.keep :]:
+            try:
+                old.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("%s: cannot delete the old WAV %s: %s", self, old, exc)
+        if removed:
+            log.info("%s: deleted %d old WAV(s), keeping the newest %d (audio.file_keep)", self, removed, self.keep)
 
     def _create(self, stem: str) -> tuple[Path, BinaryIO]:
         """Create ``<stem>.wav``, or ``<stem>-1.wav``, ``-2``... if taken; exclusive, so two plays with the same
@@ -285,13 +313,14 @@ class DeviceOutput(Output):
         return PlayResult(completed, audio_start if audio_start is not None else audio_end, audio_end, None)
 
 
-def open_output(spec: str, rate: int) -> Output:
-    """The output for the config's ``audio.output``: ``file:<dir>``, ``null``, ``default`` or a device name."""
+def open_output(spec: str, rate: int, *, file_keep: int = 0) -> Output:
+    """The output for the config's ``audio.output``: ``file:<dir>`` (keeping its newest ``file_keep`` WAVs),
+    ``null``, ``default`` or a device name."""
     if spec.startswith("file:"):
         directory = spec.removeprefix("file:")
         if not directory:
             raise AudioOutputError("audio output 'file:' needs a directory, e.g. file:/var/lib/radiod/out")
-        return FileOutput(Path(directory).expanduser(), rate)
+        return FileOutput(Path(directory).expanduser(), rate, keep=file_keep)
     if spec == "null":
         return NullOutput(rate)
     if not spec.strip():

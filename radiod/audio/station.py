@@ -156,6 +156,7 @@ class Station:
         self.profile = profile or load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
         self.relays = Relays(self.profile, pin_factory)
         self._spec = self.profile.audio.device if config.audio.output == "default" else config.audio.output
+        self._file_keep = config.audio.file_keep
         self._output: Output | None = None
         try:
             self.output()
@@ -165,7 +166,7 @@ class Station:
     def output(self) -> Output:
         """The audio output, opened on first use and again after it could not be opened."""
         if self._output is None:
-            self._output = open_output(self._spec, self.profile.audio.sample_rate)
+            self._output = open_output(self._spec, self.profile.audio.sample_rate, file_keep=self._file_keep)
         return self._output
 
     @property

@@ -35,7 +35,6 @@ from radiod.config import Config
 from radiod.errors import RadiodError, Rejected, StoreError
 from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
-from radiod.node.filesink import prune_wavs
 from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
@@ -513,7 +512,6 @@ class _Reporter:
         self._d = daemon
 
     def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
-        self._prune_sink()
         b = req.bulletin
         state = occurrence_state(outcome, reason)
         try:
@@ -522,11 +520,6 @@ class _Reporter:
             log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
 
-    def _prune_sink(self) -> None:
-        """A play ended: with a ``file:`` output, old WAVs go (``audio.file_keep``)."""
-        audio = self._d.config.audio
-        if audio.output.startswith("file:"):
-            prune_wavs(Path(audio.output.removeprefix("file:")).expanduser(), audio.file_keep)
 
     def claim(self, req: PlayRequest) -> bool:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write
