@@ -129,7 +129,7 @@ def cmd_speak(args: argparse.Namespace) -> int:
     if args.output:
         from radiod.audio.pcm import write_wav_blocks
 
-        write_wav_blocks(Path(args.output), programme.rate, programme.blocks(8192))
+        write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(8192))
         print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
         return 0
     from radiod.audio.station import Station
