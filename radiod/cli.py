@@ -130,8 +130,12 @@ def cmd_speak(args: argparse.Namespace) -> int:
     programme = maker.make(text, args.voice or config.speech.voice, chime=not args.no_chime, repeat=args.repeat)
     if args.output:
         from radiod.audio.pcm import write_wav_blocks
+        from radiod.node.programme_cache import CachedProgramme
 
-        write_wav_blocks(Path(args.output), programme.rate, programme.blocks(8192))
+        if isinstance(programme, CachedProgramme):  # the same programme made before: copied from the cache
+            programme.write_wav(Path(args.output))
+        else:
+            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(8192))
         print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
         return 0
     from radiod.audio.station import Station

@@ -63,7 +63,12 @@ class _Sequence(list):
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: the pure-Python scanner was most of the time it took to load
+# the pronunciation lexicon on every ``radiod speak``. Its nodes carry the same marks, so lines are still kept.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeBase):  # type: ignore[misc,valid-type]
     """SafeLoader that records line numbers, and refuses duplicate keys (a classic hand-edit mistake)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Mapping:  # type: ignore[override]

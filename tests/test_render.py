@@ -339,6 +339,10 @@ def test_blocks_concatenated_are_the_programme_whatever_the_block_size(speech: l
         np.testing.assert_array_equal(np.concatenate(blocks), whole.samples)
     # it can be played again from the start
     np.testing.assert_array_equal(np.concatenate(list(programme.blocks(960))), whole.samples)
+    # and as the 16-bit samples a WAV file holds, the same blocks rounded
+    int16 = list(programme.int16_blocks(4096))
+    assert all(b.dtype == np.int16 for b in int16)
+    np.testing.assert_array_equal(np.concatenate(int16), to_int16(whole.samples))
 
 
 def test_the_default_chimes_are_short_and_clean() -> None:

@@ -218,6 +218,25 @@ def test_second_speak_comes_from_the_cache_identical(tmp_path: Path) -> None:
         assert a.rate == b.rate
 
 
+def test_sentence_keys_name_the_entries_speak_writes_and_the_pauses_it_leaves(tmp_path: Path) -> None:
+    speaker = Speaker(VOICES, tmp_path / "cache")
+    text = "Xin chào bà con.\nSáng mai tiêm phòng. Xin chào bà con."
+    keys = speaker.sentence_keys(text, "vi-north")
+    assert speaker.stats.misses == 0  # nothing synthesized to know them
+    clips = speaker.speak(text, "vi-north")
+    assert keys is not None and len(keys) == len(clips) == 3
+    assert keys[0][0] == keys[2][0] != keys[1][0]  # the same sentence, the same entry
+    assert {p.stem for p in cache_files(tmp_path / "cache")} == {key for key, _ in keys}
+    assert [pause for _, pause in keys] == [PARAGRAPH_PAUSE_S, SENTENCE_PAUSE_S, 0.0]
+    for clip, (_, pause) in zip(clips, keys, strict=True):
+        assert trailing_silence_s(clip) == pytest.approx(pause + EDGE_S, abs=0.005)
+
+
+def test_sentence_keys_are_none_for_a_voice_that_would_fall_back(tmp_path: Path) -> None:
+    voices = voices_with(tmp_path, neural={"engine": "piper", "model": "vi.onnx", "fallback": "vi-north"})
+    assert Speaker(voices, None).sentence_keys("Xin chào bà con.", "neural") is None
+
+
 def test_no_cache_dir_means_nothing_is_kept(tmp_path: Path) -> None:
     speaker = Speaker(VOICES, None)
     speaker.speak("Xin chào bà con.", "vi-north")

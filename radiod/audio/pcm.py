@@ -72,7 +72,7 @@ _WRITE_SAMPLES = 1 << 18  # written at a time: each write also rewrites the WAV 
 
 
 def write_wav_blocks(path: Path, rate: int, blocks: Iterable[np.ndarray]) -> None:
-    """Write float32 blocks as a 16-bit mono WAV as they come, so a long programme never sits whole in RAM."""
+    """Write float32 (or int16) blocks as a 16-bit mono WAV as they come, so a long programme is never whole in RAM."""
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -83,7 +83,12 @@ def write_wav_blocks(path: Path, rate: int, blocks: Iterable[np.ndarray]) -> Non
             pending.append(block)
             held += len(block)
             if held >= _WRITE_SAMPLES:
-                w.writeframes(to_int16(np.concatenate(pending)).tobytes())
+                w.writeframes(_int16(np.concatenate(pending)).tobytes())
                 pending, held = [], 0
         if pending:
-            w.writeframes(to_int16(np.concatenate(pending)).tobytes())
+            w.writeframes(_int16(np.concatenate(pending)).tobytes())
+
+
+def _int16(samples: np.ndarray) -> np.ndarray:
+    """int16 blocks as they are (a programme replayed from its cache), float blocks through :func:`to_int16`."""
+    return samples.astype("<i2", copy=False) if samples.dtype == np.int16 else to_int16(samples)

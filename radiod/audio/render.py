@@ -39,7 +39,7 @@ from radiod.audio.chime import default_chimes
 from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Timeline, layout
 from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
 from radiod.audio.loudness import LoudnessMeter, integrated_lufs
-from radiod.audio.pcm import Pcm
+from radiod.audio.pcm import Pcm, to_int16
 from radiod.audio.resample import as_float, resample
 
 __all__ = [
@@ -126,9 +126,15 @@ class Programme:
             self._primed = _Rendering(self)
             self._primed.ahead(0)
 
+    def int16_blocks(self, size: int) -> Iterator[np.ndarray]:
+        """:meth:`blocks` as 16-bit samples (:func:`~radiod.audio.pcm.to_int16`), what a WAV file holds; a
+        programme replayed from the programme cache gives them as stored, without a round trip through float."""
+        for block in self.blocks(size):
+            yield to_int16(block)
+
     def to_pcm(self) -> Pcm:
         """The whole programme in memory: for tests and short programmes only."""
-        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self._limited_chunks()]), self.rate)
+        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(_CHUNK)]), self.rate)
 
     def _known_until(self, start: int) -> int:
         """How far the programme is laid out, once it reaches past ``start`` (or is complete)."""
@@ -377,10 +383,6 @@ class StreamingProgramme(Programme):
             yield from super().blocks(size)
         finally:
             self._release()
-
-    def to_pcm(self) -> Pcm:
-        """The whole programme in memory, once all its speech has arrived: for tests and short programmes only."""
-        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(_CHUNK)]), self.rate)
 
     def _known_until(self, start: int) -> int:
         """Lay out clips, waiting for them, until the layout reaches past ``start`` or is complete: the next clip

@@ -3,20 +3,26 @@
 The daemon, ``radiod speak`` and the demo all make programmes the same way, so what a technician hears from
 ``radiod speak`` is what the village hears at 6:30. What a bulletin sounds like (its voice, volume, chime,
 repeats, the exercise notice, streamed or whole) is decided here, in :meth:`ProgrammeMaker.for_bulletin`.
+A programme rendered whole is kept when first played to its end and replayed from the programme cache
+(:mod:`radiod.node.programme_cache`) when the same one is asked for again, as the daily bulletin is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radiod.audio.pcm import Pcm, read_wav
 from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme
 from radiod.config import Config
 from radiod.errors import VoiceError
+from radiod.node.programme_cache import ProgrammeCache, programme_key
 from radiod.profiles import Profile, load_profile
-from radiod.protocol.messages import Bulletin
 from radiod.speech.speaker import Fallback, OnFallback, Speaker
+
+if TYPE_CHECKING:  # the message classes pull in the JWS stack, which `radiod speak` never needs
+    from radiod.protocol.messages import Bulletin
 
 EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
 """Spoken before an exercise bulletin, so nobody takes a drill for the real thing."""
@@ -35,7 +41,7 @@ class BulletinProgramme:
 
 
 class ProgrammeMaker:
-    """Holds the Speaker (with its cache) and the render settings of one node."""
+    """Holds the Speaker (with its cache), the finished-programme cache and the render settings of one node."""
 
     def __init__(self, config: Config, profile: Profile | None = None) -> None:
         self.config = config
@@ -47,6 +53,7 @@ class ProgrammeMaker:
             timeout_s=config.speech.timeout_s,
             cache_max_mb=config.storage.cache_max_mb,
         )
+        self.programmes = ProgrammeCache(self.speaker.cache) if self.speaker.cache is not None else None
         self._chimes: tuple[Pcm, Pcm] | None = None
         if config.audio.chime_file:
             chime = read_wav(Path(config.audio.chime_file))
@@ -119,7 +126,28 @@ class ProgrammeMaker:
         )
         if stream:
             return StreamingProgramme(lambda: self.speaker.stream(text, voice_id, on_fallback=on_fallback), options)
-        return render_programme(self.speaker.speak(text, voice_id, on_fallback=on_fallback), options)
+        key = self._programme_key(text, voice_id, options)
+        if key is not None and self.programmes is not None and (cached := self.programmes.get(key)) is not None:
+            return cached
+        fell_back: list[Fallback] = []
+
+        def heard(fallback: Fallback) -> None:
+            fell_back.append(fallback)
+            if on_fallback is not None:
+                on_fallback(fallback)
+
+        programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
+        if key is None or self.programmes is None or fell_back:  # read by another voice than the key says
+            return programme
+        return self.programmes.recording(programme, key)
+
+    def _programme_key(self, text: str, voice_id: str, options: RenderOptions) -> str | None:
+        """The programme cache's key of ``text`` read by ``voice_id`` with ``options``; None when there is no cache,
+        or the voice would be replaced by its fallback (then the programme is rendered, and not kept)."""
+        if self.programmes is None:
+            return None
+        speech = self.speaker.sentence_keys(text, voice_id)
+        return None if speech is None else programme_key(speech, options)
 
     def _options(
         self,

@@ -11,7 +11,8 @@ renamed file whose data never reached the card (no fsync is done, to spare the c
 every read checks the header, the length and the CRC. An entry that fails is deleted and reported as a
 miss, and the sentence is synthesized again.
 
-Size is bounded by ``max_mb``: reading an entry touches its modification time, and :meth:`evict` deletes
+Size is bounded by ``max_mb``, which also counts the finished programmes kept in ``programmes/`` (see
+:mod:`radiod.node.programme_cache`): reading an entry touches its modification time, and :meth:`evict` deletes
 the least recently used entries down to 90 % of the bound; :meth:`evict_if_grown`, which the Speaker calls after
 each synthesis, runs it once a tenth of the bound has been put since, so a long bulletin cannot fill the disk
 before it ends. One entry is bounded by
@@ -45,6 +46,8 @@ LOW_WATER = 0.9  # eviction goes down to this fraction of the bound, so it does 
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 """About 3 minutes at 22050 Hz, several times the longest unit the Speaker synthesizes (``MAX_UNIT_CHARS``)."""
 STALE_TMP_S = 3600.0  # a temporary file this old was left by a crash or power cut: delete it
+PROGRAMMES_DIR = "programmes"
+"""Subfolder of finished programmes (:mod:`radiod.node.programme_cache`): within the same bound and eviction."""
 
 # RIFF/WAVE header with an 'rdck' chunk (CRC-32 of the samples) before 'data'; 56 bytes, fixed layout.
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sII4sI")
@@ -182,7 +185,8 @@ class SpeechCache:
         return sum(size for _, size, _ in self._entries())
 
     def evict(self) -> int:
-        """Delete the least recently used entries until the cache is within its bound; returns how many."""
+        """Delete the least recently used entries (sentences and programmes alike) until the cache is within its
+        bound; returns how many."""
         try:
             entries = self._entries()
         except OSError as exc:  # an unreadable cache folder must not stop a bulletin
@@ -204,13 +208,14 @@ class SpeechCache:
         return removed
 
     def _entries(self) -> list[tuple[float, int, Path]]:
-        """(mtime, size, path) of every entry; temporary files left by a crash are deleted on the way."""
-        entries = []
+        """(mtime, size, path) of every entry, sentence or programme; temporary files left by a crash are deleted on
+        the way."""
+        entries: list[tuple[float, int, Path]] = []
         if not self.directory.is_dir():
             return entries
         stale_before = time.time() - STALE_TMP_S
         for shard in os.scandir(self.directory):
-            if not (shard.is_dir() and len(shard.name) == 2):
+            if not (shard.is_dir() and (len(shard.name) == 2 or shard.name == PROGRAMMES_DIR)):
                 continue
             for item in os.scandir(shard.path):
                 try:

@@ -204,6 +204,7 @@ class Speaker:
         self._stats_lock = threading.Lock()  # speak() runs on the render pool, stream() on its own thread
         self._lexicon: Lexicon | None = None
         self._too_slow: dict[str, float] = {}  # voice id -> time.monotonic() when it could not keep up
+        self._last_split: tuple[str, str, list[_Sentence]] | None = None  # (text, region, sentences)
         self.last_fallback: Fallback | None = None
         """The latest time a voice was replaced by its fallback; None if it never was."""
 
@@ -226,6 +227,23 @@ class Speaker:
     def sentences(self, text: str, voice_id: str) -> list[str]:
         """The sentences ``speak`` would synthesize: NFC, normalized for the voice's region, split."""
         return [s.text for s in self._sentences(text, self.voice(voice_id))]
+
+    def sentence_keys(self, text: str, voice_id: str) -> list[tuple[str, float]] | None:
+        """(cache key, pause after it) of each sentence :meth:`speak` would give, without synthesizing: what a
+        finished programme of ``text`` is keyed on (:mod:`radiod.node.programme_cache`). None when the voice's
+        engine cannot run here, so that a programme read by its fallback voice is never taken for its own.
+        Raises :class:`VoiceError` for an unknown voice."""
+        voice = self.voice(voice_id)
+        try:
+            engine = self._engine(voice)
+        except VoiceError:
+            return None
+        sentences = self._sentences(text, voice)
+        if not sentences:
+            return []
+        version = engine.version()
+        pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
+        return [(cache_key(s.text, voice, version), pause) for s, pause in zip(sentences, pauses, strict=True)]
 
     def speak(self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None) -> list[Pcm]:
         """One int16 clip per sentence, in order, each followed by its pause (see the module doc).
@@ -406,7 +424,14 @@ class Speaker:
         return found
 
     def _sentences(self, text: str, voice: Voice) -> list[_Sentence]:
-        return _split(normalize(unicodedata.normalize("NFC", text), region=voice.region, lexicon=self.lexicon))
+        """The text normalized for the voice's region and split; the last text's result is kept, since a programme
+        first asks for the keys of the sentences (:meth:`sentence_keys`) and then speaks them."""
+        last = self._last_split
+        if last is not None and last[0] == text and last[1] == voice.region:
+            return last[2]
+        sentences = _split(normalize(unicodedata.normalize("NFC", text), region=voice.region, lexicon=self.lexicon))
+        self._last_split = (text, voice.region, sentences)
+        return sentences
 
     def _resolve(self, voice: Voice, tried: list[str], on_fallback: OnFallback | None) -> tuple[Voice, Engine]:
         """The voice and its engine, following ``fallback`` voices while an engine cannot run here; ``tried``

@@ -1,0 +1,320 @@
+"""On-disk cache of finished programmes, so the same bulletin is not rendered again every day.
+
+The daily 6:30 bulletin is the same text day after day: its sentences already come from the speech cache, but
+levelling, resampling and limiting a 9-minute programme still cost seconds on a Pi. So the finished programme
+(int16 at the output rate, exactly what the output would be given) is kept in the speech cache's folder under
+``programmes/``, keyed by everything that changes a sample of it: each sentence's speech-cache key (which holds
+the voice's engine parameters and engine version) and the pause after it, the render options (rate, chimes,
+repeats, gap, loudness target, volume, fades), the preamble and chime audio, and the versions of the audio
+libraries and of this rendering (``RENDER_VERSION``).
+
+An entry is a 16-bit mono WAV with one extra chunk (``rdpg``: a CRC-32 of the samples, the speech's measured
+loudness and gain). It is written while the programme is first played (to a temporary name, renamed into place
+only once the whole programme has gone through), so an interrupted play leaves nothing. A hit is checked
+(header, length, CRC) before it is handed out, reading the file in blocks: a corrupt or truncated entry is
+deleted and is a miss, never a bad play. The programme is then read from the file in blocks as it plays, never
+held whole in memory. Entries count against the speech cache's ``max_mb`` and share its least-recently-used
+eviction (:class:`~radiod.speech.cache.SpeechCache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import struct
+import threading
+import weakref
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyebur128
+import soxr
+
+from radiod.audio.pcm import to_int16
+from radiod.audio.render import Programme, RenderOptions
+from radiod.speech.cache import PROGRAMMES_DIR, SpeechCache
+
+log = logging.getLogger(__name__)
+
+RENDER_VERSION = 1
+"""Bump when rendering changes what a programme sounds like (levelling, limiter, fades, layout, default chimes),
+so programmes rendered by older code are never replayed."""
+
+MAX_SHARE = 0.25
+"""A programme larger than this share of the cache's bound is not kept: it would push out the sentences."""
+
+_READ_SAMPLES = 1 << 18  # samples read at a time when checking and playing an entry (512 kB)
+
+# RIFF/WAVE header with an 'rdpg' chunk (CRC-32 of the samples, speech LUFS, gain dB) before 'data'; 72 bytes.
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sIIdd4sI")
+_CHECK_CHUNK = b"rdpg"
+_PLAIN_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # a plain 16-bit mono WAV's 44 bytes, as the wave module writes
+
+
+class CorruptProgramme(ValueError):
+    """A programme file that is not a complete entry written by :class:`ProgrammeCache`."""
+
+
+def _header(rate: int, crc: int, speech_lufs: float, gain_db: float, size: int) -> bytes:
+    return _HEADER.pack(
+        b"RIFF", _HEADER.size - 8 + size, b"WAVE",
+        b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
+        _CHECK_CHUNK, 20, crc, speech_lufs, gain_db,
+        b"data", size,
+    )  # fmt: skip
+
+
+def programme_key(speech: Sequence[tuple[str, float]], opts: RenderOptions) -> str:
+    """The entry name of a programme of ``speech`` ((speech-cache key, pause after it) of each sentence, in order)
+    rendered with ``opts``."""
+    settings = {f.name: getattr(opts, f.name) for f in fields(opts) if f.name not in ("chimes", "preamble")}
+    audio = hashlib.sha256()
+    for clip in (*(opts.chimes or ()), *opts.preamble):
+        audio.update(f"{clip.rate}/{clip.samples.dtype.str}/{len(clip.samples)}:".encode())
+        audio.update(np.ascontiguousarray(clip.samples).tobytes())
+    identity = {
+        "render_version": RENDER_VERSION,
+        "libraries": [np.__version__, soxr.__version__, pyebur128.__version__],  # they can change the samples
+        "speech": [list(s) for s in speech],
+        "settings": settings,
+        "default_chimes": opts.chimes is None,
+        "chimes_and_preamble": audio.hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+class ProgrammeCache:
+    """Finished programmes in ``speech_cache``'s folder, within its size bound."""
+
+    def __init__(self, speech_cache: SpeechCache) -> None:
+        self.speech_cache = speech_cache
+        self.directory = speech_cache.directory / PROGRAMMES_DIR
+        self.corrupt = 0
+        """Entries found corrupt and dropped since this cache was opened."""
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.wav"
+
+    def get(self, key: str) -> CachedProgramme | None:
+        """The programme stored under ``key``, checked whole, or None (none, or corrupt and now deleted)."""
+        path = self.path(key)
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("programme cache: cannot read %s (%s); rendering instead", path, exc)
+            return None
+        try:
+            rate, n_samples, speech_lufs, gain_db = _check(file)
+        except (CorruptProgramme, OSError) as exc:
+            file.close()
+            log.warning("programme cache: dropping corrupt entry %s: %s", path, exc)
+            self.corrupt += 1
+            path.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: eviction keeps it
+        return CachedProgramme(file, rate, n_samples, speech_lufs, gain_db)
+
+    def recording(self, programme: Programme, key: str) -> Programme:
+        """``programme``, stored under ``key`` the first time it is played to its end (if it fits the bound)."""
+        size = 2 * programme.n_samples
+        if size > MAX_SHARE * self.speech_cache.max_bytes:
+            log.info("programme cache: not keeping a %.0f MB programme (at most %.0f%% of the cache)",
+                     size / 2**20, 100 * MAX_SHARE)  # fmt: skip
+            return programme
+        return RecordingProgramme(programme, self, key)
+
+
+def _check(file: BinaryIO) -> tuple[int, int, float, float]:
+    """(rate, samples, speech LUFS, gain dB) of an open entry after checking header, length and CRC; the file is
+    left positioned at its first sample."""
+    header = file.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise CorruptProgramme(f"{len(header)} bytes, shorter than the {_HEADER.size}-byte header")
+    values = _HEADER.unpack(header)
+    rate, crc, speech_lufs, gain_db, size = values[7], values[13], values[14], values[15], values[17]
+    if rate <= 0 or size % 2 or header != _header(rate, crc, speech_lufs, gain_db, size):
+        raise CorruptProgramme("not a radiod programme cache header")
+    on_disk = os.fstat(file.fileno()).st_size
+    if on_disk != _HEADER.size + size:
+        raise CorruptProgramme(f"{on_disk} bytes, but the header announces {size} bytes of samples")
+    running = 0
+    buffer = bytearray(2 * _READ_SAMPLES)
+    while n := file.readinto(buffer):
+        running = zlib.crc32(memoryview(buffer)[:n], running)
+    if running != crc:
+        raise CorruptProgramme("the samples do not match their checksum")
+    file.seek(_HEADER.size)
+    return rate, size // 2, speech_lufs, gain_db
+
+
+class CachedProgramme(Programme):
+    """A programme played from its cache entry, a block at a time (the file stays open while this object lives,
+    so an eviction meanwhile does not take it away)."""
+
+    def __init__(self, file: BinaryIO, rate: int, n_samples: int, speech_lufs: float, gain_db: float) -> None:
+        super().__init__(rate, n_samples, [], speech_lufs, gain_db)
+        self._fd = file.fileno()
+        self._finalizer = weakref.finalize(self, file.close)
+
+    def prime(self) -> None:
+        """Nothing to render: the samples are read from the file as they play."""
+
+    def int16_blocks(self, size: int) -> Iterator[np.ndarray]:
+        """The samples as stored, in blocks of ``size`` (the last may be shorter)."""
+        if size < 1:
+            raise ValueError(f"block size must be >= 1, got {size}")
+        step = max(size, _READ_SAMPLES // size * size)  # read whole blocks at a time
+        done = 0
+        while done < self.n_samples:
+            count = min(step, self.n_samples - done)
+            data = os.pread(self._fd, 2 * count, _HEADER.size + 2 * done)
+            if len(data) != 2 * count:  # checked when opened: only a failing card gets here
+                raise OSError(f"programme cache entry ended at sample {done + len(data) // 2} of {self.n_samples}")
+            samples = np.frombuffer(data, dtype="<i2")
+            yield from (samples[i : i + size] for i in range(0, count, size))
+            done += count
+
+    def write_wav(self, path: Path) -> None:
+        """The programme as a plain 16-bit mono WAV, the same bytes :func:`~radiod.audio.pcm.write_wav_blocks`
+        writes: for ``radiod speak -o``, where the samples are copied file to file by the kernel."""
+        size = 2 * self.n_samples
+        header = _PLAIN_HEADER.pack(
+            b"RIFF", _PLAIN_HEADER.size - 8 + size, b"WAVE",
+            b"fmt ", 16, 1, 1, self.rate, 2 * self.rate, 2, 16,
+            b"data", size,
+        )  # fmt: skip
+        with path.open("wb") as out:
+            out.write(header)
+            out.flush()
+            done = 0
+            while done < size:
+                try:
+                    copied = os.copy_file_range(self._fd, out.fileno(), size - done, _HEADER.size + done)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    copied = out.write(os.pread(self._fd, min(size - done, 1 << 20), _HEADER.size + done))
+                    out.flush()
+                if copied == 0:  # checked when opened: only a failing card gets here
+                    raise OSError(f"programme cache entry ended at byte {done} of {size}")
+                done += copied
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """float32 blocks, which :func:`~radiod.audio.pcm.to_int16` turns back into exactly the stored samples."""
+        for block in self.int16_blocks(size):
+            yield block.astype(np.float32) / np.float32(32767.0)
+
+
+class RecordingProgramme(Programme):
+    """A rendered programme that stores itself in the cache as it is first played to its end."""
+
+    def __init__(self, programme: Programme, cache: ProgrammeCache, key: str) -> None:
+        super().__init__(programme.rate, programme.n_samples, [], programme.speech_lufs, programme.gain_db)
+        self.spans = programme.spans
+        self._inner = programme
+        self._cache = cache
+        self._key = key
+        self._recorded = False
+        self._lock = threading.Lock()  # one recording at a time, should two plays overlap
+
+    def prime(self) -> None:
+        self._inner.prime()
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        with contextlib.closing(self._played(size)) as played:
+            for block, _ in played:
+                yield block
+
+    def int16_blocks(self, size: int) -> Iterator[np.ndarray]:
+        with contextlib.closing(self._played(size)) as played:
+            for _, samples in played:
+                yield samples
+
+    def _played(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(float32, int16) of each block, the int16 written to a temporary entry renamed into place at the end."""
+        locked = not self._recorded and self._lock.acquire(blocking=False)
+        writer = _Writer(self._cache, self._key) if locked else None
+        try:
+            for block in self._inner.blocks(size):
+                samples = to_int16(block)
+                if writer is not None and not writer.write(samples):
+                    writer = None
+                yield block, samples
+            if writer is not None and writer.commit(self):
+                self._recorded = True
+        finally:
+            if writer is not None:
+                writer.abort()
+            if locked:
+                self._lock.release()
+
+
+class _Writer:
+    """A temporary entry being written; :meth:`commit` renames it into place. A cache that cannot be written is
+    logged, never fatal: the play goes on."""
+
+    def __init__(self, cache: ProgrammeCache, key: str) -> None:
+        self._cache = cache
+        self._path = cache.path(key)
+        self._tmp = self._path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+        self._crc = 0
+        self._size = 0
+        self._file: BinaryIO | None = None
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._tmp.open("wb")
+            self._file.write(bytes(_HEADER.size))  # filled in by commit()
+        except OSError as exc:
+            self._failed(exc)
+
+    def write(self, samples: np.ndarray) -> bool:
+        """Append ``samples`` (int16); False once the entry cannot be written."""
+        if self._file is None:
+            return False
+        data = np.ascontiguousarray(samples, dtype="<i2")
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += data.nbytes
+        return True
+
+    def commit(self, programme: Programme) -> bool:
+        """Put the entry in place if it holds the whole programme; then keep the cache within its bound."""
+        if self._file is None or self._size != 2 * programme.n_samples:
+            return False
+        try:
+            self._file.seek(0)
+            self._file.write(_header(programme.rate, self._crc, programme.speech_lufs, programme.gain_db, self._size))
+            self._file.close()
+            self._file = None
+            os.replace(self._tmp, self._path)
+        except OSError as exc:
+            self._failed(exc)
+            return False
+        self._cache.speech_cache.evict()
+        return True
+
+    def abort(self) -> None:
+        """Drop the temporary entry (nothing once committed)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._tmp.unlink(missing_ok=True)
+
+    def _failed(self, exc: OSError) -> None:
+        log.warning("programme cache: cannot write %s: %s", self._path, exc)
+        self.abort()
