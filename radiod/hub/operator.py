@@ -85,6 +85,7 @@ class PostRequest:
     volume: float | None = None
     bulletin_id: str | None = None
     rev: int = 1
+    author: str | None = None
 
 
 class Operator:
@@ -132,6 +133,7 @@ class Operator:
             voice=req.voice,
             chime=req.chime,
             volume=req.volume,
+            author=req.author,
         )
 
     def sign(self, payload: dict[str, Any]) -> str:

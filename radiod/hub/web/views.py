@@ -1,0 +1,149 @@
+"""What the console's pages show, computed from the database and the hub config, apart from HTTP: the nodes
+table, the week calendar of plays, and the post preview.
+
+Kept out of the routes so each can be read (and tested) as plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from radiod.clock import parse_rfc3339
+from radiod.hub import recorder
+from radiod.hub.nodes import ORDER, SILENT_INTERVALS
+from radiod.protocol.outgoing import Health
+
+
+@dataclass
+class NodeRow:
+    """One line of the nodes page. ``state``: never (never connected), offline, silent, crit, warn, unknown, ok."""
+
+    node: str
+    state: str
+    last_seen: float | None = None
+    version: str | None = None
+    playing: str | None = None
+    failed: list[str] = field(default_factory=list)
+
+
+NODE_ORDER = {"never": -1, **ORDER}
+STATE_LABEL = {"never": "chưa kết nối", "offline": "mất kết nối", "silent": "im lặng", "crit": "lỗi nặng",
+               "warn": "cảnh báo", "unknown": "chưa rõ", "ok": "tốt"}
+
+
+def node_rows(db: sqlite3.Connection, expected: list[str], interval_s: float, now: float) -> list[NodeRow]:
+    """Every node the recorder heard of or the config expects, the most urgent first."""
+    rows: dict[str, NodeRow] = {name: NodeRow(name, "never") for name in expected}
+    for r in recorder.nodes(db):
+        row = NodeRow(r["node"], r["health_status"] or "unknown", r["last_seen"], r["version"])
+        if r["health"]:
+            health = Health.from_dict(json.loads(r["health"]))
+            row.failed = [f"{c.name}: {c.detail}" for c in health.checks if c.status != "ok"]
+            if health.playing:
+                row.playing = health.playing.bulletin
+        if r["online"] == 0:
+            row.state = "offline"
+        elif row.last_seen is not None and now - row.last_seen > SILENT_INTERVALS * interval_s:
+            row.state = "silent"
+        rows[row.node] = row
+    return sorted(rows.values(), key=lambda v: (NODE_ORDER[v.state], v.node))
+
+
+@dataclass(frozen=True)
+class Play:
+    """One scheduled play of a bulletin in the calendar."""
+
+    start: dt.datetime
+    bulletin: str
+    title: str
+    priority: str
+
+
+def week_plays(bulletins: list[dict[str, Any]], monday: dt.date, tz: ZoneInfo, now: float) -> list[Play]:
+    """Every play of the live (not cancelled, not expired) bulletins in the week from ``monday``."""
+    start = dt.datetime.combine(monday, dt.time(), tz)
+    end = start + dt.timedelta(days=7)
+    plays: list[Play] = []
+    for b in bulletins:
+        if b.get("cancelled") or b.get("exp", 0) <= now:
+            continue
+        for when in _starts(b.get("schedule") or {}, b, start, end, tz):
+            if start <= when < end:
+                plays.append(Play(when, b["id"], b.get("title", ""), b.get("priority", "normal")))
+    return sorted(plays, key=lambda p: p.start)
+
+
+def _starts(schedule: dict[str, Any], b: dict[str, Any], start: dt.datetime, end: dt.datetime,
+            tz: ZoneInfo) -> list[dt.datetime]:
+    if schedule.get("now"):
+        return [dt.datetime.fromtimestamp(b.get("iat", 0), tz)]
+    if "at" in schedule:
+        return [dt.datetime.fromtimestamp(parse_rfc3339(t), tz) for t in schedule["at"]]
+    daily = schedule.get("daily")
+    if not daily:
+        return []
+    first = dt.date.fromisoformat(daily["from"]) if daily.get("from") else start.date()
+    last = dt.date.fromisoformat(daily["until"]) if daily.get("until") else end.date()
+    expires = dt.datetime.fromtimestamp(b.get("exp", 0), tz)
+    out = []
+    day = start.date()
+    while day < end.date():
+        if first <= day <= last and (not daily.get("weekdays") or day.isoweekday() in daily["weekdays"]):
+            for hhmm in daily.get("times", []):
+                when = dt.datetime.combine(day, dt.time.fromisoformat(hhmm), tz)
+                if when < expires:
+                    out.append(when)
+        day += dt.timedelta(days=1)
+    return out
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The post form's preview: the text as a node reads it, the rendered audio, and what to look at again."""
+
+    spans: list[tuple[str, str, bool]]  # (written, spoken, changed)
+    audio: str  # file name under the preview folder
+    duration_s: float
+    warnings: list[str]
+
+
+def render_preview(payload: dict[str, Any], maker: Any, folder: Path, token: str) -> Preview:
+    """Normalize and render ``payload`` exactly as a node would (:class:`ProgrammeMaker`), audio to ``folder``."""
+    from radiod.audio.pcm import write_wav_blocks
+    from radiod.protocol.messages import parse_bulletin_json
+    from radiod.speech.normalize import explain
+
+    parsed = parse_bulletin_json(json.dumps(payload, ensure_ascii=False))
+    warnings = []
+    if (unknown := maker.unknown_voice(parsed)) is not None:
+        warnings.append(unknown)
+    made = maker.for_bulletin(parsed, node_volume=1.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{token}.wav"
+    write_wav_blocks(folder / name, made.programme.rate, made.programme.blocks(8192))
+    warnings += made.warnings
+    spans = [(s.source, s.spoken, s.rule != "text" and s.source != s.spoken) for s in explain(payload["text"])]
+    return Preview(spans, name, made.programme.duration_s, warnings)
+
+
+def schedule_warnings(payload: dict[str, Any], zones: dict[str, list[str]], known_nodes: set[str]) -> list[str]:
+    """What an operator should look at again before posting (Vietnamese, shown above the preview)."""
+    out = []
+    for target in payload.get("targets", []):
+        if target.startswith("zone-") and target.removeprefix("zone-") not in zones:
+            out.append(f"vùng {target.removeprefix('zone-')!r} không có trong cấu hình hub: không rõ cụm loa nào nhận")
+        if target.startswith("node-") and target.removeprefix("node-") not in known_nodes:
+            out.append(f"cụm loa {target.removeprefix('node-')!r} chưa từng kết nối")
+    daily = (payload.get("schedule") or {}).get("daily")
+    if daily and not daily.get("until"):
+        out.append("phát hằng ngày không có ngày kết thúc: bản tin phát đến khi hết hạn")
+    if payload.get("exp", 0) - time.time() > 30 * 86400:
+        out.append("bản tin còn hiệu lực hơn 30 ngày")
+    return out
