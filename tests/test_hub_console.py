@@ -1,0 +1,92 @@
+"""The console's guards over HTTP, without a browser: a wrong password, a missing CSRF token, an operator posting
+an emergency or adding an account, too many failed logins; and the cookie's flags. The end-to-end path (post,
+preview, play, report) is in test_hub_browser.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from radiod.hub import accounts, recorder
+from radiod.hub.config import HubServiceConfig, WebConfig
+from radiod.hub.web.app import create_app
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    config = HubServiceConfig(database=str(tmp_path / "hub.db"), cache_dir=str(tmp_path / "cache"),
+                              web=WebConfig(login_attempts=3, login_pause_s=60))
+    db = recorder.connect(config.database)
+    accounts.add_user(db, "van-thu", "mat-khau-1", "operator")
+    accounts.add_user(db, "chu-tich", "mat-khau-2", "approver")
+    return TestClient(create_app(config, db), base_url="http://127.0.0.1")
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "the form has no CSRF token"
+    return found[1]
+
+
+def log_in(client: TestClient, name: str, password: str) -> tuple[int, str]:
+    form = client.get("/login")
+    answer = client.post("/login", data={"csrf": csrf_of(form.text), "name": name, "password": password},
+                         follow_redirects=True)
+    return answer.status_code, answer.text
+
+
+def test_a_wrong_password_is_refused_and_audited(client: TestClient) -> None:
+    status, page = log_in(client, "van-thu", "sai-mat-khau")
+    assert status == 401 and "Sai tên đăng nhập hoặc mật khẩu" in page
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    log_in(client, "van-thu", "mat-khau-1")
+    audit = client.get("/audit").text
+    assert "đăng nhập sai" in audit and "đăng nhập" in audit
+
+
+def test_the_session_cookie_is_httponly_and_samesite(client: TestClient) -> None:
+    form = client.get("/login")
+    answer = client.post("/login", data={"csrf": csrf_of(form.text), "name": "van-thu", "password": "mat-khau-1"},
+                         follow_redirects=False)
+    cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and "radiod_session" in v)
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+def test_a_login_without_its_csrf_token_is_refused(client: TestClient) -> None:
+    client.get("/login")
+    answer = client.post("/login", data={"name": "van-thu", "password": "mat-khau-1"})
+    assert answer.status_code == 403
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_form_without_the_session_csrf_token_is_refused(client: TestClient) -> None:
+    log_in(client, "chu-tich", "mat-khau-2")
+    answer = client.post("/stop", data={"confirm": "yes"})
+    assert answer.status_code == 403 and "CSRF" in answer.text
+    answer = client.post("/stop", data={"confirm": "yes", "csrf": "forged"})
+    assert answer.status_code == 403
+    assert "dừng tất cả" not in client.get("/audit").text
+
+
+def test_an_operator_may_not_post_an_emergency_nor_stop_all_nor_add_accounts(client: TestClient) -> None:
+    log_in(client, "van-thu", "mat-khau-1")
+    csrf = csrf_of(client.get("/post").text)
+    answer = client.post("/post", data={"csrf": csrf, "text": "Cháy rừng!", "priority": "emergency",
+                                        "status": "actual", "targets": "all", "when": "now", "action": "post"})
+    assert answer.status_code == 403 and "approver" in answer.text
+    assert client.post("/emergency", data={"csrf": csrf, "text": "x", "confirm": "yes"}).status_code == 403
+    assert client.post("/stop", data={"csrf": csrf, "confirm": "yes"}).status_code == 403
+    assert client.post("/users", data={"csrf": csrf, "name": "x", "password": "12345678",
+                                       "role": "admin"}).status_code == 403
+    assert "KHẨN CẤP" not in client.get("/").text  # the button is shown to approvers only
+
+
+def test_repeated_failed_logins_pause_that_name(client: TestClient) -> None:
+    for _ in range(3):
+        assert log_in(client, "chu-tich", "doan-mo")[0] == 401
+    status, page = log_in(client, "chu-tich", "mat-khau-2")  # even the right password waits now
+    assert status == 429 and "Thử lại sau" in page
+    assert log_in(client, "van-thu", "mat-khau-1")[0] == 200  # other names are not locked out
