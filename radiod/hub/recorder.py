@@ -312,18 +312,24 @@ def deliveries(db: sqlite3.Connection, bulletin_id: str) -> dict[str, str]:
 
 
 def bulletins(db: sqlite3.Connection) -> list[dict[str, Any]]:
-    """The latest rev of every bulletin seen, newest first, as payloads with ``_verified`` and ``_first_seen``."""
-    rows = db.execute(
-        "SELECT b.* FROM bulletins b JOIN (SELECT id, max(rev) AS rev FROM bulletins GROUP BY id) m"
-        " ON b.id=m.id AND b.rev=m.rev ORDER BY b.first_seen DESC"
-    )
-    return [{**json.loads(r["payload"]), "_verified": bool(r["verified"]), "_first_seen": r["first_seen"]}
-            for r in rows]
+    """Every bulletin seen, newest first, each as :func:`bulletin` gives it."""
+    ids = [r["id"] for r in db.execute("SELECT id, min(first_seen) AS seen FROM bulletins GROUP BY id"
+                                       " ORDER BY seen DESC")]
+    return [found for i in ids if (found := bulletin(db, i)) is not None]
 
 
 def bulletin(db: sqlite3.Connection, bulletin_id: str) -> dict[str, Any] | None:
-    row = db.execute("SELECT payload FROM bulletins WHERE id=? ORDER BY rev DESC LIMIT 1", (bulletin_id,)).fetchone()
-    return json.loads(row["payload"]) if row else None
+    """The latest rev of a bulletin that has content, with ``cancelled`` and the tombstone's ``rev`` when a
+    tombstone came after it: a cancelled bulletin keeps its title and text in the console and the reports."""
+    revs = [json.loads(r["payload"]) for r in
+            db.execute("SELECT payload FROM bulletins WHERE id=? ORDER BY rev DESC", (bulletin_id,))]
+    if not revs:
+        return None
+    latest = revs[0]
+    merged = dict(next((p for p in revs if not p.get("cancelled")), latest))
+    if latest.get("cancelled"):
+        merged.update(cancelled=True, rev=latest.get("rev"))
+    return merged
 
 
 def nodes(db: sqlite3.Connection) -> list[sqlite3.Row]:

@@ -27,6 +27,9 @@ from radiod.protocol.jws import TrustStore
 
 log = logging.getLogger(__name__)
 
+GRACEFUL_SHUTDOWN_S = 3
+"""How long a stop waits for open requests: a live nodes page (SSE) never ends by itself."""
+
 
 class _Server(uvicorn.Server):
     """uvicorn's server without its own signal handling: it re-raises SIGTERM after shutting down, which would
@@ -52,6 +55,7 @@ class HubService:
         self.server = _Server(uvicorn.Config(
             app, host=web.address, port=web.port, ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key,
             log_level=config.log_level, access_log=config.log_level == "debug", lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         ))
 
     @property

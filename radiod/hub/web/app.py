@@ -33,7 +33,7 @@ from radiod.errors import RadiodError
 from radiod.hub import accounts, recorder, reports
 from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
-from radiod.hub.operator import Operator, OperatorError, PostRequest, describe_schedule
+from radiod.hub.operator import Operator, OperatorError, PostRequest
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
 from radiod.protocol import builders
@@ -47,6 +47,9 @@ DELIVERY_LABEL = {"accepted": "đã nhận", "started": "đang phát", "finished
                   "failed": "lỗi", "skipped": "bỏ qua", "rejected": "từ chối"}
 ACTION_LABEL = {"login": "đăng nhập", "login_failed": "đăng nhập sai", "post": "đăng tin", "cancel": "hủy tin",
                 "stop": "dừng tất cả", "emergency": "tin khẩn cấp", "user_add": "thêm tài khoản", "logout": "đăng xuất"}
+COLUMN_LABEL = {"node": "Cụm loa", "bulletin": "Bản tin", "title": "Tiêu đề", "priority": "Mức", "status": "Loại",
+                "plays_finished": "Lượt phát trọn", "interrupted": "Bị ngắt", "failed": "Lỗi", "skipped": "Bỏ qua",
+                "airtime_min": "Thời lượng (phút)", "bulletins": "Số bản tin", "nodes": "Số cụm loa"}
 WEEKDAYS = ["Thứ hai", "Thứ ba", "Thứ tư", "Thứ năm", "Thứ sáu", "Thứ bảy", "Chủ nhật"]
 STOP_COMMAND_LIFETIME_S = 120
 
@@ -80,7 +83,7 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("radiod.hub.web", "templates"), autoescape=select_autoescape())
     env.globals.update(PRIORITY_LABEL=PRIORITY_LABEL, STATUS_LABEL=STATUS_LABEL, DELIVERY_LABEL=DELIVERY_LABEL,
                        ACTION_LABEL=ACTION_LABEL, STATE_LABEL=views.STATE_LABEL, WEEKDAYS=WEEKDAYS,
-                       describe_schedule=describe_schedule)
+                       COLUMN_LABEL=COLUMN_LABEL, describe_schedule=views.describe_schedule, ago=views.ago)
     return env
 
 

@@ -56,6 +56,38 @@ def node_rows(db: sqlite3.Connection, expected: list[str], interval_s: float, no
     return sorted(rows.values(), key=lambda v: (NODE_ORDER[v.state], v.node))
 
 
+def describe_schedule(schedule: dict[str, Any] | None) -> str:
+    """A schedule in Vietnamese words: 'ngay', 'lúc 06:30 07/12', 'hằng ngày 06:30 (T2, T4) đến 31/12'."""
+    if not schedule:
+        return "—"
+    if schedule.get("now"):
+        text = "phát ngay"
+    elif "at" in schedule:
+        text = "lúc " + ", ".join(dt.datetime.fromisoformat(t).strftime("%H:%M %d/%m") for t in schedule["at"])
+    elif daily := schedule.get("daily"):
+        text = "hằng ngày " + ", ".join(daily.get("times", []))
+        if daily.get("weekdays"):
+            text += " (" + ", ".join("CN" if d == 7 else f"T{d + 1}" for d in daily["weekdays"]) + ")"
+        if daily.get("until"):
+            text += " đến " + dt.date.fromisoformat(daily["until"]).strftime("%d/%m/%Y")
+    else:
+        text = "?"
+    if schedule.get("repeat", 1) != 1:
+        text += f", lặp {schedule['repeat']} lần"
+    return text
+
+
+def ago(seconds: float) -> str:
+    """'vừa xong', '5 phút trước', '3 giờ trước', '2 ngày trước'."""
+    if seconds < 60:
+        return "vừa xong"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} phút trước"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} giờ trước"
+    return f"{int(seconds // 86400)} ngày trước"
+
+
 @dataclass(frozen=True)
 class Play:
     """One scheduled play of a bulletin in the calendar."""
