@@ -136,6 +136,10 @@ def _starts(schedule: dict[str, Any], b: dict[str, Any], start: dt.datetime, end
     return out
 
 
+PREVIEW_KEEP_S = 3600
+"""Rendered previews older than this are deleted when the next one is made."""
+
+
 @dataclass(frozen=True)
 class Preview:
     """The post form's preview: the text as a node reads it, the rendered audio, and what to look at again."""
@@ -158,6 +162,9 @@ def render_preview(payload: dict[str, Any], maker: Any, folder: Path, token: str
         warnings.append(unknown)
     made = maker.for_bulletin(parsed, node_volume=1.0)
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.wav"):  # a preview is listened to once, right away
+        if time.time() - old.stat().st_mtime > PREVIEW_KEEP_S:
+            old.unlink(missing_ok=True)
     name = f"{token}.wav"
     write_wav_blocks(folder / name, made.programme.rate, made.programme.blocks(8192))
     warnings += made.warnings
