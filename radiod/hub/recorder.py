@@ -22,7 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,9 +342,5 @@ def events_between(db: sqlite3.Connection, start: str, end: str) -> Iterator[sql
     yield from db.execute("SELECT * FROM events WHERE ts >= ? AND ts < ? ORDER BY ts", (start, end))
 
 
-def count_events(db: sqlite3.Connection, node_names: Iterable[str] | None = None) -> int:
-    if node_names is None:
-        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
-    names = list(node_names)
-    marks = ",".join("?" * len(names))
-    return int(db.execute(f"SELECT count(*) FROM events WHERE node IN ({marks})", names).fetchone()[0])  # noqa: S608
+def count_events(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT count(*) FROM events").fetchone()[0])

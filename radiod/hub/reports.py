@@ -108,8 +108,12 @@ def monthly(db: sqlite3.Connection, month: str) -> tuple[list[PlayCount], list[P
             continue
         per_node.setdefault(row["node"], PlayCount(row["node"])).add(row, row["bulletin"])
         per_bulletin.setdefault(row["bulletin"], PlayCount(row["bulletin"])).add(row, row["node"])
-    keep = lambda counts: sorted((c for c in counts.values() if c.others), key=lambda c: c.key)  # noqa: E731
-    return keep(per_node), keep(per_bulletin)
+    return _played(per_node), _played(per_bulletin)
+
+
+def _played(counts: dict[str, PlayCount]) -> list[PlayCount]:
+    """The counts with at least one play outcome (accepted-only bulletins are not in a play report), by name."""
+    return sorted((c for c in counts.values() if c.others), key=lambda c: c.key)
 
 
 NODE_COLUMNS = ("node", "plays_finished", "interrupted", "failed", "skipped", "airtime_min", "bulletins")

@@ -79,7 +79,7 @@ class HubService:
             while not serving.done():
                 if self.recorder.alive():
                     self.notifier.ping()
-                await asyncio.sleep(min(1.0, self.notifier.ping_due_in() or 1.0))
+                await asyncio.sleep(min(1.0, max(0.05, self.notifier.ping_due_in())))
         finally:
             self.notifier.stopping()
             self.server.should_exit = True
