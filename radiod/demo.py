@@ -152,6 +152,7 @@ def _start_console(work: Path, broker: Broker, private: Path, public: Path) -> t
         cache_dir=str(work / "hub" / "cache"),
         signing=SigningConfig(kid="demo", key=str(private), public_key=str(public)),
         web=WebConfig(port=port), nodes=NodesConfig(expected=[NODE], zones={"thon-1": [NODE]}),
+        log_level="warning",  # the demo prints its own story
     )
     db = recorder.connect(config.database)
     accounts.add_user(db, CONSOLE_USER, CONSOLE_PASSWORD, accounts.Role.ADMIN)

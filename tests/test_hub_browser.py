@@ -101,6 +101,9 @@ def log_in(driver: WebDriver, base: str, name: str, password: str) -> None:
     driver.find_element(By.NAME, "name").send_keys(name)
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    wait_for(lambda: driver.execute_script("return document.readyState") == "complete"
+             and (not driver.current_url.endswith("/login") or text_of(driver, "#login-message")), 10,
+             "the login's answer")
 
 
 def confirm(driver: WebDriver) -> None:
@@ -117,19 +120,25 @@ def _alert(driver: WebDriver) -> object | None:
 
 
 def text_of(driver: WebDriver, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The element's text, read in one step: the live nodes table replaces its rows at any moment."""
+    return str(driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''",
+                                     css))
 
 
 def test_clerk_posts_with_preview_sees_it_play_cancels_and_exports_the_report(
     browser: WebDriver, console: str, start_node: Callable[..., ThreadNode],
 ) -> None:
-    start_node()
     log_in(browser, console, "chu-tich", "sai-roi")
     assert "Sai tên đăng nhập hoặc mật khẩu" in text_of(browser, "#login-message")
     shot(browser, "login")
     log_in(browser, console, "chu-tich", "mat-khau-2")
     assert "chu-tich" in text_of(browser, "header .who")
+
+    browser.get(f"{console}/nodes")
+    assert "chưa kết nối" in text_of(browser, "tr[data-node=n01]")  # expected, never connected
+    start_node()
+    wait_for(lambda: "chưa kết nối" not in text_of(browser, "tr[data-node=n01]"), 20,
+             "the nodes page to update itself (SSE) when n01 connects")
 
     browser.get(f"{console}/post")
     browser.find_element(By.NAME, "title").send_keys("Họp thôn")
@@ -160,7 +169,6 @@ def test_clerk_posts_with_preview_sees_it_play_cancels_and_exports_the_report(
     shot(browser, "bulletin")
 
     browser.get(f"{console}/nodes")
-    wait_for(lambda: "n01" in text_of(browser, "#node-rows"), 10, "node n01 in the table")
     shot(browser, "nodes")
     browser.get(f"{console}/schedule")
     assert "Họp thôn" in text_of(browser, ".week")
