@@ -8,6 +8,7 @@ import json
 import time
 from zoneinfo import ZoneInfo
 
+from radiod.config import QuietHours
 from radiod.hub.web import views
 from radiod.protocol import builders
 from radiod.protocol.messages import parse_bulletin_json
@@ -36,12 +37,12 @@ def test_a_cancelled_or_expired_bulletin_has_no_plays() -> None:
 
 def test_the_post_form_warns_of_an_unknown_zone_a_node_never_seen_and_no_end_date() -> None:
     bulletin = {**daily(times=["06:30"]), "targets": ["zone-thon-9", "node-n77"]}
-    warnings = views.schedule_warnings(bulletin, zones={"thon-1": ["n01"]}, known_nodes={"n01"})
+    warnings = views.schedule_warnings(bulletin, {"thon-1": ["n01"]}, {"n01"}, [], TZ)
     assert any("thon-9" in w for w in warnings)
     assert any("n77" in w for w in warnings)
     assert any("không có ngày kết thúc" in w for w in warnings)
     assert views.schedule_warnings({**daily(times=["06:30"], date_until="2026-12-31"), "exp": time.time() + 60},
-                                   zones={}, known_nodes=set()) == []
+                                   {}, set(), [], TZ) == []
 
 
 def test_schedules_in_vietnamese_words() -> None:
@@ -57,3 +58,14 @@ def test_a_node_keeps_the_author_and_ignores_a_malformed_one() -> None:
     assert parse_bulletin_json(json.dumps(payload)).author == "chu-tich"
     assert parse_bulletin_json(json.dumps({**payload, "author": 42})).author is None  # never a reason to refuse
     assert "author" not in builders.bulletin(id="b-1", iat=1, exp=2, text="Xin chào.")
+
+
+def test_the_post_form_warns_when_a_normal_bulletin_falls_in_quiet_hours() -> None:
+    night = [QuietHours(start=dt.time(22, 0), end=dt.time(5, 0))]
+    until = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    late = {**daily(times=["06:30", "23:15"], date_until=until), "exp": time.time() + 86400}
+    warnings = views.schedule_warnings(late, {}, set(), night, TZ)
+    assert any("23:15" in w and "giờ yên lặng" in w for w in warnings)
+    assert not any("06:30" in w for w in warnings)
+    emergency = {**late, "priority": "emergency"}  # an emergency plays in quiet hours too
+    assert not any("giờ yên lặng" in w for w in views.schedule_warnings(emergency, {}, set(), night, TZ))

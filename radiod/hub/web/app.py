@@ -220,7 +220,8 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
             payload = operator.bulletin(req)
         except OperatorError as exc:
             return page(request, "post.html", status_code=400, preview=None, problems=[str(exc)], **common)
-        problems = views.schedule_warnings(payload, config.nodes.zones, set(_known_nodes(console)))
+        problems = views.schedule_warnings(payload, config.nodes.zones, set(_known_nodes(console)),
+                                           config.quiet_hours, console.tz)
         if values.get("action") != "post":
             token = secrets.token_urlsafe(12)
             try:

@@ -10,14 +10,17 @@ import datetime as dt
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from radiod.clock import parse_rfc3339
+from radiod.config import QuietHours
 from radiod.hub import recorder
 from radiod.hub.nodes import ORDER, SILENT_INTERVALS
+from radiod.node.scheduler import in_quiet_hours
 from radiod.protocol.outgoing import Health
 
 
@@ -172,9 +175,16 @@ def render_preview(payload: dict[str, Any], maker: Any, folder: Path, token: str
     return Preview(spans, name, made.programme.duration_s, warnings)
 
 
-def schedule_warnings(payload: dict[str, Any], zones: dict[str, list[str]], known_nodes: set[str]) -> list[str]:
+def schedule_warnings(payload: dict[str, Any], zones: dict[str, list[str]], known_nodes: set[str],
+                      quiet_hours: Sequence[QuietHours], tz: ZoneInfo) -> list[str]:
     """What an operator should look at again before posting (Vietnamese, shown above the preview)."""
     out = []
+    if payload.get("priority", "normal") == "normal" and quiet_hours:
+        start = dt.datetime.fromtimestamp(time.time(), tz)
+        plays = _starts(payload.get("schedule") or {}, payload, start, start + dt.timedelta(days=7), tz)
+        quiet = sorted({p.strftime("%H:%M") for p in plays if in_quiet_hours(p.timestamp(), quiet_hours, tz)})
+        if quiet:
+            out.append(f"phát lúc {', '.join(quiet)} rơi vào giờ yên lặng: cụm loa bỏ qua tin thường lúc đó")
     for target in payload.get("targets", []):
         if target.startswith("zone-") and target.removeprefix("zone-") not in zones:
             out.append(f"vùng {target.removeprefix('zone-')!r} không có trong cấu hình hub: không rõ cụm loa nào nhận")
