@@ -8,10 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+from harness import PREFIX, Hub
 from starlette.testclient import TestClient
 
 from radiod.hub import accounts, recorder
-from radiod.hub.config import HubServiceConfig, WebConfig
+from radiod.hub.config import HubServiceConfig, SigningConfig, WebConfig
+from radiod.hub.localbroker import Broker
 from radiod.hub.web.app import create_app
 
 
@@ -19,6 +21,18 @@ from radiod.hub.web.app import create_app
 def client(tmp_path: Path) -> TestClient:
     config = HubServiceConfig(database=str(tmp_path / "hub.db"), cache_dir=str(tmp_path / "cache"),
                               web=WebConfig(login_attempts=3, login_pause_s=60))
+    db = recorder.connect(config.database)
+    accounts.add_user(db, "van-thu", "mat-khau-1", "operator")
+    accounts.add_user(db, "chu-tich", "mat-khau-2", "approver")
+    return TestClient(create_app(config, db), base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+def posting_client(hub: Hub, broker: Broker, tmp_path: Path) -> TestClient:
+    """A console that signs with the hub's key and posts on the real broker."""
+    config = HubServiceConfig(mqtt=broker.mqtt_config(prefix=PREFIX), database=str(tmp_path / "hub.db"),
+                              cache_dir=str(tmp_path / "cache"),
+                              signing=SigningConfig(kid=hub.kid, key=str(hub.key), public_key=str(hub.public)))
     db = recorder.connect(config.database)
     accounts.add_user(db, "van-thu", "mat-khau-1", "operator")
     accounts.add_user(db, "chu-tich", "mat-khau-2", "approver")
@@ -90,3 +104,28 @@ def test_repeated_failed_logins_pause_that_name(client: TestClient) -> None:
     status, page = log_in(client, "chu-tich", "mat-khau-2")  # even the right password waits now
     assert status == 429 and "Thử lại sau" in page
     assert log_in(client, "van-thu", "mat-khau-1")[0] == 200  # other names are not locked out
+
+
+def test_an_operators_emergency_draft_is_posted_when_an_approver_approves_it(posting_client: TestClient,
+                                                                             hub: Hub) -> None:
+    client = posting_client
+    log_in(client, "van-thu", "mat-khau-1")
+    csrf = csrf_of(client.get("/post").text)
+    answer = client.post("/post", data={"csrf": csrf, "title": "Cháy rừng", "text": "Cháy rừng ở thôn Đông!",
+                                        "priority": "emergency", "status": "actual", "targets": "all",
+                                        "when": "now", "action": "draft"})
+    assert answer.status_code == 200 and "Cháy rừng ở thôn Đông!" in answer.text
+    assert 'class="primary approve"' not in answer.text  # an operator cannot approve
+    assert hub.operator().retained_bulletins() == []  # nothing is on the air yet
+
+    log_in(client, "chu-tich", "mat-khau-2")
+    page = client.get("/drafts").text
+    draft_id = re.search(r'action="/drafts/(\d+)/approve"', page)
+    assert draft_id
+    answer = client.post(f"/drafts/{draft_id[1]}/approve", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 200 and "/bulletin/" in str(answer.url)
+    (posted,) = hub.operator().retained_bulletins()
+    assert posted["payload"]["priority"] == "emergency"
+    assert posted["payload"]["author"] == "van-thu, duyệt: chu-tich"
+    assert "Không có bản nháp nào" in client.get("/drafts").text
+    assert "duyệt tin" in client.get("/audit").text

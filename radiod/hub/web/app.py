@@ -30,7 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from radiod.errors import RadiodError
-from radiod.hub import accounts, recorder, reports
+from radiod.hub import accounts, drafts, recorder, reports
 from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
 from radiod.hub.operator import Operator, OperatorError, PostRequest
@@ -46,7 +46,8 @@ STATUS_LABEL = {"actual": "thật", "exercise": "diễn tập", "test": "thử"}
 DELIVERY_LABEL = {"accepted": "đã nhận", "started": "đang phát", "finished": "đã phát", "interrupted": "bị ngắt",
                   "failed": "lỗi", "skipped": "bỏ qua", "rejected": "từ chối"}
 ACTION_LABEL = {"login": "đăng nhập", "login_failed": "đăng nhập sai", "post": "đăng tin", "cancel": "hủy tin",
-                "stop": "dừng tất cả", "emergency": "tin khẩn cấp", "user_add": "thêm tài khoản", "logout": "đăng xuất"}
+                "stop": "dừng tất cả", "emergency": "tin khẩn cấp", "user_add": "thêm tài khoản", "logout": "đăng xuất",
+                "draft": "lưu nháp", "approve": "duyệt tin", "drop": "bỏ nháp"}
 COLUMN_LABEL = {"node": "Cụm loa", "bulletin": "Bản tin", "title": "Tiêu đề", "priority": "Mức", "status": "Loại",
                 "plays_finished": "Lượt phát trọn", "interrupted": "Bị ngắt", "failed": "Lỗi", "skipped": "Bỏ qua",
                 "airtime_min": "Thời lượng (phút)", "bulletins": "Số bản tin", "nodes": "Số cụm loa"}
@@ -92,6 +93,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
     """The console over ``db`` (the recorder's database); ``wait_changed`` is the recorder's, for live pages."""
     accounts.init(db)
     sessions.init(db)
+    drafts.init(db)
     operator = Operator(config.operator_config())
     console = Console(config, db, operator, LoginThrottle(config.web.login_attempts, config.web.login_pause_s),
                       wait_changed, ZoneInfo(config.timezone))
@@ -199,6 +201,8 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
                                   "repeat": 1, "chime": True, "voice": config.speech.voice}
         if (edit := request.query_params.get("edit")) and (payload := recorder.bulletin(db, edit)):
             values = _form_values(payload)
+        elif (draft_id := request.query_params.get("draft", "")).isdigit() and (draft := drafts.get(db, int(draft_id))):
+            values = {**draft.form, "draft_id": draft.id}
         return page(request, "post.html", v=values, preview=None, problems=[], zones=sorted(config.nodes.zones),
                     nodes=_known_nodes(console))
 
@@ -211,9 +215,14 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         values["weekdays"] = [int(d) for d in form.getlist("weekdays") if str(d).isdigit()]
         common = {"v": values, "zones": sorted(config.nodes.zones), "nodes": _known_nodes(console)}
         try:
-            req = _post_request(values, user)
+            req = _post_request(values, user.name)
         except (ValueError, OperatorError) as exc:
             return page(request, "post.html", status_code=400, preview=None, problems=[str(exc)], **common)
+        if values.get("action") == "draft":
+            form_values = {k: v for k, v in values.items() if k not in ("action", "draft_id", "bulletin_id", "rev")}
+            draft_id = drafts.save(db, user.name, form_values)
+            accounts.audit(db, user.name, "draft", draft=draft_id, title=req.title or "", priority=str(req.priority))
+            return RedirectResponse("/drafts", status_code=303)
         if req.priority is Priority.EMERGENCY and not user.role.may(Role.APPROVER):
             return refuse(request, 403, "Chỉ người duyệt (approver) được đăng tin khẩn cấp.")
         try:
@@ -240,7 +249,39 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
                        bulletin=posted["id"], rev=posted["rev"], title=posted["title"], targets=posted["targets"])
         with db:
             recorder.store_bulletin(db, posted, "console", True, time.time())
+        if str(values.get("draft_id", "")).isdigit():
+            drafts.close(db, int(values["draft_id"]), "posted")
         return RedirectResponse(f"/bulletin/{posted['id']}", status_code=303)
+
+    @signed_in()
+    async def drafts_page(request: Request) -> Response:
+        return page(request, "drafts.html", drafts=drafts.open_drafts(db))
+
+    @signed_in(Role.APPROVER)
+    async def approve(request: Request) -> Response:
+        user: User = request.state.user
+        draft = drafts.get(db, int(request.path_params["id"]))
+        if draft is None or draft.state != "open":
+            return refuse(request, 404, "Bản nháp không còn.")
+        try:
+            req = _post_request(draft.form, f"{draft.author}, duyệt: {user.name}")
+            posted = await run_in_threadpool(operator.post, req)
+        except (ValueError, RadiodError) as exc:
+            return refuse(request, 400, f"Không đăng được bản nháp: {exc}")
+        drafts.close(db, draft.id, "posted")
+        accounts.audit(db, user.name, "approve", draft=draft.id, drafter=draft.author, bulletin=posted["id"],
+                       title=posted["title"], priority=posted["priority"], targets=posted["targets"])
+        with db:
+            recorder.store_bulletin(db, posted, "console", True, time.time())
+        return RedirectResponse(f"/bulletin/{posted['id']}", status_code=303)
+
+    @signed_in()
+    async def drop(request: Request) -> Response:
+        draft = drafts.get(db, int(request.path_params["id"]))
+        if draft is not None and draft.state == "open":
+            drafts.close(db, draft.id, "dropped")
+            accounts.audit(db, request.state.user.name, "drop", draft=draft.id, drafter=draft.author)
+        return RedirectResponse("/drafts", status_code=303)
 
     async def preview_audio(request: Request) -> Response:
         if sessions.session_user(db, request.cookies.get(sessions.SESSION_COOKIE)) is None:
@@ -390,6 +431,9 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         Route("/post", post_page),
         Route("/post", post_submit, methods=["POST"]),
         Route("/preview/{name}", preview_audio),
+        Route("/drafts", drafts_page),
+        Route("/drafts/{id:int}/approve", approve, methods=["POST"]),
+        Route("/drafts/{id:int}/drop", drop, methods=["POST"]),
         Route("/bulletin/{id}", bulletin_page),
         Route("/bulletin/{id}/cancel", cancel, methods=["POST"]),
         Route("/emergency", emergency_page),
@@ -423,7 +467,7 @@ def _month(text: str | None, tz: ZoneInfo) -> str:
     return dt.datetime.now(tz).strftime("%Y-%m")
 
 
-def _post_request(v: dict[str, Any], user: User) -> PostRequest:
+def _post_request(v: dict[str, Any], author: str) -> PostRequest:
     """The post form as a PostRequest; ValueError naming the field that cannot be read."""
     text = str(v.get("text", "")).strip()
     if not text:
@@ -456,7 +500,7 @@ def _post_request(v: dict[str, Any], user: User) -> PostRequest:
         volume=float(volume) if volume else None,
         bulletin_id=str(v.get("bulletin_id", "")).strip() or None,
         rev=int(v.get("rev") or 1),
-        author=user.name,
+        author=author,
     )
 
 
