@@ -5,10 +5,11 @@ preview, play, report) is in test_hub_browser.py."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import PREFIX, Hub
+from harness import LONG, PREFIX, EventLog, Hub, ThreadNode
 from starlette.testclient import TestClient
 
 from radiod.hub import accounts, recorder
@@ -129,3 +130,17 @@ def test_an_operators_emergency_draft_is_posted_when_an_approver_approves_it(pos
     assert posted["payload"]["author"] == "van-thu, duyệt: chu-tich"
     assert "Không có bản nháp nào" in client.get("/drafts").text
     assert "duyệt tin" in client.get("/audit").text
+
+
+def test_stop_all_interrupts_what_a_node_is_playing(posting_client: TestClient, hub: Hub, events: EventLog,
+                                                    start_node: Callable[..., ThreadNode]) -> None:
+    start_node()
+    posted = hub.post(LONG)
+    events.wait("started", bulletin=posted["id"], timeout=60)
+    log_in(posting_client, "chu-tich", "mat-khau-2")
+    csrf = csrf_of(posting_client.get("/emergency").text)
+    answer = posting_client.post("/stop", data={"csrf": csrf, "confirm": "yes"})
+    assert answer.status_code == 200 and str(answer.url).endswith("/nodes")
+    (interrupted,) = events.wait("interrupted", bulletin=posted["id"], timeout=20)
+    assert interrupted["reason"] == "stopped"
+    assert "dừng tất cả" in posting_client.get("/audit").text
