@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -39,6 +39,9 @@ from radiod.hub.web import sessions, views
 from radiod.protocol import builders
 from radiod.protocol.enums import Action, Priority, Status
 from radiod.protocol.topics import command_topic
+
+if TYPE_CHECKING:
+    from radiod.node.programme import ProgrammeMaker
 
 STATIC = Path(__file__).with_name("static")
 PRIORITY_LABEL = {"normal": "thường", "priority": "ưu tiên", "emergency": "khẩn cấp"}
@@ -66,13 +69,13 @@ class Console:
     throttle: LoginThrottle
     wait_changed: Callable[[int, float], int] | None
     tz: ZoneInfo
-    maker: Any = None  # the preview's ProgrammeMaker, made on first use: loading voices takes a moment
+    maker: ProgrammeMaker | None = None  # the preview's, made on first use: loading voices takes a moment
 
     @property
     def preview_dir(self) -> Path:
         return Path(self.config.cache_dir) / "preview"
 
-    def programme_maker(self) -> Any:
+    def programme_maker(self) -> ProgrammeMaker:
         if self.maker is None:
             from radiod.node.programme import ProgrammeMaker
 

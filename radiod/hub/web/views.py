@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from radiod.clock import parse_rfc3339
@@ -22,6 +22,9 @@ from radiod.hub import recorder
 from radiod.hub.nodes import ORDER, SILENT_INTERVALS
 from radiod.node.scheduler import in_quiet_hours
 from radiod.protocol.outgoing import Health
+
+if TYPE_CHECKING:
+    from radiod.node.programme import ProgrammeMaker
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Preview:
     warnings: list[str]
 
 
-def render_preview(payload: dict[str, Any], maker: Any, folder: Path, token: str) -> Preview:
+def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path, token: str) -> Preview:
     """Normalize and render ``payload`` exactly as a node would (:class:`ProgrammeMaker`), audio to ``folder``."""
     from radiod.audio.pcm import write_wav_blocks
     from radiod.protocol.messages import parse_bulletin_json
