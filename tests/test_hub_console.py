@@ -68,6 +68,7 @@ def test_the_session_cookie_is_httponly_and_samesite(client: TestClient) -> None
                          follow_redirects=False)
     cookie = next(v for k, v in answer.headers.multi_items() if k == "set-cookie" and "radiod_session" in v)
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert answer.headers["x-frame-options"] == "DENY"  # no click-jacked "stop all" in a frame
 
 
 def test_a_login_without_its_csrf_token_is_refused(client: TestClient) -> None:
