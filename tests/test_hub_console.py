@@ -145,3 +145,22 @@ def test_stop_all_interrupts_what_a_node_is_playing(posting_client: TestClient, 
     (interrupted,) = events.wait("interrupted", bulletin=posted["id"], timeout=20)
     assert interrupted["reason"] == "stopped"
     assert "dừng tất cả" in posting_client.get("/audit").text
+
+
+def test_an_edit_posts_the_same_id_with_the_next_rev(posting_client: TestClient, hub: Hub) -> None:
+    client = posting_client
+    log_in(client, "van-thu", "mat-khau-1")
+    form = {"csrf": csrf_of(client.get("/post").text), "title": "Tiêm phòng", "text": "Tiêm phòng cho trẻ.",
+            "priority": "normal", "status": "actual", "targets": "all", "when": "daily", "daily": "06:30",
+            "date_until": "2030-12-31", "action": "post"}
+    first = client.post("/post", data=form)
+    bulletin_id = str(first.url).rsplit("/", 1)[1]
+    edit_page = client.get(f"/post?edit={bulletin_id}").text
+    assert f'name="bulletin_id" value="{bulletin_id}"' in edit_page and 'name="rev" value="2"' in edit_page
+    assert "Tiêm phòng cho trẻ." in edit_page and 'value="06:30"' in edit_page
+    client.post("/post", data={**form, "text": "Tiêm phòng cho trẻ dưới 5 tuổi.", "bulletin_id": bulletin_id,
+                               "rev": "2"})
+    (retained,) = hub.operator().retained_bulletins()
+    assert (retained["payload"]["id"], retained["payload"]["rev"]) == (bulletin_id, 2)
+    assert retained["payload"]["text"] == "Tiêm phòng cho trẻ dưới 5 tuổi."
+    assert retained["payload"]["schedule"]["daily"] == {"times": ["06:30"], "until": "2030-12-31"}

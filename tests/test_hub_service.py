@@ -3,24 +3,30 @@ admin, speaking sd_notify (READY once the console answers, WATCHDOG, STOPPING) a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from harness import PREFIX
+from harness import PREFIX, wait_for
 
 from radiod.config import REPO_ROOT
 from radiod.hub import accounts, recorder
+from radiod.hub.config import HubServiceConfig, WebConfig
+from radiod.hub.hubsetup import write_test_pki
 from radiod.hub.localbroker import Broker
+from radiod.hub.service import HubService
 
 UNIT = REPO_ROOT / "systemd" / "radiod-hub.service"
 needs_systemd_analyze = pytest.mark.skipif(
@@ -106,3 +112,29 @@ def test_hub_process_creates_an_admin_notifies_systemd_serves_and_stops_on_sigte
         sock.close()
         output = proc.communicate(timeout=10)[0].decode()
     assert "Traceback" not in output, output
+
+
+def test_the_console_speaks_https_with_a_certificate_from_the_hubs_ca_and_secure_cookies(
+    broker: Broker, tmp_path: Path
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    write_test_pki(pki, "hub.local")
+    port = free_port()
+    config = HubServiceConfig(mqtt=broker.mqtt_config(prefix=PREFIX), database=str(tmp_path / "hub.db"),
+                              cache_dir=str(tmp_path / "cache"),
+                              web=WebConfig(port=port, tls_cert=str(pki / "server.crt"),
+                                            tls_key=str(pki / "server.key")))
+    service = HubService(config)
+    thread = threading.Thread(target=asyncio.run, args=(service.serve(),), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: service.server.started, 20, "the console to listen")
+        assert service.url == f"https://127.0.0.1:{port}/"
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        with urllib.request.urlopen(f"https://localhost:{port}/login", context=context, timeout=10) as page:
+            assert page.status == 200
+            assert "Secure" in page.headers["set-cookie"]
+    finally:
+        service.stop()
+        thread.join(timeout=30)
