@@ -164,3 +164,16 @@ def test_an_edit_posts_the_same_id_with_the_next_rev(posting_client: TestClient,
     assert (retained["payload"]["id"], retained["payload"]["rev"]) == (bulletin_id, 2)
     assert retained["payload"]["text"] == "Tiêm phòng cho trẻ dưới 5 tuổi."
     assert retained["payload"]["schedule"]["daily"] == {"times": ["06:30"], "until": "2030-12-31"}
+
+
+def test_the_emergency_button_needs_its_confirmation_then_posts_to_all(posting_client: TestClient, hub: Hub) -> None:
+    log_in(posting_client, "chu-tich", "mat-khau-2")
+    csrf = csrf_of(posting_client.get("/emergency").text)
+    unconfirmed = posting_client.post("/emergency", data={"csrf": csrf, "text": "Lũ quét!"})
+    assert unconfirmed.status_code == 400 and "xác nhận" in unconfirmed.text
+    assert hub.operator().retained_bulletins() == []
+    posting_client.post("/emergency", data={"csrf": csrf, "text": "Lũ quét!", "confirm": "yes"})
+    (posted,) = hub.operator().retained_bulletins()
+    assert posted["topic"].endswith(f"/bulletin/all/{posted['payload']['id']}")
+    assert (posted["payload"]["priority"], posted["payload"]["author"]) == ("emergency", "chu-tich")
+    assert "tin khẩn cấp" in posting_client.get("/audit").text
