@@ -138,3 +138,12 @@ def test_hub_config_names_the_line_of_a_mistyped_key_and_masks_the_password(tmp_
     assert config.web.address == "127.0.0.1"  # the console is not on the LAN unless asked
     assert config.expected_nodes() == ["n01", "n02"]
     assert HubServiceConfig().operator_config().hub.kid == "hub-1"
+
+
+def test_the_hub_yaml_in_docs_hub_md_is_valid(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "hub.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "hub.yaml"
+    path.write_text(example, encoding="utf-8")
+    config = load_hub_config(path)
+    assert config.web.address == "127.0.0.1" and config.nodes.zones["thon-1"] == ["n01"]
