@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from radiod import __version__
 from radiod.config import Config, load_config
 from radiod.errors import ConfigError, RadiodError
+from radiod.hub import commands as hub_commands
 from radiod.protocol.enums import Action, Priority, Status
 
 if TYPE_CHECKING:
@@ -590,6 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
                 [node_opt])
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    hub_commands.register(command)
 
     p = command("demo", cmd_demo, "run the whole node on an embedded default and print what happened")
     p.add_argument("--keep", action="store_true", help="keep the demo's state directory")

@@ -3,15 +3,23 @@
 A private Mosquitto on a free loopback port plays the commune hub; a demo key signs a corpus bulletin; a node
 with mock relays (gpiozero's MockFactory) and audio to a WAV file (or the sound card, when there is one)
 receives it, plays it, and reports every step back. Nothing outside a temporary directory is touched.
+
+The hub service (``radiod hub``: recorder and web console) runs beside them on 127.0.0.1 with a demo login, so a
+newcomer can open the console, watch the node, post and preview a bulletin and read the report; when the demo
+runs in a terminal, the console stays up until Ctrl+C.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import grp
 import json
 import os
 import queue
 import shutil
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +40,7 @@ from radiod.config import (
 )
 from radiod.hub.localbroker import Broker
 from radiod.hub.operator import Operator, PostRequest
+from radiod.hub.service import HubService
 from radiod.hub.session import stream
 from radiod.node.daemon import Daemon
 from radiod.node.mqtt_link import Incoming
@@ -39,6 +48,9 @@ from radiod.protocol.jws import generate_keypair
 
 PREFIX = "radio/demo"
 NODE = "demo1"
+CONSOLE_USER = "demo"
+CONSOLE_PASSWORD = "demo-radiod"  # noqa: S105 - printed on purpose, for a console on 127.0.0.1
+"""The console's demo login: an admin, on a console that listens on 127.0.0.1 only."""
 FINAL_EVENTS = {"finished", "interrupted", "failed", "skipped", "rejected"}
 
 
@@ -60,6 +72,7 @@ def run_demo(*, keep: bool = False) -> int:
     broker.start()
     daemon: Daemon | None = None
     thread: threading.Thread | None = None
+    console: tuple[HubService, threading.Thread] | None = None
     try:
         private, public = generate_keypair("demo", work / "keys")
         output = "default" if sound_card_present() else f"file:{work / 'out'}"
@@ -75,6 +88,8 @@ def run_demo(*, keep: bool = False) -> int:
         )
         print(f"hub broker:  mosquitto on {broker.host}:{broker.port} (prefix {PREFIX})")
         print(f"node:        {NODE} in zone thon-1, mock relays, audio -> {output}")
+        console = _start_console(work, broker, private, public)
+        print(f"console:     {console[0].url}  (log in as {CONSOLE_USER} / {CONSOLE_PASSWORD})")
 
         events: queue.Queue[Incoming] = queue.Queue()
         watcher = threading.Thread(
@@ -100,8 +115,16 @@ def run_demo(*, keep: bool = False) -> int:
         wavs = sorted((work / "out").glob("*.wav")) if output.startswith("file:") else []
         for wav in wavs:
             print(f"\nplayed to:   {wav}")
+        if sys.stdin.isatty():
+            print(f"\nthe console stays open at {console[0].url} (log in as {CONSOLE_USER} / {CONSOLE_PASSWORD}):"
+                  " post, preview, watch the node, read the report. Ctrl+C stops the demo.")
+            with contextlib.suppress(KeyboardInterrupt):
+                console[1].join()
         return 0 if final == "finished" else 1
     finally:
+        if console is not None:
+            console[0].stop()
+            console[1].join(timeout=20)
         if daemon is not None:
             daemon.request_stop()
         if thread is not None:
@@ -111,6 +134,36 @@ def run_demo(*, keep: bool = False) -> int:
             print(f"state kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _start_console(work: Path, broker: Broker, private: Path, public: Path) -> tuple[HubService, threading.Thread]:
+    """The hub service on the demo broker, signing with the demo key, with the demo admin login."""
+    from radiod.hub import accounts, recorder
+    from radiod.hub.config import HubServiceConfig, NodesConfig, SigningConfig, WebConfig
+
+    with socket.socket() as s:
+        port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else 0
+    if port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    config = HubServiceConfig(
+        mqtt=broker.mqtt_config(prefix=PREFIX), database=str(work / "hub" / "hub.db"),
+        cache_dir=str(work / "hub" / "cache"),
+        signing=SigningConfig(kid="demo", key=str(private), public_key=str(public)),
+        web=WebConfig(port=port), nodes=NodesConfig(expected=[NODE], zones={"thon-1": [NODE]}),
+        log_level="warning",  # the demo prints its own story
+    )
+    db = recorder.connect(config.database)
+    accounts.add_user(db, CONSOLE_USER, CONSOLE_PASSWORD, accounts.Role.ADMIN)
+    db.close()
+    service = HubService(config)
+    thread = threading.Thread(target=asyncio.run, args=(service.serve(),), name="demo-hub", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not service.server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return service, thread
 
 
 def _print_events(events: queue.Queue[Incoming], *, timeout: float) -> str | None:

@@ -143,6 +143,7 @@ class PostRequest:
     volume: float | None = None
     bulletin_id: str | None = None
     rev: int = 1
+    author: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ class Operator:
             voice=req.voice,
             chime=req.chime,
             volume=req.volume,
+            author=req.author,
         )
         bulletin = check(payload)
         if not next_plays(bulletin, self.tz, now, 1):

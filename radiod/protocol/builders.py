@@ -73,6 +73,7 @@ def bulletin(
     voice: str | None = None,
     chime: bool = True,
     volume: float | None = None,
+    author: str | None = None,
 ) -> dict[str, Any]:
     """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line."""
     payload = {
@@ -90,6 +91,8 @@ def bulletin(
         payload["voice"] = voice
     if volume is not None:
         payload["volume"] = volume
+    if author:
+        payload["author"] = author
     return payload
 
 

@@ -94,6 +94,7 @@ class Bulletin:
     chime: bool = True
     volume: float | None = None
     cancelled: bool = False
+    author: str | None = None  # who posted it on the hub's console, for logs and reports
     raw: str = ""  # the payload JSON as received, for the store
 
 
@@ -232,6 +233,7 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         )
         chime = _get(obj, "chime", _bool, default=True)
         volume = _get(obj, "volume", lambda f, v: _number(f, v, 0.0, 1.0), default=None)
+        author = _lenient(obj, "author", _title, None)  # for people only: never a reason to refuse a bulletin
         if "schedule" not in obj:
             raise _Invalid("schedule", "required")
     except _Invalid as err:
@@ -251,6 +253,7 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         voice=voice,
         chime=chime,
         volume=volume,
+        author=author,
     )
 
 

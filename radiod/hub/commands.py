@@ -1,0 +1,82 @@
+"""The ``radiod hub`` command line: ``radiod hub --config hub.yaml`` runs the service, ``radiod hub user add``
+creates an account (the first admin, before anyone can log in to the console).
+
+Kept apart from :mod:`radiod.cli` so the hub's options live beside the hub; cli.py only registers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from radiod.errors import RadiodError
+from radiod.hub.config import DEFAULT_HUB_CONFIG_PATH, HubServiceConfig, load_hub_config
+
+Register = Callable[..., argparse.ArgumentParser]
+
+
+def register(command: Register) -> None:
+    """Add ``hub`` (and ``hub user add``) with cli.py's ``command(name, handler, help, parents)``."""
+    config_opt = argparse.ArgumentParser(add_help=False)
+    config_opt.add_argument("--config", metavar="F", default=str(DEFAULT_HUB_CONFIG_PATH),
+                            help=f"the hub's config (default {DEFAULT_HUB_CONFIG_PATH})")
+    p = command("hub", cmd_hub, "the hub service: records every node's reports and serves the web console",
+                [config_opt])
+    users = p.add_subparsers(dest="hub_command", metavar="user")
+    user = users.add_parser("user", help="console accounts").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="create a console account", description="create a console account; the "
+                          "password is asked for, or read from stdin with --password-stdin", parents=[config_opt])
+    add.add_argument("name", help="user name (lower-case letters, digits, - and _)")
+    add.add_argument("--role", choices=["operator", "approver", "admin"], default="operator",
+                     help="operator: normal and priority bulletins; approver: also emergencies and stop all; "
+                     "admin: also accounts (default operator)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(handler=cmd_user_add)
+
+
+def _load(args: argparse.Namespace) -> HubServiceConfig:
+    path = Path(args.config)
+    if not path.is_file():
+        raise RadiodError(f"{path}: no such file (see docs/hub.md for an example hub.yaml)")
+    return load_hub_config(path)
+
+
+def _hub_extra() -> None:
+    """The hub's web libraries are an extra (a node does not need them): say how to get them."""
+    import importlib.util
+
+    missing = [name for name in ("starlette", "jinja2", "uvicorn", "multipart", "argon2")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RadiodError(f"the hub service needs {', '.join(missing)}: pip install 'radiod[hub]' (docs/hub.md)")
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    _hub_extra()
+    from radiod.hub.service import run_hub
+
+    return run_hub(_load(args))
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    _hub_extra()
+    from radiod.hub import accounts, recorder
+
+    config = _load(args)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise RadiodError("the two passwords differ")
+    db = recorder.connect(config.database)
+    try:
+        user = accounts.add_user(db, args.name, password, args.role)
+        accounts.audit(db, "(command line)", "user_add", name=user.name, role=str(user.role))
+    finally:
+        db.close()
+    print(f"{user.name}: {user.role} account created in {config.database}")
+    return 0

@@ -1,0 +1,201 @@
+"""What the console's pages show, computed from the database and the hub config, apart from HTTP: the nodes
+table, the week calendar of plays, and the post preview.
+
+Kept out of the routes so each can be read (and tested) as plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from radiod.clock import parse_rfc3339
+from radiod.config import QuietHours
+from radiod.hub import recorder
+from radiod.hub.nodes import ORDER, SILENT_INTERVALS
+from radiod.node.scheduler import in_quiet_hours
+from radiod.protocol.outgoing import Health
+
+if TYPE_CHECKING:
+    from radiod.node.programme import ProgrammeMaker
+
+
+@dataclass
+class NodeRow:
+    """One line of the nodes page. ``state``: never (never connected), offline, silent, crit, warn, unknown, ok."""
+
+    node: str
+    state: str
+    last_seen: float | None = None
+    version: str | None = None
+    playing: str | None = None
+    failed: list[str] = field(default_factory=list)
+
+
+NODE_ORDER = {"never": -1, **ORDER}
+STATE_LABEL = {"never": "chưa kết nối", "offline": "mất kết nối", "silent": "im lặng", "crit": "lỗi nặng",
+               "warn": "cảnh báo", "unknown": "chưa rõ", "ok": "tốt"}
+
+
+def node_rows(db: sqlite3.Connection, expected: list[str], interval_s: float, now: float) -> list[NodeRow]:
+    """Every node the recorder heard of or the config expects, the most urgent first."""
+    rows: dict[str, NodeRow] = {name: NodeRow(name, "never") for name in expected}
+    for r in recorder.nodes(db):
+        row = NodeRow(r["node"], r["health_status"] or "unknown", r["last_seen"], r["version"])
+        if r["health"]:
+            health = Health.from_dict(json.loads(r["health"]))
+            row.failed = [f"{c.name}: {c.detail}" for c in health.checks if c.status != "ok"]
+            if health.playing:
+                row.playing = health.playing.bulletin
+        if r["online"] == 0:
+            row.state = "offline"
+        elif row.last_seen is not None and now - row.last_seen > SILENT_INTERVALS * interval_s:
+            row.state = "silent"
+        rows[row.node] = row
+    return sorted(rows.values(), key=lambda v: (NODE_ORDER[v.state], v.node))
+
+
+def describe_schedule(schedule: dict[str, Any] | None) -> str:
+    """A schedule in Vietnamese words: 'ngay', 'lúc 06:30 07/12', 'hằng ngày 06:30 (T2, T4) đến 31/12'."""
+    if not schedule:
+        return "—"
+    if schedule.get("now"):
+        text = "phát ngay"
+    elif "at" in schedule:
+        text = "lúc " + ", ".join(dt.datetime.fromisoformat(t).strftime("%H:%M %d/%m") for t in schedule["at"])
+    elif daily := schedule.get("daily"):
+        text = "hằng ngày " + ", ".join(daily.get("times", []))
+        if daily.get("weekdays"):
+            text += " (" + ", ".join("CN" if d == 7 else f"T{d + 1}" for d in daily["weekdays"]) + ")"
+        if daily.get("until"):
+            text += " đến " + dt.date.fromisoformat(daily["until"]).strftime("%d/%m/%Y")
+    else:
+        text = "?"
+    if schedule.get("repeat", 1) != 1:
+        text += f", lặp {schedule['repeat']} lần"
+    return text
+
+
+def ago(seconds: float) -> str:
+    """'vừa xong', '5 phút trước', '3 giờ trước', '2 ngày trước'."""
+    if seconds < 60:
+        return "vừa xong"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} phút trước"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} giờ trước"
+    return f"{int(seconds // 86400)} ngày trước"
+
+
+@dataclass(frozen=True)
+class Play:
+    """One scheduled play of a bulletin in the calendar."""
+
+    start: dt.datetime
+    bulletin: str
+    title: str
+    priority: str
+
+
+def week_plays(bulletins: list[dict[str, Any]], monday: dt.date, tz: ZoneInfo, now: float) -> list[Play]:
+    """Every play of the live (not cancelled, not expired) bulletins in the week from ``monday``."""
+    start = dt.datetime.combine(monday, dt.time(), tz)
+    end = start + dt.timedelta(days=7)
+    plays: list[Play] = []
+    for b in bulletins:
+        if b.get("cancelled") or b.get("exp", 0) <= now:
+            continue
+        for when in _starts(b.get("schedule") or {}, b, start, end, tz):
+            if start <= when < end:
+                plays.append(Play(when, b["id"], b.get("title", ""), b.get("priority", "normal")))
+    return sorted(plays, key=lambda p: p.start)
+
+
+def _starts(schedule: dict[str, Any], b: dict[str, Any], start: dt.datetime, end: dt.datetime,
+            tz: ZoneInfo) -> list[dt.datetime]:
+    if schedule.get("now"):
+        return [dt.datetime.fromtimestamp(b.get("iat", 0), tz)]
+    if "at" in schedule:
+        return [dt.datetime.fromtimestamp(parse_rfc3339(t), tz) for t in schedule["at"]]
+    daily = schedule.get("daily")
+    if not daily:
+        return []
+    first = dt.date.fromisoformat(daily["from"]) if daily.get("from") else start.date()
+    last = dt.date.fromisoformat(daily["until"]) if daily.get("until") else end.date()
+    expires = dt.datetime.fromtimestamp(b.get("exp", 0), tz)
+    out = []
+    day = start.date()
+    while day < end.date():
+        if first <= day <= last and (not daily.get("weekdays") or day.isoweekday() in daily["weekdays"]):
+            for hhmm in daily.get("times", []):
+                when = dt.datetime.combine(day, dt.time.fromisoformat(hhmm), tz)
+                if when < expires:
+                    out.append(when)
+        day += dt.timedelta(days=1)
+    return out
+
+
+PREVIEW_KEEP_S = 3600
+"""Rendered previews older than this are deleted when the next one is made."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The post form's preview: the text as a node reads it, the rendered audio, and what to look at again."""
+
+    spans: list[tuple[str, str, bool]]  # (written, spoken, changed)
+    audio: str  # file name under the preview folder
+    duration_s: float
+    warnings: list[str]
+
+
+def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path, token: str) -> Preview:
+    """Normalize and render ``payload`` exactly as a node would (:class:`ProgrammeMaker`), audio to ``folder``."""
+    from radiod.audio.pcm import write_wav_blocks
+    from radiod.protocol.messages import parse_bulletin_json
+    from radiod.speech.normalize import explain
+
+    parsed = parse_bulletin_json(json.dumps(payload, ensure_ascii=False))
+    warnings = []
+    if (unknown := maker.unknown_voice(parsed)) is not None:
+        warnings.append(unknown)
+    made = maker.for_bulletin(parsed, node_volume=1.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.wav"):  # a preview is listened to once, right away
+        if time.time() - old.stat().st_mtime > PREVIEW_KEEP_S:
+            old.unlink(missing_ok=True)
+    name = f"{token}.wav"
+    write_wav_blocks(folder / name, made.programme.rate, made.programme.blocks(8192))
+    warnings += made.warnings
+    spans = [(s.source, s.spoken, s.rule != "text" and s.source != s.spoken) for s in explain(payload["text"])]
+    return Preview(spans, name, made.programme.duration_s, warnings)
+
+
+def schedule_warnings(payload: dict[str, Any], zones: dict[str, list[str]], known_nodes: set[str],
+                      quiet_hours: Sequence[QuietHours], tz: ZoneInfo) -> list[str]:
+    """What an operator should look at again before posting (Vietnamese, shown above the preview)."""
+    out = []
+    if payload.get("priority", "normal") == "normal" and quiet_hours:
+        start = dt.datetime.fromtimestamp(time.time(), tz)
+        plays = _starts(payload.get("schedule") or {}, payload, start, start + dt.timedelta(days=7), tz)
+        quiet = sorted({p.strftime("%H:%M") for p in plays if in_quiet_hours(p.timestamp(), quiet_hours, tz)})
+        if quiet:
+            out.append(f"phát lúc {', '.join(quiet)} rơi vào giờ yên lặng: cụm loa bỏ qua tin thường lúc đó")
+    for target in payload.get("targets", []):
+        if target.startswith("zone-") and target.removeprefix("zone-") not in zones:
+            out.append(f"vùng {target.removeprefix('zone-')!r} không có trong cấu hình hub: không rõ cụm loa nào nhận")
+        if target.startswith("node-") and target.removeprefix("node-") not in known_nodes:
+            out.append(f"cụm loa {target.removeprefix('node-')!r} chưa từng kết nối")
+    daily = (payload.get("schedule") or {}).get("daily")
+    if daily and not daily.get("until"):
+        out.append("phát hằng ngày không có ngày kết thúc: bản tin phát đến khi hết hạn")
+    if payload.get("exp", 0) - time.time() > 30 * 86400:
+        out.append("bản tin còn hiệu lực hơn 30 ngày")
+    return out
