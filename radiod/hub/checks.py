@@ -64,7 +64,7 @@ def next_plays(bulletin: Bulletin, tz: ZoneInfo, now: float, limit: int | None =
     return list(islice(occurrences(bulletin.schedule, tz, start, dt.datetime.fromtimestamp(bulletin.exp, tz)), limit))
 
 
-def post_warnings(bulletin: Bulletin, nodes: NodeList, voices: Sequence[str], quiet: Sequence[QuietHours],
+def post_warnings(bulletin: Bulletin, nodes: NodeList, *, voices: Sequence[str], quiet: Sequence[QuietHours],
                   tz: ZoneInfo, now: float) -> list[PostWarning]:
     """Every warning for ``bulletin`` (checked, not yet posted): targets ``nodes`` does not know, a voice not
     among ``voices``, normal plays in the ``quiet`` hours, a daily schedule without end, a long validity."""

@@ -262,7 +262,8 @@ class Operator:
         against the hub's voices and the quiet hours of its config."""
         now = time.time() if now is None else now
         voices = [p.stem for p in voice_files(Path(self.config.speech.voices_dir))]
-        return post_warnings(plan.bulletin, nodes, voices, self.config.schedule.quiet_hours, self.tz, now)
+        return post_warnings(plan.bulletin, nodes, voices=voices, quiet=self.config.schedule.quiet_hours,
+                             tz=self.tz, now=now)
 
     def warnings(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
         """:meth:`checks` in ``radiod post``'s English, naming the flag to change."""
@@ -272,8 +273,9 @@ class Operator:
         """One warning in English, naming the flag to change."""
         match warning.code:
             case Code.UNKNOWN_ZONE:
-                return (f"--zone {warning.name}: not in the hub's zones (hub.zones: {', '.join(warning.known) or 'none'}"
-                        "); only nodes configured with it will play it")
+                known = ", ".join(warning.known) or "none"
+                return (f"--zone {warning.name}: not in the hub's zones (hub.zones: {known}); only nodes configured "
+                        "with it will play it")
             case Code.UNKNOWN_NODE:
                 return (f"--node {warning.name}: not in the hub's node list (hub.nodes) and never seen on the broker; "
                         "check the name")
