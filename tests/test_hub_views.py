@@ -37,6 +37,15 @@ def test_a_cancelled_or_expired_bulletin_has_no_plays() -> None:
     assert views.week_plays([bulletin], MONDAY, TZ, bulletin["exp"] + 1) == []
 
 
+def test_the_week_shows_no_at_time_after_the_bulletin_expires_as_no_node_plays_it() -> None:
+    monday_0630 = dt.datetime.combine(MONDAY, dt.time(6, 30), TZ)
+    at = [monday_0630.isoformat(), (monday_0630 + dt.timedelta(days=2)).isoformat()]
+    bulletin = builders.bulletin(id="b-at", iat=int(LONG_AGO), exp=int(monday_0630.timestamp()) + 86400,
+                                 text="Họp.", schedule=builders.schedule(at=at))
+    plays = views.week_plays([bulletin], MONDAY, TZ, LONG_AGO)
+    assert [p.start.strftime("%a %H:%M") for p in plays] == ["Mon 06:30"]
+
+
 def form_warnings(payload: dict, zones: dict[str, tuple[str, ...]], nodes: set[str],
                   quiet: list[QuietHours]) -> list[str]:
     """The post form's warnings for ``payload``, as the console words them."""
