@@ -309,7 +309,7 @@ class Operator:
             when = ", ".join(_local(t) for t in plays[:SHOWN_PLAYS]) + (", ..." if len(plays) > SHOWN_PLAYS else "")
         if bulletin.schedule.repeat > 1:
             when += f" ({bulletin.schedule.repeat} times each)"
-        reached, _unknown = nodes.reach(bulletin.targets)
+        reached = nodes.reach(bulletin.targets)
         where = ", ".join(bulletin.targets)
         count = f"{len(reached)} known node(s)" if nodes.nodes else "nodes unknown to the hub (set hub.nodes)"
         until = dt.datetime.fromtimestamp(bulletin.exp, self.tz)
