@@ -304,7 +304,7 @@ def _command(args: argparse.Namespace, action: Action, targets: tuple[str, ...],
 
     operator = _operator(args)
     nodes = known_nodes(operator.config)
-    expected = frozenset(nodes.reach(targets)[0] & nodes.online)
+    expected = frozenset(nodes.reach(targets) & nodes.online)
     print(f"{action} sent to {', '.join(targets)}; waiting up to {timeout_s:g} s for "
           f"{', '.join(sorted(expected)) or 'any node'}", flush=True)
     final: dict[str, str] = {}
@@ -322,7 +322,7 @@ def _command(args: argparse.Namespace, action: Action, targets: tuple[str, ...],
     silent = sorted(expected - final.keys())
     if silent:
         print(f"no answer within {timeout_s:g} s: {', '.join(silent)}")
-    offline = sorted(nodes.reach(targets)[0] - nodes.online - final.keys())
+    offline = sorted(nodes.reach(targets) - nodes.online - final.keys())
     if offline:
         print(f"not online, not asked to answer: {', '.join(offline)}")
     refused = [n for n, kind in final.items() if kind == "rejected"]

@@ -30,7 +30,7 @@ def default_data_dir(name: str) -> str:
     return str(local if local.is_dir() else Path("/usr/share/radiod") / name)
 
 
-def _unknown_zone(name: str) -> str | None:
+def unknown_zone(name: str) -> str | None:
     """What is wrong with time zone ``name``, None if the system knows it: ``run`` would stop on it at start."""
     try:
         ZoneInfo(name)
@@ -46,7 +46,7 @@ class NodeConfig:
     id: str = setting("n01", doc="this node's name; also its MQTT client id and topic", pattern=NAME_PATTERN)
     zones: list[str] = setting(factory=list, doc="village zones this cluster belongs to", pattern=NAME_PATTERN)
     timezone: str = setting(
-        "Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours", check=_unknown_zone
+        "Asia/Ho_Chi_Minh", doc="IANA time zone for daily times and quiet hours", check=unknown_zone
     )
     demo: bool = setting(
         False, doc="a demo or test bench: mock relays and a file: output are expected, health does not warn of them"

@@ -177,3 +177,16 @@ def test_the_emergency_button_needs_its_confirmation_then_posts_to_all(posting_c
     assert posted["topic"].endswith(f"/bulletin/all/{posted['payload']['id']}")
     assert (posted["payload"]["priority"], posted["payload"]["author"]) == ("emergency", "chu-tich")
     assert "tin khẩn cấp" in posting_client.get("/audit").text
+
+
+def test_the_preview_warns_in_vietnamese_as_radiod_post_warns_in_english(client: TestClient) -> None:
+    log_in(client, "van-thu", "mat-khau-1")
+    form = {"csrf": csrf_of(client.get("/post").text), "title": "Tiêm phòng", "text": "Tiêm phòng cho trẻ.",
+            "priority": "normal", "status": "actual", "targets": "zone-thon-9", "when": "daily", "daily": "06:30",
+            "voice": "vi-hue", "action": "preview"}
+    page = client.post("/post", data=form)
+    assert page.status_code == 200, page.text
+    warnings = re.findall(r'<p class="problem warning">([^<]*)</p>', page.text)
+    assert any("thon-9" in w and "không có trong cấu hình hub" in w for w in warnings), warnings
+    assert any("vi-hue" in w and "giọng đọc" in w for w in warnings), warnings
+    assert any("không có ngày kết thúc" in w for w in warnings), warnings

@@ -142,6 +142,19 @@ def test_post_warns_when_a_normal_bulletin_falls_in_quiet_hours(
     assert "quiet hours" not in capsys.readouterr().err
 
 
+def test_post_warns_of_a_daily_bulletin_without_end_and_of_a_long_validity(
+    broker: Broker, hub_config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(post(hub_config, "--daily", "06:30", SHORT)) == 0
+    captured = capsys.readouterr()
+    assert "warning: --daily without --until: it plays every day until it expires" in captured.err
+    assert "(30 days, hub.daily_expiry_days, as no --until was given)" in captured.out
+    assert "valid for more than" not in captured.err
+    assert main(post(hub_config, "--daily", "06:30", "--until", "2031-01-10", SHORT)) == 0
+    err = capsys.readouterr().err
+    assert "without --until" not in err and "warning: valid for more than 30 days" in err
+
+
 def test_preview_prints_the_spoken_text_writes_a_wav_and_posts_nothing(
     broker: Broker, hub_config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,7 +27,7 @@ from radiod.config import (
     SecurityConfig,
     SpeechConfig,
     StorageConfig,
-    _unknown_zone,
+    unknown_zone,
 )
 from radiod.schema import setting
 
@@ -76,7 +76,7 @@ class NodesConfig:
 class HubServiceConfig:
     mqtt: MqttConfig = setting(factory=MqttConfig, doc="the commune's broker (on this machine, usually)")
     timezone: str = setting("Asia/Ho_Chi_Minh", doc="IANA time zone of the schedule and reports",
-                            check=_unknown_zone)
+                            check=unknown_zone)
     database: str = setting("/var/lib/radiod-hub/hub.db", doc="the recorder's and the console's SQLite database")
     signing: SigningConfig = setting(factory=SigningConfig, doc="the key bulletins are signed with")
     nodes: NodesConfig = setting(factory=NodesConfig, doc="which nodes the commune has")

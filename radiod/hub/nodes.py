@@ -57,29 +57,18 @@ class NodeList:
         online = frozenset(name for name, state in states.items() if state.online)
         return cls(frozenset({*config.hub.nodes, *members, *states}), zones, online)
 
-    def reach(self, targets: Sequence[str]) -> tuple[set[str], list[str]]:
-        """The known nodes ``targets`` address, and a warning for each target this list does not know."""
+    def reach(self, targets: Sequence[str]) -> set[str]:
+        """The known nodes ``targets`` address; a target this list does not know reaches none of them (the
+        warning for it is :func:`radiod.hub.checks.post_warnings`'s)."""
         reached: set[str] = set()
-        unknown: list[str] = []
         for target in targets:
             if target == "all":
                 reached |= self.nodes
             elif target.startswith("zone-"):
-                zone = target.removeprefix("zone-")
-                if zone in self.zones:
-                    reached |= set(self.zones[zone])
-                else:
-                    known = ", ".join(sorted(self.zones)) or "none"
-                    unknown.append(f"--zone {zone}: not in the hub's zones (hub.zones: {known}); only nodes "
-                                   "configured with it will play it")
-            else:
-                node = target.removeprefix("node-")
-                if node in self.nodes:
-                    reached.add(node)
-                else:
-                    unknown.append(f"--node {node}: not in the hub's node list (hub.nodes) and never seen on "
-                                   "the broker; check the name")
-        return reached, unknown
+                reached |= set(self.zones.get(target.removeprefix("zone-"), ()))
+            elif (node := target.removeprefix("node-")) in self.nodes:
+                reached.add(node)
+        return reached
 
 
 def known_nodes(config: Config, settle_s: float = 0.5) -> NodeList:

@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo
 from radiod.clock import rfc3339
 from radiod.config import Config
 from radiod.errors import RadiodError, Rejected
+from radiod.hub.checks import LONG_EXPIRY_DAYS, Code, PostWarning, next_plays, post_warnings
 from radiod.hub.nodes import NodeList
 from radiod.hub.session import collect_retained, publish_once, request
 from radiod.node.mqtt_link import Incoming
@@ -34,7 +34,6 @@ from radiod.protocol import builders
 from radiod.protocol.enums import Action, EventType, HealthStatus, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload, sign
 from radiod.protocol.messages import MAX_PAYLOAD_BYTES, Bulletin, parse_bulletin_json
-from radiod.protocol.occurrences import occurrences
 from radiod.protocol.outgoing import Event, Health, State
 from radiod.protocol.topics import bulletin_topic, bulletins_filter, command_topic, node_topic, parse_node_topic
 from radiod.speech.voices import voice_files
@@ -167,15 +166,6 @@ def check(payload: dict[str, Any]) -> Bulletin:
                             f"field {field})") from None
 
 
-def next_plays(bulletin: Bulletin, tz: ZoneInfo, now: float, limit: int | None = None) -> list[dt.datetime]:
-    """The bulletin's plays from ``now`` until it expires, in local time; ``now`` itself for a ``now`` bulletin."""
-    assert bulletin.schedule is not None  # a bulletin being posted, not a tombstone
-    start = dt.datetime.fromtimestamp(now, tz)
-    if bulletin.schedule.now:
-        return [start]
-    return list(islice(occurrences(bulletin.schedule, tz, start, dt.datetime.fromtimestamp(bulletin.exp, tz)), limit))
-
-
 class Operator:
     """The hub's side of the protocol, configured from the same YAML schema as a node."""
 
@@ -267,26 +257,45 @@ class Operator:
         """The checked bulletin payload for ``req`` (see :meth:`plan`)."""
         return self.plan(req, now).payload
 
-    def warnings(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
-        """What some nodes may not do as the operator expects: an unknown voice, zone or node; quiet hours."""
+    def checks(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[PostWarning]:
+        """What some nodes may not do as the operator expects (see :func:`radiod.hub.checks.post_warnings`),
+        against the hub's voices and the quiet hours of its config."""
         now = time.time() if now is None else now
-        bulletin = plan.bulletin
-        out = list(nodes.reach(bulletin.targets)[1])
-        if bulletin.voice:
-            voices_dir = Path(self.config.speech.voices_dir)
-            known = [p.stem for p in voice_files(voices_dir)]
-            if bulletin.voice not in known:
-                out.append(f"--voice {bulletin.voice}: not in {voices_dir} (there: {', '.join(known) or 'none'}); "
-                           "a node without it reads the bulletin with its default voice")
-        quiet = self.config.schedule.quiet_hours
-        if bulletin.priority == Priority.NORMAL and quiet:
-            hushed = [t for t in next_plays(bulletin, self.tz, now, 1000)
-                      if any(w.covers(t.time()) for w in quiet)]
-            if hushed:
-                windows = ", ".join(f"{w.start:%H:%M}-{w.end:%H:%M}" for w in quiet)
-                out.append(f"{len(hushed)} play(s) fall in quiet hours ({windows}), first {_local(hushed[0])}: "
-                           "nodes skip normal bulletins then; choose another time or --priority priority")
-        return out
+        voices = [p.stem for p in voice_files(Path(self.config.speech.voices_dir))]
+        return post_warnings(plan.bulletin, nodes, voices=voices, quiet=self.config.schedule.quiet_hours,
+                             tz=self.tz, now=now)
+
+    def warnings(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
+        """:meth:`checks` in ``radiod post``'s English, naming the flag to change."""
+        return [self.warning_text(w) for w in self.checks(plan, nodes, now)]
+
+    def warning_text(self, warning: PostWarning) -> str:
+        """One warning in English, naming the flag to change."""
+        match warning.code:
+            case Code.UNKNOWN_ZONE:
+                known = ", ".join(warning.known) or "none"
+                return (f"--zone {warning.name}: not in the hub's zones (hub.zones: {known}); only nodes configured "
+                        "with it will play it")
+            case Code.UNKNOWN_NODE:
+                return (f"--node {warning.name}: not in the hub's node list (hub.nodes) and never seen on the broker; "
+                        "check the name")
+            case Code.UNKNOWN_VOICE:
+                return (f"--voice {warning.name}: not in {self.config.speech.voices_dir} (there: "
+                        f"{', '.join(warning.known) or 'none'}); a node without it reads the bulletin with its "
+                        "default voice")
+            case Code.QUIET_HOURS:
+                windows = ", ".join(f"{w.start:%H:%M}-{w.end:%H:%M}" for w in warning.windows)
+                return (f"{len(warning.plays)} play(s) fall in quiet hours ({windows}), first "
+                        f"{_local(warning.plays[0])}: nodes skip normal bulletins then; choose another time or "
+                        "--priority priority")
+            case Code.NO_END_DATE:
+                assert warning.until is not None
+                return (f"--daily without --until: it plays every day until it expires, {_local(warning.until)}; "
+                        "give --until for the last day")
+            case Code.LONG_EXPIRY:
+                assert warning.until is not None
+                return (f"valid for more than {LONG_EXPIRY_DAYS} days, until {_local(warning.until)}: check "
+                        "--expires/--until")
 
     def understood(self, plan: Plan, nodes: NodeList, now: float | None = None) -> list[str]:
         """What was posted, in the operator's words: when it plays, on how many nodes, until when."""
@@ -300,7 +309,7 @@ class Operator:
             when = ", ".join(_local(t) for t in plays[:SHOWN_PLAYS]) + (", ..." if len(plays) > SHOWN_PLAYS else "")
         if bulletin.schedule.repeat > 1:
             when += f" ({bulletin.schedule.repeat} times each)"
-        reached, _unknown = nodes.reach(bulletin.targets)
+        reached = nodes.reach(bulletin.targets)
         where = ", ".join(bulletin.targets)
         count = f"{len(reached)} known node(s)" if nodes.nodes else "nodes unknown to the hub (set hub.nodes)"
         until = dt.datetime.fromtimestamp(bulletin.exp, self.tz)
@@ -370,7 +379,7 @@ class Operator:
         for msg in collect_retained(self.config.mqtt, "bulletins", bulletins_filter(self.prefix)):
             if not msg.payload:
                 continue
-            out.append({"topic": msg.topic, **_decode(msg, trust)})
+            out.append({"topic": msg.topic, **decode_retained(msg, trust)})
         return out
 
     def prune(self, now: float | None = None) -> list[str]:
@@ -427,7 +436,7 @@ class Operator:
         return TrustStore({k: Path(v) for k, v in keys.items()}, self.config.security.revoked_keys) if keys else None
 
 
-def _decode(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
+def decode_retained(msg: Incoming, trust: TrustStore | None) -> dict[str, Any]:
     """Payload of a retained bulletin for display; 'verified' says whether a trusted key signed it."""
     raw = msg.payload
     if trust is not None:

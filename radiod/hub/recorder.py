@@ -35,7 +35,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from radiod.clock import parse_rfc3339
 from radiod.config import MqttConfig
-from radiod.hub.operator import _decode as decode_retained
+from radiod.hub.operator import decode_retained
 from radiod.node.mqtt_link import Incoming, new_client
 from radiod.protocol.enums import EventType
 from radiod.protocol.jws import TrustStore

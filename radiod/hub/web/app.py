@@ -35,6 +35,7 @@ from radiod.errors import RadiodError
 from radiod.hub import accounts, drafts, recorder, reports
 from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
+from radiod.hub.nodes import NodeList
 from radiod.hub.operator import Operator, OperatorError, PostRequest
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
@@ -231,23 +232,23 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         if req.priority is Priority.EMERGENCY and not user.role.may(Role.APPROVER):
             return refuse(request, 403, "Chỉ người duyệt (approver) được đăng tin khẩn cấp.")
         try:
-            payload = operator.bulletin(req)
+            plan = operator.plan(req)
         except OperatorError as exc:
             return page(request, "post.html", status_code=400, preview=None, problems=[str(exc)], **common)
-        problems = views.schedule_warnings(payload, config.nodes.zones, set(_known_nodes(console)),
-                                           config.quiet_hours, console.tz)
         if values.get("action") != "post":
+            nodes = NodeList(frozenset(common["nodes"]), {z: tuple(m) for z, m in config.nodes.zones.items()})
+            problems = [views.warning_text(w) for w in operator.checks(plan, nodes)]
             token = secrets.token_urlsafe(12)
             try:
                 preview = await run_in_threadpool(
-                    views.render_preview, payload, console.programme_maker(), console.preview_dir, token
+                    views.render_preview, plan.payload, console.programme_maker(), console.preview_dir, token
                 )
             except RadiodError as exc:
                 return page(request, "post.html", status_code=400, preview=None, problems=[*problems, str(exc)],
                             **common)
             return page(request, "post.html", preview=preview, problems=[*problems, *preview.warnings], **common)
         try:
-            posted = await run_in_threadpool(operator.post, req)
+            posted = await run_in_threadpool(operator.publish, plan)
         except RadiodError as exc:
             return page(request, "post.html", status_code=502, preview=None, problems=[str(exc)], **common)
         accounts.audit(db, user.name, "emergency" if req.priority is Priority.EMERGENCY else "post",

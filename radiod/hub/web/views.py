@@ -10,17 +10,17 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from radiod.clock import parse_rfc3339
-from radiod.config import QuietHours
+from radiod.errors import Rejected
 from radiod.hub import recorder
+from radiod.hub.checks import LONG_EXPIRY_DAYS, Code, PostWarning
 from radiod.hub.nodes import ORDER, SILENT_INTERVALS
-from radiod.node.scheduler import in_quiet_hours
+from radiod.protocol.messages import parse_bulletin_json
+from radiod.protocol.occurrences import occurrences
 from radiod.protocol.outgoing import Health
 
 if TYPE_CHECKING:
@@ -105,41 +105,26 @@ class Play:
 
 
 def week_plays(bulletins: list[dict[str, Any]], monday: dt.date, tz: ZoneInfo, now: float) -> list[Play]:
-    """Every play of the live (not cancelled, not expired) bulletins in the week from ``monday``."""
+    """Every play of the live (not cancelled, not expired) bulletins in the week from ``monday``, computed as the
+    nodes compute them (:func:`radiod.protocol.occurrences.occurrences`)."""
     start = dt.datetime.combine(monday, dt.time(), tz)
     end = start + dt.timedelta(days=7)
     plays: list[Play] = []
     for b in bulletins:
         if b.get("cancelled") or b.get("exp", 0) <= now:
             continue
-        for when in _starts(b.get("schedule") or {}, b, start, end, tz):
-            if start <= when < end:
-                plays.append(Play(when, b["id"], b.get("title", ""), b.get("priority", "normal")))
+        try:
+            bulletin = parse_bulletin_json(json.dumps(b, ensure_ascii=False))
+        except Rejected:
+            continue  # no node would play it: nothing to show
+        assert bulletin.schedule is not None  # not cancelled
+        if bulletin.schedule.now:
+            starts = [dt.datetime.fromtimestamp(bulletin.iat, tz)]
+        else:
+            starts = list(occurrences(bulletin.schedule, tz, start,
+                                      min(end, dt.datetime.fromtimestamp(bulletin.exp, tz))))
+        plays += [Play(t, bulletin.id, bulletin.title, str(bulletin.priority)) for t in starts if start <= t < end]
     return sorted(plays, key=lambda p: p.start)
-
-
-def _starts(schedule: dict[str, Any], b: dict[str, Any], start: dt.datetime, end: dt.datetime,
-            tz: ZoneInfo) -> list[dt.datetime]:
-    if schedule.get("now"):
-        return [dt.datetime.fromtimestamp(b.get("iat", 0), tz)]
-    if "at" in schedule:
-        return [dt.datetime.fromtimestamp(parse_rfc3339(t), tz) for t in schedule["at"]]
-    daily = schedule.get("daily")
-    if not daily:
-        return []
-    first = dt.date.fromisoformat(daily["from"]) if daily.get("from") else start.date()
-    last = dt.date.fromisoformat(daily["until"]) if daily.get("until") else end.date()
-    expires = dt.datetime.fromtimestamp(b.get("exp", 0), tz)
-    out = []
-    day = start.date()
-    while day < end.date():
-        if first <= day <= last and (not daily.get("weekdays") or day.isoweekday() in daily["weekdays"]):
-            for hhmm in daily.get("times", []):
-                when = dt.datetime.combine(day, dt.time.fromisoformat(hhmm), tz)
-                if when < expires:
-                    out.append(when)
-        day += dt.timedelta(days=1)
-    return out
 
 
 PREVIEW_KEEP_S = 3600
@@ -159,13 +144,9 @@ class Preview:
 def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path, token: str) -> Preview:
     """Normalize and render ``payload`` exactly as a node would (:class:`ProgrammeMaker`), audio to ``folder``."""
     from radiod.audio.pcm import write_wav_blocks
-    from radiod.protocol.messages import parse_bulletin_json
     from radiod.speech.normalize import explain
 
     parsed = parse_bulletin_json(json.dumps(payload, ensure_ascii=False))
-    warnings = []
-    if (unknown := maker.unknown_voice(parsed)) is not None:
-        warnings.append(unknown)
     made = maker.for_bulletin(parsed, node_volume=1.0)
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.wav"):  # a preview is listened to once, right away
@@ -173,29 +154,26 @@ def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path,
             old.unlink(missing_ok=True)
     name = f"{token}.wav"
     write_wav_blocks(folder / name, made.programme.rate, made.programme.blocks(8192))
-    warnings += made.warnings
     spans = [(s.source, s.spoken, s.rule != "text" and s.source != s.spoken) for s in explain(payload["text"])]
-    return Preview(spans, name, made.programme.duration_s, warnings)
+    return Preview(spans, name, made.programme.duration_s, made.warnings)
 
 
-def schedule_warnings(payload: dict[str, Any], zones: dict[str, list[str]], known_nodes: set[str],
-                      quiet_hours: Sequence[QuietHours], tz: ZoneInfo) -> list[str]:
-    """What an operator should look at again before posting (Vietnamese, shown above the preview)."""
-    out = []
-    if payload.get("priority", "normal") == "normal" and quiet_hours:
-        start = dt.datetime.fromtimestamp(time.time(), tz)
-        plays = _starts(payload.get("schedule") or {}, payload, start, start + dt.timedelta(days=7), tz)
-        quiet = sorted({p.strftime("%H:%M") for p in plays if in_quiet_hours(p.timestamp(), quiet_hours, tz)})
-        if quiet:
-            out.append(f"phát lúc {', '.join(quiet)} rơi vào giờ yên lặng: cụm loa bỏ qua tin thường lúc đó")
-    for target in payload.get("targets", []):
-        if target.startswith("zone-") and target.removeprefix("zone-") not in zones:
-            out.append(f"vùng {target.removeprefix('zone-')!r} không có trong cấu hình hub: không rõ cụm loa nào nhận")
-        if target.startswith("node-") and target.removeprefix("node-") not in known_nodes:
-            out.append(f"cụm loa {target.removeprefix('node-')!r} chưa từng kết nối")
-    daily = (payload.get("schedule") or {}).get("daily")
-    if daily and not daily.get("until"):
-        out.append("phát hằng ngày không có ngày kết thúc: bản tin phát đến khi hết hạn")
-    if payload.get("exp", 0) - time.time() > 30 * 86400:
-        out.append("bản tin còn hiệu lực hơn 30 ngày")
-    return out
+def warning_text(warning: PostWarning) -> str:
+    """One of :func:`radiod.hub.checks.post_warnings` in Vietnamese, shown above the post form's preview."""
+    match warning.code:
+        case Code.QUIET_HOURS:
+            quiet = sorted({p.strftime("%H:%M") for p in warning.plays})
+            return f"phát lúc {', '.join(quiet)} rơi vào giờ yên lặng: cụm loa bỏ qua tin thường lúc đó"
+        case Code.UNKNOWN_ZONE:
+            return f"vùng {warning.name!r} không có trong cấu hình hub: không rõ cụm loa nào nhận"
+        case Code.UNKNOWN_NODE:
+            return f"cụm loa {warning.name!r} chưa từng kết nối"
+        case Code.UNKNOWN_VOICE:
+            return (f"giọng đọc {warning.name!r} không có trên hub (có: {', '.join(warning.known) or 'không có'}): "
+                    "cụm loa không có giọng này đọc bằng giọng mặc định")
+        case Code.NO_END_DATE:
+            assert warning.until is not None
+            return ("phát hằng ngày không có ngày kết thúc: bản tin phát đến khi hết hạn, "
+                    f"{warning.until:%H:%M %d/%m/%Y}")
+        case Code.LONG_EXPIRY:
+            return f"bản tin còn hiệu lực hơn {LONG_EXPIRY_DAYS} ngày"
