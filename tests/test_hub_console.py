@@ -190,3 +190,19 @@ def test_the_preview_warns_in_vietnamese_as_radiod_post_warns_in_english(client:
     assert any("thon-9" in w and "không có trong cấu hình hub" in w for w in warnings), warnings
     assert any("vi-hue" in w and "giọng đọc" in w for w in warnings), warnings
     assert any("không có ngày kết thúc" in w for w in warnings), warnings
+
+
+def test_the_preview_marks_the_readings_the_normalizer_guessed(client: TestClient) -> None:
+    """An unknown acronym spelled out and a number/number with no day word are guesses: the operator sees them
+    marked, with why, before posting; a known abbreviation is read without a mark."""
+    log_in(client, "van-thu", "mat-khau-1")
+    form = {"csrf": csrf_of(client.get("/post").text), "title": "Họp", "priority": "normal", "status": "actual",
+            "text": "Tổ XKLĐ họp, hạn nộp là 5/12, mang theo CCCD.", "targets": "all", "when": "now",
+            "action": "preview"}
+    page = client.post("/post", data=form)
+    assert page.status_code == 200, page.text
+    unsure = re.search(r'<div class="unsure-list" id="unsure">(.*?)</div>', page.text, re.S)
+    assert unsure, page.text
+    items = re.findall(r"<li><b>([^<]*)</b>", unsure.group(1))
+    assert items == ["XKLĐ", "5/12"], items
+    assert "đọc từng chữ cái" in unsure.group(1) and "có phải là tỉ lệ" in unsure.group(1)

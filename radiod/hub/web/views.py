@@ -25,6 +25,7 @@ from radiod.protocol.outgoing import Health
 
 if TYPE_CHECKING:
     from radiod.node.programme import ProgrammeMaker
+    from radiod.speech.normalize import Lexicon
 
 
 @dataclass
@@ -132,10 +133,41 @@ PREVIEW_KEEP_S = 3600
 
 
 @dataclass(frozen=True)
+class PreviewSpan:
+    """A piece of the text in the preview: as written, as spoken, whether the reading differs, and why it is a
+    guess (in Vietnamese; "" when the normalizer was sure) so the operator can fix the text before posting."""
+
+    written: str
+    spoken: str
+    changed: bool
+    unsure: str
+
+
+UNSURE_VI = {
+    "acronym": "chữ viết tắt lạ, đọc từng chữ cái: nếu có cách đọc, hãy viết đầy đủ hoặc thêm vào từ điển",
+    "abbreviation-guess": "chữ viết tắt nhiều nghĩa, không có từ bên cạnh để chọn: đọc theo nghĩa thường gặp",
+    "date-guess": "số/số được đọc là ngày tháng vì không có chữ \"ngày\" đứng trước: có phải là tỉ lệ?",
+    "slash-or": "dấu gạch chéo giữa hai từ được đọc là \"hoặc\"",
+}
+"""Why a reading is a guess (the normalizer's ``Span.unsure`` rules), as the console says it."""
+
+
+def preview_spans(text: str, region: str, lexicon: Lexicon) -> list[PreviewSpan]:
+    """``text`` as the normalizer reads it (``radiod normalize --explain``), the guessed readings marked."""
+    from radiod.speech.normalize import explain
+
+    return [
+        PreviewSpan(s.source, s.spoken, s.rule != "text" and s.source != s.spoken,
+                    UNSURE_VI.get(s.rule, s.unsure) if s.unsure else "")
+        for s in explain(text, region, lexicon)
+    ]
+
+
+@dataclass(frozen=True)
 class Preview:
     """The post form's preview: the text as a node reads it, the rendered audio, and what to look at again."""
 
-    spans: list[tuple[str, str, bool]]  # (written, spoken, changed)
+    spans: list[PreviewSpan]
     audio: str  # file name under the preview folder
     duration_s: float
     warnings: list[str]
@@ -144,7 +176,6 @@ class Preview:
 def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path, token: str) -> Preview:
     """Normalize and render ``payload`` exactly as a node would (:class:`ProgrammeMaker`), audio to ``folder``."""
     from radiod.audio.pcm import write_wav_blocks
-    from radiod.speech.normalize import explain
 
     parsed = parse_bulletin_json(json.dumps(payload, ensure_ascii=False))
     made = maker.for_bulletin(parsed, node_volume=1.0)
@@ -154,7 +185,8 @@ def render_preview(payload: dict[str, Any], maker: ProgrammeMaker, folder: Path,
             old.unlink(missing_ok=True)
     name = f"{token}.wav"
     write_wav_blocks(folder / name, made.programme.rate, made.programme.blocks(8192))
-    spans = [(s.source, s.spoken, s.rule != "text" and s.source != s.spoken) for s in explain(payload["text"])]
+    voice = maker.speaker.voice(maker.voice_for(parsed))
+    spans = preview_spans(payload["text"], voice.region, maker.speaker.lexicon)
     return Preview(spans, name, made.programme.duration_s, made.warnings)
 
 
