@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from radiod.errors import RadiodError, Rejected, StoreError
 from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
 from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
+from radiod.node.inbox import Inbox
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme, ProgrammeMaker
@@ -44,6 +46,7 @@ from radiod.node.scheduler import NOW, Scheduler
 from radiod.node.sdnotify import Notifier
 from radiod.node.store import PlayRecord, Store
 from radiod.node.techtest import TechnicianTest
+from radiod.protocol.enums import Priority
 from radiod.protocol.jws import TrustStore
 from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
 from radiod.protocol.occurrences import occurrences
@@ -63,6 +66,13 @@ REJECTED_MESSAGE_MAX = 500
 """Bounds on what a rejected event copies from the message (a topic may be 64 KiB)."""
 PURGE_EVERY_S = 3600.0
 """How often expired bulletins, tombstones and old play records leave the store."""
+SWITCH_INTERVAL_S = 0.0005
+"""Python's GIL switch interval for the daemon (default 5 ms). paho's network thread gives up the GIL at each of
+the four or five socket reads of a message and then waits up to this long to get it back from a busy main
+loop: at 5 ms, an emergency behind 1000 retained bulletins reached the inbox only after about 0.5 s."""
+HOLD_BACKLOG_S = 2.0
+"""At most this long the backlog waits while an emergency is rendered and started: its speech and chimes then
+have the CPU to themselves (bench/backlog.py). Urgent messages are still handled meanwhile."""
 
 
 def open_store(path: Path) -> Store:
@@ -90,11 +100,16 @@ class _Call:
     arg: Any = None
 
 
+def _urgent(item: Incoming | LinkEvent | _Call) -> bool:
+    """The inbox's fast lane: what the network thread peeked as urgent, and the daemon's own stop."""
+    return item.urgent if isinstance(item, Incoming) else isinstance(item, _Call) and item.what == "stop"
+
+
 class Daemon:
     def __init__(self, config: Config, *, pin_factory: object | None = None) -> None:
         self.config = config
         self.tz = ZoneInfo(config.node.timezone)
-        self.inbox: queue.Queue[Incoming | LinkEvent | _Call] = queue.Queue()
+        self.inbox: Inbox[Incoming | LinkEvent | _Call] = Inbox(_urgent)
         self.started_at = time.time()
         state_dir = Path(config.storage.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,11 +172,13 @@ class Daemon:
         self.systemd = Notifier()
         self.health_published_at: float | None = None  # the heartbeat check's evidence
         self.watchdog_fired_at: float | None = None  # the relays check warns once the watchdog had to act
+        self.emergency_due: tuple[str, float] | None = None  # (bulletin id, monotonic deadline): see HOLD_BACKLOG_S
 
     # ----- life cycle -----
     def run(self) -> int:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._install_signals()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         last_alive = float(self.store.get_setting("last_alive") or 0) or None
         self._report_unfinished_plays()
         self.publisher.start()
@@ -194,7 +211,8 @@ class Daemon:
                 wait = min(next_health, next_alive, next_purge) - time.monotonic()
                 wait = min(wait, self.systemd.ping_due_in(), STORE_RETRY_S if self._store_waiting() else wait)
                 try:
-                    item = self.inbox.get(timeout=max(0.05, wait))
+                    holding = self._holding_backlog()
+                    item = self.inbox.take(0.02 if holding else max(0.05, wait), urgent_only=holding)
                 except queue.Empty:
                     item = None
                 if item is not None:
@@ -204,6 +222,17 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _holding_backlog(self) -> bool:
+        due = self.emergency_due
+        return due is not None and time.monotonic() < due[1]
+
+    def release_backlog(self, bulletin_id: str) -> None:
+        """The emergency the backlog waits for has started (or will not play): the backlog goes on. Called
+        from the playout thread; one assignment, which the main loop reads at its next turn."""
+        due = self.emergency_due
+        if due is not None and due[0] == bulletin_id:
+            self.emergency_due = None
 
     def _warm_up_speech(self) -> None:
         """Load the lexicon, the voice and the chimes now, so the first emergency after a boot is not the one
@@ -353,6 +382,8 @@ class Daemon:
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
         else:
+            if bulletin.schedule.now and bulletin.priority == Priority.EMERGENCY and bulletin.status != "test":
+                self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
                 self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self.maker.voice_for(bulletin)))
@@ -546,6 +577,7 @@ class _Reporter:
         return {"warning": "; ".join(fresh)} if fresh else {}
 
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
+        self._d.release_backlog(req.bulletin.id)
         t = self._d.events.time  # the store has it as started since claim()
         self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **self._new_warnings(req))
 
@@ -567,9 +599,11 @@ class _Reporter:
         self._emit(req, "interrupted", **extra)
 
     def failed(self, req: PlayRequest, reason: str, message: str) -> None:
+        self._d.release_backlog(req.bulletin.id)
         self._record(req, "failed", reason)
         self._emit(req, "failed", reason=reason, message=message)
 
     def skipped(self, req: PlayRequest, reason: str) -> None:
+        self._d.release_backlog(req.bulletin.id)
         self._record(req, "skipped", reason)
         self._emit(req, "skipped", reason=reason)
