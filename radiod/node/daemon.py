@@ -46,11 +46,12 @@ from radiod.node.scheduler import NOW, Scheduler
 from radiod.node.sdnotify import Notifier
 from radiod.node.store import PlayRecord, Store
 from radiod.node.techtest import TechnicianTest
+from radiod.node.trusted_time import TrustedTime
 from radiod.protocol.enums import Priority
 from radiod.protocol.jws import TrustStore
 from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
 from radiod.protocol.occurrences import occurrences
-from radiod.protocol.outgoing import Health, NextPlay, Playing
+from radiod.protocol.outgoing import Check, Health, NextPlay, Playing
 from radiod.protocol.topics import event_topic, health_topic, state_topic, subscriptions, topic_bulletin_id
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class Daemon:
         self.station.relays.on_watchdog(self._on_watchdog)
         self.maker = ProgrammeMaker(config, self.station.profile)
         self.events = EventLog(self.store, config.node.id, self.tz)
+        self.trusted_time = TrustedTime(self.store)
         prefix, node = config.mqtt.prefix, config.node.id
         self.topics = {
             "state": state_topic(prefix, node),
@@ -150,7 +152,7 @@ class Daemon:
             grace_s=config.schedule.grace_s,
             prerender_s=config.schedule.prerender_s,
             quiet_hours=config.schedule.quiet_hours,
-            submit=self.playout.submit,
+            submit=self._submit,
             skip=self._skip,
             parse=parse_bulletin_json,
         )
@@ -340,12 +342,17 @@ class Daemon:
                 zones=self.config.node.zones,
                 trust=self.trust,
                 require_signature=self.config.security.require_signature,
-                now=time.time(),
+                now=self.trusted_time.now(),  # the hub's newest signed time, if the local clock is behind it
             )
         except Rejected as exc:
             bulletin_id = topic_bulletin_id(msg.topic, self.config.mqtt.prefix)
             self._reject(msg.topic, exc.reason, exc.message, bulletin=bulletin_id)
             return
+        if isinstance(parsed, Command) and (ahead := self.trusted_time.too_far_ahead(parsed.iat)):
+            self._reject(msg.topic, "schema", ahead, command=parsed.id)
+            return
+        if msg.payload.lstrip()[:1] != b"{":  # signed by a trusted key: its iat is a lower bound of the real time
+            self.trusted_time.saw(parsed.iat)
         if isinstance(parsed, Command):
             self._on_command(parsed, msg.topic)
         else:
@@ -378,6 +385,9 @@ class Daemon:
         extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
         if unknown := self.maker.unknown_voice(bulletin):
             extra["warning"] = unknown
+        if not bulletin.cancelled and not bulletin.schedule.now and (wrong := self.trusted_time.wrong()):
+            held = f"{wrong}: only `now` bulletins play until the clock is set"
+            extra["warning"] = f"{extra['warning']}; {held}" if "warning" in extra else held
         self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
@@ -413,6 +423,14 @@ class Daemon:
         end = dt.datetime.fromtimestamp(bulletin.exp, dt.UTC)
         upcoming = next(occurrences(bulletin.schedule, self.tz, start, end), None)
         return rfc3339(upcoming.timestamp(), self.tz, ms=False) if upcoming else None
+
+    def _submit(self, req: PlayRequest) -> None:
+        """The scheduler's requests to the playout; a scheduled time means nothing on a plainly wrong clock
+        (radiod.node.trusted_time), so only ``now`` occurrences play then. Also on APScheduler's thread."""
+        if req.occurrence != NOW and (wrong := self.trusted_time.wrong()):
+            log.warning("%s %s not played: %s", req.bulletin.id, req.occurrence, wrong)
+            return
+        self.playout.submit(req)
 
     def _render(self, bulletin: Bulletin) -> BulletinProgramme:
         """On the playout's render pool: the bulletin's programme at the node's volume, with its own warnings."""
@@ -470,6 +488,8 @@ class Daemon:
         """The protocol's health report; its checks are radiod.node.health's (run here, on the main loop)."""
         now = time.time()
         checks = tuple(daemon_checks(self._running(now)))
+        if wrong := self.trusted_time.wrong():
+            checks += (Check("signed_time", "crit", f"{wrong}: only `now` bulletins play until it is set"),)
         current, _queued = self.playout.snapshot()
         upcoming = self.scheduler.next_play()
         return Health(
