@@ -17,6 +17,11 @@ at most 500 ms to audio in both cases.
 The figures also say how far the node was through the backlog when the emergency started (``accepted``
 events stamped before its ``audio_start``): an emergency that waits for the backlog has all of them before it.
 Other jobs share this machine: read it as an order of magnitude.
+
+Measured (2 shared cores, load average 3.3, 3 runs each): before the urgent lane, 8184 ms at connect (the
+emergency after all 1000) and 14 591 ms under the flood; after, 206-373 ms at connect (0 of the 1000 handled
+before it) and 49-52 ms under the flood. The node stores about 200 bulletins a second here, so a flood of 1000/s
+outlives each run: the later runs' emergencies arrive behind the earlier runs' unparsed flood, and still go first.
 """
 
 from __future__ import annotations
