@@ -181,6 +181,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._install_signals()
+        switch_interval = sys.getswitchinterval()  # restored at the end: a test runs daemons in its own process
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         last_alive = float(self.store.get_setting("last_alive") or 0) or None
         self._report_unfinished_plays()
@@ -224,6 +225,7 @@ class Daemon:
                     self._retry_store()
         finally:
             self._shutdown()
+            sys.setswitchinterval(switch_interval)
         return 0
 
     def _holding_backlog(self) -> bool:
