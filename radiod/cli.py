@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radiod import __version__
-from radiod.config import Config, load_config
+from radiod.config import CONFIG_RULE, Config, find_config, load_config
 from radiod.errors import ConfigError, RadiodError
 from radiod.hub import commands as hub_commands
 from radiod.protocol.enums import Action, Priority, Status
@@ -32,7 +32,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(Path(args.config) if getattr(args, "config", None) else None)
+    return load_config(find_config(getattr(args, "config", None)))
+
+
+def _config_file(args: argparse.Namespace) -> Path:
+    """The config file of ``run`` and ``validate``, which have no use for the built-in defaults."""
+    path = find_config(args.config)
+    if path is None:
+        raise RadiodError(f"no config file: {CONFIG_RULE.removesuffix(', else the built-in defaults')}")
+    return path
 
 
 def _read_text(args: argparse.Namespace) -> str:
@@ -53,8 +61,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check a config file and everything it names that `run` needs (radiod/preflight.py)."""
     from radiod.preflight import check_config
 
-    config = check_config(Path(args.config))
-    print(f"{args.config}: ok (node {config.node.id}, profile {config.gpio.profile}, voice {config.speech.voice})")
+    path = _config_file(args)
+    config = check_config(path)
+    print(f"{path}: ok (node {config.node.id}, profile {config.gpio.profile}, voice {config.speech.voice})")
     return 0
 
 
@@ -165,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from radiod.logs import setup_logging
     from radiod.node.daemon import Daemon
 
-    config = load_config(Path(args.config))
+    config = load_config(_config_file(args))
     setup_logging(config.log_level)
     return Daemon(config).run()
 
@@ -387,13 +396,8 @@ def cmd_hub_setup(args: argparse.Namespace) -> int:
 
 
 def _node_config(args: argparse.Namespace) -> Path | None:
-    """--config, else the installed node's config (/etc/radiod/config.yaml, or $RADIOD_CONFIG) when it exists:
-    the technician's commands must look at the running node's daemon, not at the built-in defaults."""
-    from radiod.config import DEFAULT_CONFIG_PATH
-
-    if args.config:
-        return Path(args.config)
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+    """The config file by the one rule (None: the defaults), for the commands that print which one they read."""
+    return find_config(args.config)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -447,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     config_opt = argparse.ArgumentParser(add_help=False)
-    config_opt.add_argument("--config", metavar="F", help="config file (default: built-in defaults)")
+    config_help = f"config file ({CONFIG_RULE})"
+    config_opt.add_argument("--config", metavar="F", help=config_help)
 
     def command(name: str, handler: Handler, help_: str, parents: Sequence[argparse.ArgumentParser] = ()) -> (
         argparse.ArgumentParser
@@ -470,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     install_help = "check a Piper model (.onnx + .onnx.json) and install it as a voice (docs/piper.md)"
     p = actions.add_parser("install", help=install_help, description=install_help)
     # SUPPRESS: a --config given before "install" must not be overwritten by this one's default
-    p.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help="config file (default: built-in defaults)")
+    p.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help=config_help)
     p.set_defaults(handler=cmd_voices_install)
     p.add_argument("path", metavar="PATH_OR_DIR", help="the .onnx, its .onnx.json, or a folder holding them")
     p.add_argument("--id", help="voice id (default: from the model name, e.g. vi-vais1000-medium)")
@@ -480,16 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the espeak-ng voice of the region)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing voice file or model")
 
-    p = command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not")
-    p.add_argument("--config", metavar="F", required=True, help="the config file to check")
+    p = command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not",
+                [config_opt])
 
     p = command("normalize", cmd_normalize, "print the spoken form of a text", [config_opt])
     p.add_argument("text", nargs="+", metavar="TEXT", help="the text, or - to read lines from stdin")
     p.add_argument("--voice", metavar="V", help="voice id; its region selects regional readings")
     p.add_argument("--explain", action="store_true", help="show which rule produced each span")
 
-    p = command("run", cmd_run, "run the node daemon (as systemd does)")
-    p.add_argument("--config", metavar="F", required=True, help="the node's config file")
+    command("run", cmd_run, "run the node daemon (as systemd does)", [config_opt])
 
     p = command("keygen", cmd_keygen, "make an Ed25519 key pair for signing bulletins on the hub")
     p.add_argument("--kid", required=True, help="key id, e.g. hub-1 (nodes trust keys by id)")
@@ -569,27 +573,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revoked-key", action="append", metavar="KID", help="a key id the nodes refuse (repeatable)")
     p.add_argument("--force", action="store_true", help="replace every existing key, certificate and password")
 
-    node_opt = argparse.ArgumentParser(add_help=False)
-    node_opt.add_argument("--config", metavar="F",
-                          help="config file (default: /etc/radiod/config.yaml if it exists, else built-in defaults)")
-
     p = command("health", cmd_health, "check this node; exit 0 ok, 1 warn, 2 crit, as monitoring plugins do",
-                [node_opt])
+                [config_opt])
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = command("status", cmd_status, "now playing, the queue, the next plays and the last ten plays", [node_opt])
+    p = command("status", cmd_status, "now playing, the queue, the next plays and the last ten plays", [config_opt])
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [node_opt])
+    p = command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [config_opt])
     p.add_argument("--line", action="append", metavar="L", help="only this speaker line (repeatable; default: all)")
     p.add_argument("--node", action="append", metavar="N", help="operator: test node N over MQTT (repeatable)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="with --node: wait this long")
 
-    p = command("config", cmd_config, "print the merged config with secrets masked", [node_opt])
+    p = command("config", cmd_config, "print the merged config with secrets masked", [config_opt])
     p.add_argument("--show", action="store_true", required=True, help="print it as YAML")
 
     p = command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
-                [node_opt])
+                [config_opt])
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     hub_commands.register(command)

@@ -8,9 +8,29 @@ monotonic clock and rebuilds its schedule from the store when one happens.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Callable
+
+OFFSET_ENV = "RADIOD_CLOCK_OFFSET_S"
+"""Seconds added to the machine's clock in :func:`wall`: how a test gives the daemon a wrong clock (a Pi booted
+at 2001 before NTP, a clock set two days back by hand). libfaketime cannot do it: it breaks time.sleep."""
+NOT_BEFORE = dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp()
+"""Before this release of radiod was built (bump it with each release): a clock reading earlier is plainly wrong."""
+
+
+def clock_offset() -> float:
+    """The test offset of :func:`wall` (0 on a real node); a value that is not a number counts as 0."""
+    try:
+        return float(os.environ.get(OFFSET_ENV, "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+def wall() -> float:
+    """The daemon's wall clock, in seconds since the epoch: ``time.time()``, plus :data:`OFFSET_ENV` in tests."""
+    return time.time() + clock_offset()
 
 
 def rfc3339(ts: float, tz: dt.tzinfo | None = None, *, ms: bool = True) -> str:

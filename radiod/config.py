@@ -202,7 +202,25 @@ class Config:
         return Path(self.storage.cache_dir or Path(self.storage.dir) / "cache")
 
 
-DEFAULT_CONFIG_PATH = Path(os.environ.get("RADIOD_CONFIG", "/etc/radiod/config.yaml"))
+SYSTEM_CONFIG_PATH = Path("/etc/radiod/config.yaml")
+"""Where ``make install`` puts a node's config."""
+CONFIG_ENV = "RADIOD_CONFIG"
+CONFIG_RULE = f"--config F, else ${CONFIG_ENV}, else {SYSTEM_CONFIG_PATH} if it exists, else the built-in defaults"
+"""The one rule every command finds its config by, as ``--help`` and the docs state it."""
+
+
+def find_config(given: str | None) -> Path | None:
+    """The config file a command reads (:data:`CONFIG_RULE`); None means the built-in defaults.
+
+    The environment is read at each call, not at import, so a technician's ``export RADIOD_CONFIG=...`` and a
+    test's environment both count. A ``$RADIOD_CONFIG`` naming a missing file is returned as it is: loading it
+    then fails loudly rather than silently falling back to the defaults.
+    """
+    if given:
+        return Path(given)
+    if env := os.environ.get(CONFIG_ENV):
+        return Path(env)
+    return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.is_file() else None
 
 
 def load_config(path: Path | None) -> Config:

@@ -3,6 +3,7 @@
 #
 #   /opt/radiod                  a virtualenv with radiod (it sees apt's python3-lgpio: --system-site-packages)
 #   /usr/share/radiod/           firmware_profiles/, voices/ and hub/, where an installed radiod looks for them
+#   /usr/local/bin/radiod        a symlink to /opt/radiod/bin/radiod, so `radiod` is on every user's PATH
 #   /etc/radiod/config.yaml      from config.example.yaml, only if there is none (never overwritten), 0640 root:radiod
 #   /etc/systemd/system/radiod.service, enabled; restarted on an upgrade, not started on a first install
 #   user radiod                  system user in the gpio and audio groups; its state is /var/lib/radiod
@@ -16,6 +17,7 @@ DESTDIR=${DESTDIR:-}
 PREFIX=/opt/radiod
 SHARE=/usr/share/radiod
 CONFIG=/etc/radiod/config.yaml
+LINK=/usr/local/bin/radiod
 APT_PACKAGES="espeak-ng libportaudio2 python3-venv"
 staging() { [ -n "$DESTDIR" ]; }
 
@@ -44,6 +46,10 @@ if ! staging; then
   "$PREFIX/bin/pip" install -q --upgrade pip
   "$PREFIX/bin/pip" install -q --upgrade "$SRC"
 fi
+
+echo "== radiod on PATH: $LINK -> $PREFIX/bin/radiod"
+install -d -m 0755 "$DESTDIR$(dirname "$LINK")"
+ln -sfn "$PREFIX/bin/radiod" "$DESTDIR$LINK"
 
 echo "== profiles, voices, hub templates, unit, docs"
 install -d -m 0755 "$DESTDIR$SHARE/firmware_profiles" "$DESTDIR$SHARE/voices" "$DESTDIR$SHARE/hub" \
@@ -76,12 +82,12 @@ if ! staging; then
 Installed. Before starting, edit $CONFIG: node.id and zones, mqtt (host, prefix, TLS), security.trusted_keys
 (copy the hub's public key to /etc/radiod/keys/), gpio.profile (e.g. rpi-relay-hat-2ch) and audio.output
 (default for the sound card). Then:
-  $PREFIX/bin/radiod validate --config $CONFIG
-  systemctl start radiod && $PREFIX/bin/radiod health
+  radiod validate
+  systemctl start radiod && radiod health
 EOF
   else
     "$PREFIX/bin/radiod" validate --config "$CONFIG"
     systemctl restart radiod.service
-    echo "upgraded and restarted; check it with: $PREFIX/bin/radiod health"
+    echo "upgraded and restarted; check it with: radiod health"
   fi
 fi

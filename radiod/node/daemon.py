@@ -16,6 +16,7 @@ import json
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from radiod.errors import RadiodError, Rejected, StoreError
 from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
 from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
+from radiod.node.inbox import Inbox
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme, ProgrammeMaker
@@ -43,10 +45,12 @@ from radiod.node.scheduler import NOW, Scheduler
 from radiod.node.sdnotify import Notifier
 from radiod.node.store import PlayRecord, Store
 from radiod.node.techtest import TechnicianTest
+from radiod.node.trusted_time import TrustedTime
+from radiod.protocol.enums import Priority
 from radiod.protocol.jws import TrustStore
 from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
 from radiod.protocol.occurrences import occurrences
-from radiod.protocol.outgoing import Health, NextPlay, Playing
+from radiod.protocol.outgoing import Check, Health, NextPlay, Playing
 from radiod.protocol.topics import event_topic, health_topic, state_topic, subscriptions, topic_bulletin_id
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,14 @@ REJECTED_MESSAGE_MAX = 500
 """Bounds on what a rejected event copies from the message (a topic may be 64 KiB)."""
 PURGE_EVERY_S = 3600.0
 """How often expired bulletins, tombstones and old play records leave the store."""
+SWITCH_INTERVAL_S = 0.0005
+"""Python's GIL switch interval for the daemon process (default 5 ms). paho's network thread gives up the GIL at
+each of the four or five socket reads of a message and then waits up to this long to get it back from a busy
+thread: reading 1000 retained bulletins beside a CPU-bound thread took 1.4 to 2.1 s at 5 ms, 0.33 s at 0.5 ms
+(0.13 to 0.24 s with the CPU idle)."""
+HOLD_BACKLOG_S = 2.0
+"""At most this long the backlog waits while an emergency is rendered and started: its speech and chimes then
+have the CPU to themselves (bench/backlog.py). Urgent messages are still handled meanwhile."""
 
 
 def open_store(path: Path) -> Store:
@@ -89,11 +101,16 @@ class _Call:
     arg: Any = None
 
 
+def _urgent(item: Incoming | LinkEvent | _Call) -> bool:
+    """The inbox's fast lane: what the network thread peeked as urgent, and the daemon's own stop."""
+    return item.urgent if isinstance(item, Incoming) else isinstance(item, _Call) and item.what == "stop"
+
+
 class Daemon:
     def __init__(self, config: Config, *, pin_factory: object | None = None) -> None:
         self.config = config
         self.tz = ZoneInfo(config.node.timezone)
-        self.inbox: queue.Queue[Incoming | LinkEvent | _Call] = queue.Queue()
+        self.inbox: Inbox[Incoming | LinkEvent | _Call] = Inbox(_urgent)
         self.started_at = time.time()
         state_dir = Path(config.storage.dir)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +123,7 @@ class Daemon:
         self.station.relays.on_watchdog(self._on_watchdog)
         self.maker = ProgrammeMaker(config, self.station.profile)
         self.events = EventLog(self.store, config.node.id, self.tz)
+        self.trusted_time = TrustedTime(self.store)
         prefix, node = config.mqtt.prefix, config.node.id
         self.topics = {
             "state": state_topic(prefix, node),
@@ -134,7 +152,7 @@ class Daemon:
             grace_s=config.schedule.grace_s,
             prerender_s=config.schedule.prerender_s,
             quiet_hours=config.schedule.quiet_hours,
-            submit=self.playout.submit,
+            submit=self._submit,
             skip=self._skip,
             parse=parse_bulletin_json,
         )
@@ -156,11 +174,14 @@ class Daemon:
         self.systemd = Notifier()
         self.health_published_at: float | None = None  # the heartbeat check's evidence
         self.watchdog_fired_at: float | None = None  # the relays check warns once the watchdog had to act
+        self.emergency_due: tuple[str, float] | None = None  # (bulletin id, monotonic deadline): see HOLD_BACKLOG_S
 
     # ----- life cycle -----
     def run(self) -> int:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         self._install_signals()
+        switch_interval = sys.getswitchinterval()  # restored at the end: a test runs daemons in its own process
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         last_alive = float(self.store.get_setting("last_alive") or 0) or None
         self._report_unfinished_plays()
         self.publisher.start()
@@ -195,7 +216,8 @@ class Daemon:
                 wait = min(next_health, next_alive, next_purge) - time.monotonic()
                 wait = min(wait, self.systemd.ping_due_in(), STORE_RETRY_S if self._store_waiting() else wait)
                 try:
-                    item = self.inbox.get(timeout=max(0.05, wait))
+                    holding = self._holding_backlog()
+                    item = self.inbox.take(0.02 if holding else max(0.05, wait), urgent_only=holding)
                 except queue.Empty:
                     item = None
                 if item is not None:
@@ -204,7 +226,19 @@ class Daemon:
                     self._retry_store()
         finally:
             self._shutdown()
+            sys.setswitchinterval(switch_interval)
         return 0
+
+    def _holding_backlog(self) -> bool:
+        due = self.emergency_due
+        return due is not None and time.monotonic() < due[1]
+
+    def release_backlog(self, bulletin_id: str) -> None:
+        """The emergency the backlog waits for has started (or will not play): the backlog goes on. Called
+        from the playout thread; one assignment, which the main loop reads at its next turn."""
+        due = self.emergency_due
+        if due is not None and due[0] == bulletin_id:
+            self.emergency_due = None
 
     def _warm_up_speech(self) -> None:
         """Load the lexicon, the voice and the chimes now, so the first emergency after a boot is not the one
@@ -312,12 +346,17 @@ class Daemon:
                 zones=self.config.node.zones,
                 trust=self.trust,
                 require_signature=self.config.security.require_signature,
-                now=time.time(),
+                now=self.trusted_time.now(),  # the hub's newest signed time, if the local clock is behind it
             )
         except Rejected as exc:
             bulletin_id = topic_bulletin_id(msg.topic, self.config.mqtt.prefix)
             self._reject(msg.topic, exc.reason, exc.message, bulletin=bulletin_id)
             return
+        if isinstance(parsed, Command) and (ahead := self.trusted_time.too_far_ahead(parsed.iat)):
+            self._reject(msg.topic, "schema", ahead, command=parsed.id)
+            return
+        if msg.payload.lstrip()[:1] != b"{":  # signed by a trusted key: its iat is a lower bound of the real time
+            self.trusted_time.saw(parsed.iat)
         if isinstance(parsed, Command):
             self._on_command(parsed, msg.topic)
         else:
@@ -350,10 +389,15 @@ class Daemon:
         extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
         if unknown := self.maker.unknown_voice(bulletin):
             extra["warning"] = unknown
+        if not bulletin.cancelled and not bulletin.schedule.now and (wrong := self.trusted_time.wrong()):
+            held = f"{wrong}: only `now` bulletins play until the clock is set"
+            extra["warning"] = f"{extra['warning']}; {held}" if "warning" in extra else held
         self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
         else:
+            if bulletin.schedule.now and bulletin.priority == Priority.EMERGENCY and bulletin.status != "test":
+                self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
                 self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self.maker.voice_for(bulletin)))
@@ -383,6 +427,14 @@ class Daemon:
         end = dt.datetime.fromtimestamp(bulletin.exp, dt.UTC)
         upcoming = next(occurrences(bulletin.schedule, self.tz, start, end), None)
         return rfc3339(upcoming.timestamp(), self.tz, ms=False) if upcoming else None
+
+    def _submit(self, req: PlayRequest) -> None:
+        """The scheduler's requests to the playout; a scheduled time means nothing on a plainly wrong clock
+        (radiod.node.trusted_time), so only ``now`` occurrences play then. Also on APScheduler's thread."""
+        if req.occurrence != NOW and (wrong := self.trusted_time.wrong()):
+            log.warning("%s %s not played: %s", req.bulletin.id, req.occurrence, wrong)
+            return
+        self.playout.submit(req)
 
     def _render(self, bulletin: Bulletin) -> BulletinProgramme:
         """On the playout's render pool: the bulletin's programme at the node's volume, with its own warnings."""
@@ -440,6 +492,8 @@ class Daemon:
         """The protocol's health report; its checks are radiod.node.health's (run here, on the main loop)."""
         now = time.time()
         checks = tuple(daemon_checks(self._running(now)))
+        if wrong := self.trusted_time.wrong():
+            checks += (Check("signed_time", "crit", f"{wrong}: only `now` bulletins play until it is set"),)
         current, _queued = self.playout.snapshot()
         upcoming = self.scheduler.next_play()
         return Health(
@@ -549,6 +603,7 @@ class _Reporter:
         return {"warning": "; ".join(fresh)} if fresh else {}
 
     def started(self, req: PlayRequest, amp_on: float, audio_start: float) -> None:
+        self._d.release_backlog(req.bulletin.id)
         t = self._d.events.time  # the store has it as started since claim()
         self._emit(req, "started", amp_on=t(amp_on), audio_start=t(audio_start), **self._new_warnings(req))
 
@@ -570,9 +625,11 @@ class _Reporter:
         self._emit(req, "interrupted", **extra)
 
     def failed(self, req: PlayRequest, reason: str, message: str) -> None:
+        self._d.release_backlog(req.bulletin.id)
         self._record(req, "failed", reason)
         self._emit(req, "failed", reason=reason, message=message)
 
     def skipped(self, req: PlayRequest, reason: str) -> None:
+        self._d.release_backlog(req.bulletin.id)
         self._record(req, "skipped", reason)
         self._emit(req, "skipped", reason=reason)

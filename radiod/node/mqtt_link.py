@@ -49,6 +49,7 @@ from radiod.clock import rfc3339
 from radiod.config import MqttConfig
 from radiod.errors import RadiodError
 from radiod.protocol.outgoing import State
+from radiod.protocol.urgency import is_urgent
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,15 @@ class Incoming:
     """One message from the broker, as the main loop receives it.
 
     ``retained`` is True when the broker delivered it from its retained store on (re)subscribing, i.e. part of
-    the desired state, and False for a message published while the node was listening.
+    the desired state, and False for a message published while the node was listening. ``urgent`` is the
+    network thread's unverified peek (an emergency, a tombstone, a stop command), for the order of the queue only.
     """
 
     topic: str
     payload: bytes
     retained: bool
     received: float  # time.time()
+    urgent: bool = False  # goes ahead of the queue: radiod.protocol.urgency
 
 
 @dataclass(frozen=True)
@@ -388,7 +391,9 @@ class MqttLink:
             log.error("%s: this node will not receive those messages", self._subscription_error)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put(Incoming(message.topic, bytes(message.payload), bool(message.retain), time.time()))
+        payload = bytes(message.payload)
+        urgent = is_urgent(message.topic, payload, self.mqtt.prefix)
+        self.inbox.put(Incoming(message.topic, payload, bool(message.retain), time.time(), urgent))
 
     def _on_publish(
         self,

@@ -40,8 +40,8 @@ def check_config(path: Path | None) -> tuple[Check, Config | None]:
     This is what the daemon will read at its next start, so a bad edit shows up here before a reboot bites.
     """
     if path is None:
-        return Check("config", "warn", "no config file: running on the built-in defaults (give --config F, or "
-                     "create /etc/radiod/config.yaml)"), load_config(None)
+        return Check("config", "warn", "no config file: running on the built-in defaults (give --config F, set "
+                     "$RADIOD_CONFIG, or create /etc/radiod/config.yaml)"), load_config(None)
     try:
         config = load_config(path)
         load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
