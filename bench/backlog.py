@@ -27,11 +27,15 @@ outlives each run: the later runs' emergencies arrive behind the earlier runs' u
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from collections.abc import Callable
 
-from _common import Hub, Message, Node, machine, ratio
+from measure import HARNESS, machine, ratio
+
+sys.path.insert(0, str(HARNESS))
+from harness import Bench, Message, ProcessNode
 
 TARGET_MS = 500.0
 HOUR = 3600
@@ -45,23 +49,23 @@ def event(type_: str, bulletin_id: str | None = None) -> Callable[[Message], boo
                       and (bulletin_id is None or m.data.get("bulletin") == bulletin_id))
 
 
-def accepted_before(hub: Hub, node: Node, since: int, prefix: str, instant: float) -> int:
+def accepted_before(hub: Bench, node: ProcessNode, since: int, prefix: str, instant: float) -> int:
     """How many bulletins with ids from ``prefix`` this node had accepted (by the event's own time stamp)
     before ``instant``."""
-    return sum(1 for m in hub.messages[since:] if m.node == node.id and event("accepted")(m)
+    return sum(1 for m in hub.events.messages[since:] if m.node == node.id and event("accepted")(m)
                and m.data["bulletin"].startswith(prefix) and m.time("ts") < instant)
 
 
-def at_connect(hub: Hub, run: int, count: int) -> tuple[float, int]:
+def at_connect(hub: Bench, run: int, count: int) -> tuple[float, int]:
     """(latency s, bulletins accepted before the emergency's audio) for one fresh node at connect."""
     now = time.time()
     payloads = [hub.bulletin(f"Bản tin số {i}: lịch họp thôn tuần này.", bulletin_id=f"b-{run}-{i:04d}",
                              at=[now + HOUR + 60 * i], now=now) for i in range(count)]
     emergency = hub.bulletin(EMERGENCY, bulletin_id=f"e-connect-{run}", priority="emergency", now=now)
-    hub.publish([(hub.topic(p), hub.signed(p), True) for p in [*payloads, emergency]], timeout=120)
+    hub.events.publish([(hub.topic(p), hub.signed(p), True) for p in [*payloads, emergency]], timeout=120)
     node = hub.add_node(f"c{run}", profile="instant", output="null")
-    since = hub.mark()
-    hub.start_node(node)
+    since = hub.events.mark()
+    node.start()
     online = hub.wait_online([node], since=since)[node.id]
     started = hub.wait(event("started", emergency["id"]), timeout=120, since=since)[0]
     audio = started.time("audio_start")
@@ -70,13 +74,13 @@ def at_connect(hub: Hub, run: int, count: int) -> tuple[float, int]:
     before = accepted_before(hub, node, since, f"b-{run}-", audio)
     print(f"         (online -> emergency accepted {(accepted - online) * 1000:.0f} ms, accepted -> audio "
           f"{(audio - accepted) * 1000:.0f} ms)")
-    hub.stop_node(node)
+    node.stop()
     # the next run's node must not find this run's bulletins: clear them (an empty retained message)
-    hub.publish([(hub.topic(p), "", True) for p in [*payloads, emergency]], timeout=120)
+    hub.events.publish([(hub.topic(p), "", True) for p in [*payloads, emergency]], timeout=120)
     return audio - online, before
 
 
-def under_flood(hub: Hub, node: Node, run: int, rate: int) -> tuple[float, int, int]:
+def under_flood(hub: Bench, node: ProcessNode, run: int, rate: int) -> tuple[float, int, int]:
     """(latency s, accepted before the emergency's audio, flood messages published before it)."""
     now = time.time()
     total = int(rate * FLOOD_S)
@@ -84,7 +88,7 @@ def under_flood(hub: Hub, node: Node, run: int, rate: int) -> tuple[float, int, 
                           at=[now + HOUR + i], now=now) for i in range(total)]
     tokens = [(hub.topic(p), hub.signed(p), False) for p in flood]
     emergency = hub.bulletin(EMERGENCY, bulletin_id=f"e-flood-{run}", priority="emergency")
-    since = hub.mark()
+    since = hub.events.mark()
     sent = [0]
 
     def pour() -> None:
@@ -92,7 +96,7 @@ def under_flood(hub: Hub, node: Node, run: int, rate: int) -> tuple[float, int, 
         batch = max(1, int(rate * step))
         start = time.monotonic()
         for i in range(0, total, batch):
-            hub.publish(tokens[i:i + batch], timeout=60)
+            hub.events.publish(tokens[i:i + batch], timeout=60)
             sent[0] = i + batch
             time.sleep(max(0.0, start + (i + batch) / rate - time.monotonic()))
 
@@ -100,7 +104,7 @@ def under_flood(hub: Hub, node: Node, run: int, rate: int) -> tuple[float, int, 
     pourer.start()
     time.sleep(EMERGENCY_AFTER_S)
     flooded = sent[0]
-    published = hub.publish([(hub.topic(emergency), hub.signed(emergency), False)])
+    published = hub.events.publish([(hub.topic(emergency), hub.signed(emergency), False)])
     started = hub.wait(event("started", emergency["id"]), timeout=180, since=since)[0]
     audio = started.time("audio_start")
     pourer.join()
@@ -116,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(machine())
-    with Hub("backlog") as hub:
+    with Bench("backlog") as hub:
         print(f"\nat connect: {args.count} retained normal bulletins, then a retained emergency; a fresh node "
               "starts (latency = the node online at the hub -> the emergency's audio_start)")
         connect = []
@@ -127,7 +131,7 @@ def main() -> None:
                   "accepted before it")
 
         node = hub.add_node("n01", profile="instant", output="null")
-        hub.start_node(node)
+        node.start()
         hub.wait_online([node])
         time.sleep(2.0)  # past the start-up work (first health report)
         print(f"\nunder a flood: {args.rate} new normal bulletins/s for {FLOOD_S:g} s, an emergency "
