@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as paho
-from _common import machine, percentile, ratio, summary_ms
+from measure import machine, percentile, ratio, summary_ms
 
 from radiod.hub import accounts, recorder
 from radiod.hub.config import HubServiceConfig, NodesConfig, WebConfig
