@@ -124,18 +124,12 @@ def publish_once(
             )
 
 
-def collect_retained(
-    mqtt: MqttConfig,
-    client_id_hint: str,
-    topic_filter: str,
-    settle_s: float = 1.0,
-    timeout: float = 10.0,
-) -> list[Incoming]:
-    """The retained messages under ``topic_filter``, in the order the broker sent them.
-
-    MQTT has no "end of retained messages" marker, so collection ends when none arrived for ``settle_s``
-    seconds after the subscription was acknowledged. Messages published live meanwhile are left out.
-    """
+@contextlib.contextmanager
+def _subscribed(
+    mqtt: MqttConfig, client_id_hint: str, topic_filter: str, *, retained: bool, timeout: float
+) -> Iterator[tuple[paho.Client, queue.Queue[Incoming]]]:
+    """A session subscribed to ``topic_filter``, the broker's acknowledgement awaited: (client, the messages that
+    arrive), only the retained ones if ``retained``, else only the live ones."""
     address = f"{mqtt.host}:{mqtt.port}"
     client = new_client(mqtt, operator_client_id(client_id_hint))
     received: queue.Queue[Incoming] = queue.Queue()
@@ -143,8 +137,8 @@ def collect_retained(
     granted: list[ReasonCode] = []
 
     def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.retain:
-            received.put(Incoming(message.topic, bytes(message.payload), True, time.time()))
+        if message.retain == retained:
+            received.put(Incoming(message.topic, bytes(message.payload), retained, time.time()))
 
     def on_subscribe(
         client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Properties | None
@@ -160,6 +154,22 @@ def collect_retained(
             raise RadiodError(f"broker {address} did not acknowledge the subscription to {topic_filter}")
         if granted[0].is_failure:
             raise RadiodError(f"broker {address} refused the subscription to {topic_filter}: {granted[0]}")
+        yield client, received
+
+
+def collect_retained(
+    mqtt: MqttConfig,
+    client_id_hint: str,
+    topic_filter: str,
+    settle_s: float = 1.0,
+    timeout: float = 10.0,
+) -> list[Incoming]:
+    """The retained messages under ``topic_filter``, in the order the broker sent them.
+
+    MQTT has no "end of retained messages" marker, so collection ends when none arrived for ``settle_s``
+    seconds after the subscription was acknowledged. Messages published live meanwhile are left out.
+    """
+    with _subscribed(mqtt, client_id_hint, topic_filter, retained=True, timeout=timeout) as (_client, received):
         messages: list[Incoming] = []
         with contextlib.suppress(queue.Empty):
             while True:
@@ -183,29 +193,7 @@ def request(
     messages on the filter are left out (they answer nothing that was just sent).
     """
     address = f"{mqtt.host}:{mqtt.port}"
-    client = new_client(mqtt, operator_client_id(client_id_hint))
-    received: queue.Queue[Incoming] = queue.Queue()
-    subscribed = threading.Event()
-    granted: list[ReasonCode] = []
-
-    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if not message.retain:
-            received.put(Incoming(message.topic, bytes(message.payload), False, time.time()))
-
-    def on_subscribe(
-        client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], properties: Properties | None
-    ) -> None:
-        granted.extend(codes)
-        subscribed.set()
-
-    client.on_message = on_message
-    client.on_subscribe = on_subscribe
-    with _operator_session(mqtt, client, timeout):
-        client.subscribe(reply_filter, options=SubscribeOptions(qos=1))
-        if not subscribed.wait(timeout):
-            raise RadiodError(f"broker {address} did not acknowledge the subscription to {reply_filter}")
-        if granted[0].is_failure:
-            raise RadiodError(f"broker {address} refused the subscription to {reply_filter}: {granted[0]}")
+    with _subscribed(mqtt, client_id_hint, reply_filter, retained=False, timeout=timeout) as (client, received):
         for topic, payload in messages:
             info = client.publish(topic, payload, qos=1)
             try:
