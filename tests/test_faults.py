@@ -135,12 +135,26 @@ def test_missing_audio_output_is_retried_then_reported(
     assert failed["reason"] == "audio"
     assert str(blocked) in failed["message"]
     assert node.daemon.playout.audio_error is not None
-    assert not node.daemon.station.relays.state()["amplifier"]
     # The card comes back: the next bulletin plays.
     blocked.unlink()
     blocked.mkdir()
     again = hub.post(SHORT)["id"]
     events.wait("finished", bulletin=again, timeout=30)
+
+
+def test_an_output_that_breaks_after_start_fails_the_play_with_the_amplifier_left_off(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode]
+) -> None:
+    """The output folder becomes unusable after the node opened it (a card unplugged, a mount gone): the play
+    fails with one event, and no relay ever moved: the amplifier is never switched on over silence."""
+    node = start_node()
+    node.out_dir.rmdir()
+    node.out_dir.write_text("a file where the output directory was", encoding="utf-8")
+    bid = hub.post(SHORT)["id"]
+    failed = events.wait("failed", bulletin=bid, timeout=30)[0]
+    assert failed["reason"] == "audio" and str(node.out_dir) in failed["message"]
+    assert len(events.of(type_="failed", bulletin=bid)) == 1
+    assert not [h for h in node.daemon.station.relays.history() if h[1] == "amplifier"]
 
 
 @pytest.fixture

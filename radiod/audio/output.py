@@ -67,6 +67,11 @@ class Output(ABC):
     def check(self) -> None:
         """Raise AudioOutputError if the output cannot be used now (missing directory, vanished device)."""
 
+    def prepare(self) -> None:
+        """Make the output ready to play now, or raise AudioOutputError: called before any relay moves, so a
+        broken output never switches the amplifier on over silence. By default, :meth:`check`."""
+        self.check()
+
     def close(self) -> None:  # noqa: B027 (most outputs hold nothing between plays)
         """Release what the output holds between plays."""
 
@@ -135,6 +140,10 @@ class FileOutput(Output):
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AudioOutputError(f"{self}: cannot create the directory: {exc.strerror or exc}") from None
+
+    def prepare(self) -> None:
+        self._make_directory()  # a folder removed since the output was opened is made again
+        self.check()
 
     def check(self) -> None:
         if not self.directory.is_dir():

@@ -184,11 +184,17 @@ class Station:
         lines: Sequence[str] | None = None,
         on_started: Callable[..., None] | None = None,
     ) -> Timeline:
-        """One play with the full relay sequence; see :func:`play`."""
+        """One play with the full relay sequence; see :func:`play`.
+
+        The output is opened and made ready first: a missing sound card or output folder fails here, before any
+        relay moves, so a broken output never switches the amplifier on over silence.
+        """
+        output = self.output()
+        output.prepare()
         return play(
             programme,
             self.relays,
-            self.output(),
+            output,
             name=name,
             stop=stop or threading.Event(),
             start_at=start_at,
