@@ -38,7 +38,8 @@ def test_every_command_takes_config_by_the_same_rule(tmp_path: Path, monkeypatch
             continue  # these read no node or operator config
         option = next((a for a in sub._actions if "--config" in a.option_strings), None)
         assert option is not None and not option.required, f"radiod {name}: --config must be optional"
-        assert "$RADIOD_CONFIG" in (option.help or ""), f"radiod {name} --help must state the rule"
+        rule = "$RADIOD_HUB_CONFIG" if name == "hub" else "$RADIOD_CONFIG"  # the hub service has its own file
+        assert rule in (option.help or ""), f"radiod {name} --help must state the rule"
     mine = tmp_path / "mine.yaml"
     monkeypatch.setenv("RADIOD_CONFIG", str(mine))
     assert find_config(None) == mine

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +19,16 @@ from radiod.hub.config import DEFAULT_HUB_CONFIG_PATH, HubServiceConfig, load_hu
 Register = Callable[..., argparse.ArgumentParser]
 
 
+HUB_CONFIG_ENV = "RADIOD_HUB_CONFIG"
+"""Where the hub's config is when --config is not given (then /etc/radiod/hub.yaml)."""
+
+
 def register(command: Register) -> None:
     """Add ``hub`` (and ``hub user add``) with cli.py's ``command(name, handler, help, parents)``."""
     config_opt = argparse.ArgumentParser(add_help=False)
-    config_opt.add_argument("--config", metavar="F", default=str(DEFAULT_HUB_CONFIG_PATH),
-                            help=f"the hub's config (default {DEFAULT_HUB_CONFIG_PATH})")
+    config_opt.add_argument("--config", metavar="F", default=None,
+                            help=f"the hub's config: F, else ${HUB_CONFIG_ENV}, else {DEFAULT_HUB_CONFIG_PATH} "
+                            "(the node's --config rule, with the hub's own file)")
     p = command("hub", cmd_hub, "the hub service: records every node's reports and serves the web console",
                 [config_opt])
     users = p.add_subparsers(dest="hub_command", metavar="user")
@@ -37,8 +43,9 @@ def register(command: Register) -> None:
     add.set_defaults(handler=cmd_user_add)
 
 
+
 def _load(args: argparse.Namespace) -> HubServiceConfig:
-    path = Path(args.config)
+    path = Path(args.config or os.environ.get(HUB_CONFIG_ENV) or DEFAULT_HUB_CONFIG_PATH)
     if not path.is_file():
         raise RadiodError(f"{path}: no such file (see docs/hub.md for an example hub.yaml)")
     return load_hub_config(path)
