@@ -515,8 +515,9 @@ def _chunks(texts: list[str], workers: int) -> list[list[str]]:
     left = sum(sizes)
     chunks: list[list[str]] = []
     filled = target = 0.0
-    for text, size in zip(texts, sizes, strict=True):
-        if not chunks or (chunks[-1] and filled + size / 2 > target):
+    for i, (text, size) in enumerate(zip(texts, sizes, strict=True)):
+        idle = workers - len(chunks)  # workers without a run yet
+        if not chunks or filled + size / 2 > target or len(texts) - i <= idle:
             chunks.append([])
             filled = 0.0
             target = min(CHUNK_BYTES, max(MIN_CHUNK_BYTES, left / workers))
