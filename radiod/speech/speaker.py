@@ -12,9 +12,10 @@ of a line. The last clip has no pause after it. So the renderer only has to play
 the rhythm is the same whatever the engine and whether a sentence came from the cache.
 
 Parallelism: the misses are cut into a few chunks of consecutive sentences and each chunk is read by one
-engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core).
-One run per chunk, not per sentence, because espeak-ng's start-up costs about as much as a short sentence
-(see ``bench/speak.py``).
+engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core),
+while the calling thread trims and caches the clips of each chunk as it arrives. One run per chunk, not per
+sentence, because espeak-ng's start-up costs about as much as a short sentence (see ``bench/speak.py``); the
+chunks shrink towards the end of the text so that no worker is left reading a long last chunk alone.
 
 Streaming (:meth:`Speaker.stream`): for ``now`` and emergency bulletins the same clips come one at a time, from a
 thread that synthesizes ahead of the caller, so the first sentence can play while the rest is synthesized; a
