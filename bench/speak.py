@@ -8,6 +8,8 @@ In one run (interleaved and repeated, because other jobs share the machine; rati
 2. the whole ``radiod speak -f ARTICLE -o out.wav``, cold (empty speech cache) and warm (cache filled: the same
    programme made before, so replayed from the programme cache), as ratios to 1. Targets: cold <= 1.5x,
    warm <= 0.3x. Also shown: warm sentences but the programme rendered again (its programme cache emptied);
+   Each variant also shows its median CPU time (user + system, all its processes): what the load of other jobs
+   hardly moves, and CPU over wall says how many cores it kept busy;
 3. where the time goes: the interpreter with radiod's imports, and the speech alone (``Speaker.speak``, cold
    and warm), so what the audio path costs is the rest;
 4. peak RSS of ``radiod speak -o`` for a programme of about 20 minutes (the article read over until it lasts
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -70,10 +73,17 @@ def default_article() -> Path:
     return ROOT / "bench" / "data" / "article.txt"
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall s, CPU s of the processes it ran): the CPU time hardly moves with the load of other jobs, and CPU
+    over wall says how many cores a variant kept busy."""
+    started, cpu = time.perf_counter(), children_cpu_s()
     fn()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, children_cpu_s() - cpu
 
 
 def run(args: list[str]) -> None:
@@ -150,17 +160,20 @@ def main() -> None:
         }
         run([*speak, "--config", str(warm_cfg)])  # fill the warm cache, and the page cache for everyone
         results: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             for name, fn in variants.items():
-                results.setdefault(name, []).append(timed(fn))
+                wall_s, cpu_s = timed(fn)
+                results.setdefault(name, []).append(wall_s)
+                cpu.setdefault(name, []).append(cpu_s)
         minutes = (wav_seconds(raw_wav) / 60, wav_seconds(out_wav) / 60)
         print(f"raw espeak-ng wrote {minutes[0]:.1f} min; radiod speak {minutes[1]:.1f} min (its voice's rate, chimes)")
 
         raw = statistics.median(results["raw espeak-ng -v vi -f ARTICLE -w out.wav"])
-        print(f"\n{'':52} {'median s':>9} {'best s':>8} {'x raw':>7}")
+        print(f"\n{'':52} {'median s':>9} {'best s':>8} {'x raw':>7} {'CPU s':>7}")
         for name, times in results.items():
             median = statistics.median(times)
-            print(f"{name:52} {median:9.3f} {min(times):8.3f} {median / raw:7.2f}")
+            print(f"{name:52} {median:9.3f} {min(times):8.3f} {median / raw:7.2f} {statistics.median(cpu[name]):7.3f}")
         cold = statistics.median(results["radiod speak -f ARTICLE -o out.wav, cold cache"]) / raw
         warm = statistics.median(results["radiod speak -f ARTICLE -o out.wav, warm cache"]) / raw
         print(f"radiod speak / raw espeak-ng: cold {cold:.2f}x (target <= 1.5x), warm {warm:.2f}x (target <= 0.3x)")

@@ -409,3 +409,37 @@ def test_a_long_stream_keeps_the_cache_within_its_bound_while_it_plays(tmp_path:
             assert SpeechCache(tmp_path / "cache", 4).size_bytes() <= 6 * 1024 * 1024  # the bound and an entry or so
     finally:
         stream.close()
+
+
+# ---------------------------------------------------------------- how the misses are cut into engine runs
+
+from radiod.speech.speaker import CHUNK_BYTES, _chunks  # noqa: E402
+
+
+@given(
+    st.lists(st.text(alphabet="abcđệ ", min_size=1, max_size=MAX_UNIT_CHARS), max_size=60),
+    st.integers(min_value=1, max_value=4),
+)
+def test_engine_runs_keep_every_sentence_in_order_and_end_short(texts: list[str], workers: int) -> None:
+    """Runs are consecutive sentences (the clips come back in order), every worker gets one when there are
+    enough sentences, none is much over CHUNK_BYTES, and the last run is no longer than the first, so the
+    workers finish together rather than waiting on one long last run."""
+    chunks = _chunks(texts, workers)
+    assert [t for chunk in chunks for t in chunk] == texts
+    assert all(chunks)
+    assert len(chunks) >= min(workers, len(texts))
+    for chunk in chunks:
+        size = sum(len(t.encode()) for t in chunk)
+        assert len(chunk) == 1 or size <= CHUNK_BYTES + max(len(t.encode()) for t in chunk)
+    if len(chunks) > workers:
+        sizes = [sum(len(t.encode()) for t in chunk) for chunk in chunks]
+        assert sizes[-1] <= max(sizes[:workers])
+
+
+def test_article_runs_shrink_towards_the_end() -> None:
+    """A 9-minute article: the first runs are about CHUNK_BYTES, the last ones much shorter."""
+    speaker = Speaker(VOICES, None, workers=2)
+    sentences = speaker.sentences(article_text(), "vi-north")
+    sizes = [sum(len(t.encode()) for t in chunk) for chunk in _chunks(sentences, 2)]
+    assert sizes[0] >= CHUNK_BYTES * 0.8
+    assert sizes[-1] <= CHUNK_BYTES / 2

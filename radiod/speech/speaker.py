@@ -12,9 +12,10 @@ of a line. The last clip has no pause after it. So the renderer only has to play
 the rhythm is the same whatever the engine and whether a sentence came from the cache.
 
 Parallelism: the misses are cut into a few chunks of consecutive sentences and each chunk is read by one
-engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core).
-One run per chunk, not per sentence, because espeak-ng's start-up costs about as much as a short sentence
-(see ``bench/speak.py``).
+engine run in a worker thread (the work happens in the espeak-ng child process, so threads use every core),
+while the calling thread trims and caches the clips of each chunk as it arrives. One run per chunk, not per
+sentence, because espeak-ng's start-up costs about as much as a short sentence (see ``bench/speak.py``); the
+chunks shrink towards the end of the text so that no worker is left reading a long last chunk alone.
 
 Streaming (:meth:`Speaker.stream`): for ``now`` and emergency bulletins the same clips come one at a time, from a
 thread that synthesizes ahead of the caller, so the first sentence can play while the rest is synthesized; a
@@ -70,6 +71,9 @@ SILENCE_LEVEL = 16
 CHUNK_BYTES = 1500
 """Text per engine run, at most (about 25 s of speech): enough to amortize espeak-ng's start-up, small enough
 that several chunks keep every worker busy and that a chunk's WAV stays a couple of MB."""
+MIN_CHUNK_BYTES = 300
+"""Text per engine run, at least (about 5 s of speech), but for the last sentences: the shortest of the runs that
+close a text (see :func:`_chunks`); espeak-ng's start-up (about 10 ms) is still small beside it."""
 KEEP_UP_MARGIN_S = 0.5
 """A streamed sentence this late (after the clips before it would have finished playing) means the voice cannot
 keep up: the rest goes to the fallback voice. Half a second of extra silence is a pause; more is a breakdown."""
@@ -299,10 +303,12 @@ class Speaker:
         chunks = _chunks(missing, self.workers)
         if chunks:
             with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="speech") as pool:
-                # map() drops each chunk's result once it is taken: a 9-minute text is held once, not twice
-                results = pool.map(lambda chunk: self._synthesize(engine, voice, chunk, keys, padding), chunks)
-                for chunk, clips in zip(chunks, results, strict=True):
-                    padded.update(zip(chunk, clips, strict=True))
+                # The workers only run the engine; each chunk is finished and cached here as it arrives, while
+                # the next ones are read, so no worker sits in Python with its core idle. map() drops each
+                # chunk's result once it is taken: a 9-minute text is held once, not twice.
+                results = pool.map(lambda chunk: self._read(engine, voice, chunk), chunks)
+                for chunk, raw in zip(chunks, results, strict=True):
+                    padded.update(zip(chunk, self._keep(voice, chunk, raw, keys, padding), strict=True))
             if self.cache:
                 self.cache.evict()
         self._count(
@@ -462,13 +468,21 @@ class Speaker:
     def _synthesize(
         self, engine: Engine, voice: Voice, chunk: Sequence[str], keys: dict[str, str], padding: dict[str, float]
     ) -> list[Pcm]:
-        """One engine run over a chunk (in a worker thread): clips trimmed, scaled, stored in the cache, and
-        returned followed by their padding."""
+        """One engine run over a chunk: clips trimmed, scaled, stored in the cache, and returned followed by
+        their padding."""
+        return self._keep(voice, chunk, self._read(engine, voice, chunk), keys, padding)
+
+    def _read(self, engine: Engine, voice: Voice, chunk: Sequence[str]) -> list[Pcm]:
+        """The engine's raw clips of a chunk, in one run when it can batch (in a worker thread)."""
         timeout_s = self.timeout_s * len(chunk)
         if isinstance(engine, BatchEngine):
-            raw = engine.synthesize_many(chunk, voice, timeout_s)
-        else:
-            raw = [engine.synthesize(text, voice, self.timeout_s) for text in chunk]
+            return engine.synthesize_many(chunk, voice, timeout_s)
+        return [engine.synthesize(text, voice, self.timeout_s) for text in chunk]
+
+    def _keep(
+        self, voice: Voice, chunk: Sequence[str], raw: Sequence[Pcm], keys: dict[str, str], padding: dict[str, float]
+    ) -> list[Pcm]:
+        """The raw clips of a chunk trimmed, scaled and stored in the cache; returned followed by their padding."""
         clips = []
         for text, pcm in zip(chunk, raw, strict=True):
             clip, speech = _finish(pcm, voice, text, padding[text])
@@ -491,21 +505,28 @@ def _hand_over(ready: queue.Queue[Pcm | Exception], item: Pcm | Exception, stop:
 
 
 def _chunks(texts: list[str], workers: int) -> list[list[str]]:
-    """Consecutive sentences in runs of about equal text length: at least one per worker (when there are
-    enough sentences), and none much over ``CHUNK_BYTES``."""
-    if not texts:
-        return []
+    """Consecutive sentences in runs of text, none much over ``CHUNK_BYTES``, shrinking towards the end.
+
+    Each run takes about what is left divided by the workers (at most ``CHUNK_BYTES``, at least
+    ``MIN_CHUNK_BYTES``): the first runs amortize espeak-ng's start-up, and the last ones are short, so the
+    workers finish at about the same time instead of one reading a whole chunk while the others wait.
+    Every worker gets a run when there are enough sentences.
+    """
     sizes = [len(t.encode()) for t in texts]
-    count = max(min(workers, len(texts)), math.ceil(sum(sizes) / CHUNK_BYTES))
-    target = sum(sizes) / count
-    chunks: list[list[str]] = [[]]
-    filled = 0
-    for text, size in zip(texts, sizes, strict=True):
-        if chunks[-1] and filled + size / 2 > target:
+    left = sum(sizes)
+    chunks: list[list[str]] = []
+    filled = target = 0.0
+    for i, (text, size) in enumerate(zip(texts, sizes, strict=True)):
+        idle = workers - len(chunks)  # workers without a run yet
+        if not chunks or filled + size / 2 > target or len(texts) - i <= idle:
             chunks.append([])
-            filled = 0
+            filled = 0.0
+            target = min(CHUNK_BYTES, max(MIN_CHUNK_BYTES, left / workers))
+            if len(chunks) < workers:  # the first round gives every worker its share
+                target = min(target, left / (workers - len(chunks) + 1))
         chunks[-1].append(text)
         filled += size
+        left -= size
     return chunks
 
 
