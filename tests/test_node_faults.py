@@ -10,11 +10,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
 from radiod.clock import rfc3339
 from radiod.hub.localbroker import Broker
+from radiod.hub.session import publish_once
+from radiod.protocol.jws import sign
 
 
 def checks(node: ThreadNode) -> dict[str, tuple[str, str]]:
@@ -94,3 +96,38 @@ def test_sigterm_mid_play_replays_after_restart(hub: Hub, events: EventLog, tmp_
         assert len({e["occurrence"] for e in played[1:]}) == 1  # the same occurrence, played again
     finally:
         assert node.terminate() == 0
+
+
+def fill(disk: Path) -> Path:
+    """Fill the file system to its last block; returns the filler to delete when space should return."""
+    filler = disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True, check=False)
+    return filler
+
+
+def test_emergency_and_stop_play_from_memory_on_a_full_disk(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """The SD card is full: a new emergency plays at once from memory, a `stop` command ends it, and once space
+    returns the emergency is written to the store without being played a second time."""
+    base = node_config(hub, tmp_path)
+    node = start_node(replace(base, storage=replace(base.storage, dir=str(tiny_disk / "state"))))
+    filler = fill(tiny_disk)
+    relays = node.daemon.station.relays
+    bid = hub.post(LONG, priority="emergency")["id"]
+    wait_for(lambda: relays.state()["amplifier"], 10, "the emergency on the loudspeakers")
+    assert node.daemon.store.get_bulletin(bid) is None  # it played from memory: the store refused it
+    time.sleep(1)  # past the amplifier's warm-up: the speech plays
+    now = time.time()
+    stop = sign({"v": 1, "kind": "command", "id": "stop-full", "iat": now, "exp": now + 60, "targets": ["all"],
+                 "action": "stop"}, hub.key, hub.kid)
+    publish_once(hub.config().mqtt, "test", [(f"{PREFIX}/command/all", stop, False)])
+    wait_for(lambda: not relays.state()["amplifier"], 10, "the stop to end the emergency")
+    filler.unlink()  # space returns: the events waiting in memory reach the hub
+    assert events.wait("interrupted", bulletin=bid, timeout=20)[0]["reason"] == "stopped"
+    wait_for(lambda: node.daemon.store.get_bulletin(bid), 20, "the emergency written to the store")
+    wait_for(lambda: not node.daemon.store.remember_command("stop-full", now + 60), 20, "the stop remembered")
+    time.sleep(1)
+    assert len(events.of(type_="started", bulletin=bid)) == 1
+    assert len(events.of(type_="command")) == 1
