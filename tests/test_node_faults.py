@@ -16,6 +16,7 @@ from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file 
 from radiod.clock import rfc3339
 from radiod.hub.localbroker import Broker
 from radiod.hub.session import publish_once
+from radiod.node.store import Store
 from radiod.protocol.jws import sign
 
 
@@ -131,3 +132,49 @@ def test_emergency_and_stop_play_from_memory_on_a_full_disk(
     time.sleep(1)
     assert len(events.of(type_="started", bulletin=bid)) == 1
     assert len(events.of(type_="command")) == 1
+
+
+def test_a_fresh_node_starts_on_a_full_disk_and_writes_its_store_when_space_returns(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """A new node whose SD card is already full starts all the same: health says the store is in memory and
+    names the file, an emergency plays; once space returns the store is on the card with what came meanwhile."""
+    base = node_config(hub, tmp_path)
+    state = tiny_disk / "state"
+    config = replace(base, storage=replace(base.storage, dir=str(state)))
+    state.mkdir()
+    filler = fill(tiny_disk)
+    node = start_node(config)
+    status, detail = checks(node)["store"]
+    assert status == "crit" and str(state / "radiod.db") in detail and "memory" in detail, detail
+    bid = hub.post(SHORT, priority="emergency")["id"]
+    wait_for(lambda: node.daemon.station.relays.state()["amplifier"], 10, "the emergency on the loudspeakers")
+    filler.unlink()  # space returns
+    events.wait("finished", bulletin=bid, timeout=30)
+    wait_for(lambda: checks(node)["store"][0] != "crit", 20, "the store on the card")
+    node.stop()
+    with Store(state / "radiod.db") as store:
+        assert store.get_bulletin(bid) is not None
+        assert [p.state for p in store.play_history(bid)][-1] == "finished"
+
+
+def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_disk: Path) -> None:  # noqa: F811
+    """A node restarted on a full card: its store opens from the file's content in memory, takes writes there,
+    and goes back onto the file, with both old and new records, once space returns."""
+    path = tiny_disk / "state" / "radiod.db"
+    with Store(path) as store:
+        store.apply_bulletin(id="b-old", rev=1, exp=time.time() + 3600, cancelled=False, payload="{}", now=0)
+    filler = fill(tiny_disk)
+    store = Store(path, in_memory=True)
+    try:
+        assert store.unwritable is not None and str(path) in store.unwritable
+        assert store.get_bulletin("b-old") is not None
+        store.apply_bulletin(id="b-new", rev=1, exp=time.time() + 3600, cancelled=False, payload="{}", now=0)
+        assert not store.persist()
+        filler.unlink()
+        assert store.persist() and store.unwritable is None
+    finally:
+        store.close()
+    with Store(path) as store:
+        assert store.get_bulletin("b-old") is not None and store.get_bulletin("b-new") is not None

@@ -80,9 +80,10 @@ have the CPU to themselves (bench/backlog.py). Urgent messages are still handled
 
 
 def open_store(path: Path) -> Store:
-    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it)."""
+    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it). A
+    disk that cannot take writes (full) does not stop the daemon: the store runs in memory until it can."""
     try:
-        return Store(path)
+        return Store(path, in_memory=True)
     except StoreError as exc:
         if not exc.corrupt:
             raise
@@ -92,7 +93,7 @@ def open_store(path: Path) -> Store:
             if part.exists():
                 part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
         log.error("store %s is corrupt (%s): moved aside, rebuilding from the retained bulletins", path, exc)
-        return Store(path)
+        return Store(path, in_memory=True)
 
 
 @dataclass(frozen=True)
@@ -306,10 +307,13 @@ class Daemon:
                 self._unapplied.append(keep)
 
     def _store_waiting(self) -> bool:
-        return bool(self._unapplied or self.events.backlog)
+        return bool(self._unapplied or self.events.backlog or self.store.unwritable)
 
     def _retry_store(self) -> None:
-        """Events held in RAM go first (their order is the seq order), then the messages not yet applied."""
+        """A store in memory goes onto its file first; then events held in RAM (their order is the seq order),
+        then the messages not yet applied."""
+        if not self.store.persist():
+            return
         self.events.flush()
         while self._unapplied and not self.events.backlog:
             item = self._unapplied.popleft()
@@ -569,6 +573,7 @@ class Daemon:
             publishing=lambda: self.publisher.alive,
             started_at=self.started_at, health_published_at=self.health_published_at,
             store_error=self.store_error, watchdog_fired_at=self.watchdog_fired_at,
+            store_unwritable=self.store.unwritable,
         )
 
     def _last_play(self) -> PlayRecord | None:
