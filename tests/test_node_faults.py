@@ -178,3 +178,18 @@ def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_di
         store.close()
     with Store(path) as store:
         assert store.get_bulletin("b-old") is not None and store.get_bulletin("b-new") is not None
+
+
+def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) -> None:  # noqa: F811
+    """A technician frees a little space on a full card: the store's ordinary writes (events sent and
+    acknowledged) must keep working in it, not grow the WAL until the card is full again."""
+    path = tiny_disk / "state" / "radiod.db"
+    with Store(path) as store:
+        filler = fill(tiny_disk)
+        with filler.open("r+b") as f:  # 1 MB freed
+            f.truncate(filler.stat().st_size - 1024 * 1024)
+        for n in range(1500):
+            seq = store.add_event({"type": "accepted", "bulletin": f"b-{n}", "note": "x" * 500})["seq"]
+            store.ack_event(seq)
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size <= 1024 * 1024 // 2, wal.stat().st_size

@@ -63,8 +63,14 @@ COMMAND_KEEP_AFTER_EXP_S = 3600
 #: How long a write waits for another process (e.g. `radiod status`) holding the file, before it fails.
 BUSY_TIMEOUT_S = 5.0
 
-#: The largest WAL file kept after a checkpoint, so one burst of writes does not hold SD-card space forever.
-WAL_SIZE_LIMIT = 4 * 1024 * 1024
+#: The WAL is checkpointed into the file once it holds this many pages (SQLite's default is 1000, 4 MB): the
+#: node writes a few small transactions per play, and a 4 MB WAL took back, and more, the little space a
+#: technician freed on a full SD card, which filled it again.
+WAL_AUTOCHECKPOINT_PAGES = 64
+
+#: The largest WAL file kept after a checkpoint (about what :data:`WAL_AUTOCHECKPOINT_PAGES` fill), so one burst
+#: of writes does not hold SD-card space forever.
+WAL_SIZE_LIMIT = 256 * 1024
 
 # Each migration is a tuple of statements; migration N is _MIGRATIONS[N - 1]. Only ever append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -488,6 +494,7 @@ class Store:
             )
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES:d}")
         if max_bytes is not None:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size):d}")
