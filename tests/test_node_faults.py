@@ -1,23 +1,27 @@
-"""Node faults found when the node was attacked and run as a new operator would (issue 11, items 1, 3 and 10):
+"""Node faults found when the node was attacked and run as a new operator would (issue 11, items 1, 3, 4 and 10):
 each test stands up the real parts (broker, daemon, store on a real file system) and checks what the hub or a
 technician would see."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
+from radiod.audio.pcm import Pcm
 from radiod.clock import rfc3339
 from radiod.hub.localbroker import Broker
 from radiod.hub.session import publish_once
 from radiod.node.store import Store
 from radiod.protocol.jws import sign
+from radiod.speech.cache import SpeechCache
 
 
 def checks(node: ThreadNode) -> dict[str, tuple[str, str]]:
@@ -193,3 +197,17 @@ def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) ->
             store.ack_event(seq)
         wal = path.with_name(path.name + "-wal")
         assert wal.stat().st_size <= 1024 * 1024 // 2, wal.stat().st_size
+
+
+def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:  # noqa: F811
+    """The speech cache shares the state disk with the store (``<dir>/cache``). However large its own bound,
+    it keeps a reserve free on that disk, evicting its oldest entries first, so the store can still write."""
+    cache = SpeechCache(tiny_disk / "state" / "cache", max_mb=512, reserve_bytes=1024 * 1024)
+    clip = Pcm(np.full(100_000, 1000, dtype=np.int16), 22050)  # about 200 KB an entry
+    for n in range(30):  # 6 MB of speech on a 4 MB disk
+        cache.put(f"{n:064x}", clip)
+    usage = shutil.disk_usage(tiny_disk)
+    assert usage.free >= 1024 * 1024 - 64 * 1024, usage  # the reserve, give or take a file system block or so
+    assert cache.get(f"{29:064x}") is not None  # the newest entry was kept: the oldest made room
+    with Store(tiny_disk / "state" / "radiod.db") as store:
+        store.put_setting("volume", "0.5")
