@@ -132,6 +132,9 @@ def test_emergency_and_stop_play_from_memory_on_a_full_disk(
     filler.unlink()  # space returns: the events waiting in memory reach the hub
     assert events.wait("interrupted", bulletin=bid, timeout=20)[0]["reason"] == "stopped"
     wait_for(lambda: node.daemon.store.get_bulletin(bid), 20, "the emergency written to the store")
+    # and how it played (stopped: never again), so a restart does not play it again
+    wait_for(lambda: [p.state for p in node.daemon.store.play_history(bid)] == ["started", "skipped"], 20,
+             "the play's states written to the store")
     wait_for(lambda: not node.daemon.store.remember_command("stop-full", now + 60), 20, "the stop remembered")
     time.sleep(1)
     assert len(events.of(type_="started", bulletin=bid)) == 1

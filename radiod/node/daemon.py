@@ -168,6 +168,9 @@ class Daemon:
         # the store takes them later, they are written but not played or carried out a second time.
         self._from_memory: set[tuple[str, int]] = set()
         self._commands_from_memory: set[str] = set()
+        # Play states the store refused (from the playout thread), written in order once it takes writes, so a
+        # play from memory is not played again after a restart.
+        self.unrecorded: deque[PlayRecord] = deque(maxlen=UNAPPLIED_MAX)
         self.voice_check = VoiceCheck(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
         self.techtest = TechnicianTest(
             self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
@@ -307,13 +310,22 @@ class Daemon:
                 self._unapplied.append(keep)
 
     def _store_waiting(self) -> bool:
-        return bool(self._unapplied or self.events.backlog or self.store.unwritable)
+        return bool(self._unapplied or self.unrecorded or self.events.backlog or self.store.unwritable)
 
     def _retry_store(self) -> None:
         """A store in memory goes onto its file first; then events held in RAM (their order is the seq order),
         then the messages not yet applied."""
         if not self.store.persist():
             return
+        while self.unrecorded:
+            play = self.unrecorded[0]
+            try:
+                self.store.mark_occurrence(play.id, play.rev, play.occurrence, play.state, detail=play.detail,
+                                           at=play.at)
+            except StoreError as exc:
+                self.store_error = (time.time(), str(exc))
+                return
+            self.unrecorded.popleft()
         self.events.flush()
         while self._unapplied and not self.events.backlog:
             item = self._unapplied.popleft()
@@ -624,22 +636,26 @@ class _Reporter:
     def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
         b = req.bulletin
         state = occurrence_state(outcome, reason)
+        at = time.time()
         try:
-            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=time.time())
+            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=at)
         except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
-            log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
+            log.error("cannot record %s of %s %s yet: %s", state, b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, state, reason, at))
 
 
     def claim(self, req: PlayRequest) -> bool:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write
         must not silence the loudspeakers: the play goes on, unrecorded."""
         b = req.bulletin
+        at = time.time()
         try:
-            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=time.time())
+            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=at)
         except StoreError as exc:
-            log.error("cannot record the start of %s %s: %s", b.id, req.occurrence, exc)
+            log.error("cannot record the start of %s %s yet: %s", b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, "started", "", at))
             return True
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
