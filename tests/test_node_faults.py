@@ -17,8 +17,10 @@ from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file 
 
 from radiod.audio.pcm import Pcm
 from radiod.clock import rfc3339
+from radiod.config import load_config
 from radiod.hub.localbroker import Broker
 from radiod.hub.session import publish_once
+from radiod.node.programme import ProgrammeMaker
 from radiod.node.store import Store
 from radiod.protocol.jws import sign
 from radiod.speech.cache import SpeechCache
@@ -214,3 +216,16 @@ def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:  
     assert cache.get(f"{29:064x}") is not None  # the newest entry was kept: the oldest made room
     with Store(tiny_disk / "state" / "radiod.db") as store:
         store.put_setting("volume", "0.5")
+
+
+def test_no_programme_or_sentence_is_cached_on_a_state_disk_short_of_the_reserve(
+    tmp_path: Path, tiny_disk: Path,  # noqa: F811
+) -> None:
+    """A state disk with less free space than the speech cache's reserve (4 MB here, 64 MB kept): bulletins still
+    render and play, but neither their sentences nor the finished programme are kept on it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"storage:\n  dir: {tiny_disk / 'state'}\n", encoding="utf-8")
+    config = load_config(path)
+    programme = ProgrammeMaker(config).make("Xin chào bà con. Sáng mai xã tổ chức tiêm phòng.", "vi-north")
+    assert sum(len(block) for block in programme.int16_blocks(4096)) == programme.n_samples > 0
+    assert not list(config.cache_dir.rglob("*.wav"))

@@ -169,7 +169,7 @@ class SpeechCache:
         tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._make_room(_HEADER.size + pcm.samples.nbytes):
+            if not self.make_room(_HEADER.size + pcm.samples.nbytes):
                 log.warning("speech cache: not keeping a clip: %s has less than %.0f MB free beside it",
                             self.directory, self.reserve_bytes / 2**20)
                 return
@@ -219,10 +219,15 @@ class SpeechCache:
         log.info("speech cache: evicted %d entries, %.1f MB left in %s", removed, total / 2**20, self.directory)
         return removed
 
-    def _make_room(self, size: int) -> bool:
+    def make_room(self, size: int) -> bool:
         """Whether ``size`` more bytes still leave :attr:`reserve_bytes` free on the cache's file system, after
-        deleting the least recently used entries as needed."""
-        free = _free_bytes(self.directory)
+        deleting the least recently used entries as needed; for :meth:`put` and the programme cache."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            free = _free_bytes(self.directory)
+        except OSError as exc:
+            log.warning("speech cache: cannot use %s: %s", self.directory, exc)
+            return False
         if free - size >= self.reserve_bytes:
             return True
         removed = 0
