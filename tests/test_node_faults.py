@@ -1,20 +1,29 @@
-"""Node faults found when the node was attacked and run as a new operator would (issue 11, items 1, 3 and 10):
+"""Node faults found when the node was attacked and run as a new operator would (issue 11, items 1, 3, 4 and 10):
 each test stands up the real parts (broker, daemon, store on a real file system) and checks what the hub or a
 technician would see."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
+import numpy as np
+from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
+from radiod.audio.pcm import Pcm
 from radiod.clock import rfc3339
+from radiod.config import load_config
 from radiod.hub.localbroker import Broker
+from radiod.hub.session import publish_once
+from radiod.node.programme import ProgrammeMaker
+from radiod.node.store import Store
+from radiod.protocol.jws import sign
+from radiod.speech.cache import SpeechCache
 
 
 def checks(node: ThreadNode) -> dict[str, tuple[str, str]]:
@@ -94,3 +103,129 @@ def test_sigterm_mid_play_replays_after_restart(hub: Hub, events: EventLog, tmp_
         assert len({e["occurrence"] for e in played[1:]}) == 1  # the same occurrence, played again
     finally:
         assert node.terminate() == 0
+
+
+def fill(disk: Path) -> Path:
+    """Fill the file system to its last block; returns the filler to delete when space should return."""
+    filler = disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True, check=False)
+    return filler
+
+
+def test_emergency_and_stop_play_from_memory_on_a_full_disk(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """The SD card is full: a new emergency plays at once from memory, a `stop` command ends it, and once space
+    returns the emergency is written to the store without being played a second time."""
+    base = node_config(hub, tmp_path)
+    node = start_node(replace(base, storage=replace(base.storage, dir=str(tiny_disk / "state"))))
+    filler = fill(tiny_disk)
+    relays = node.daemon.station.relays
+    bid = hub.post(LONG, priority="emergency")["id"]
+    wait_for(lambda: relays.state()["amplifier"], 10, "the emergency on the loudspeakers")
+    assert node.daemon.store.get_bulletin(bid) is None  # it played from memory: the store refused it
+    time.sleep(1)  # past the amplifier's warm-up: the speech plays
+    now = time.time()
+    stop = sign({"v": 1, "kind": "command", "id": "stop-full", "iat": now, "exp": now + 60, "targets": ["all"],
+                 "action": "stop"}, hub.key, hub.kid)
+    publish_once(hub.config().mqtt, "test", [(f"{PREFIX}/command/all", stop, False)])
+    wait_for(lambda: not relays.state()["amplifier"], 10, "the stop to end the emergency")
+    filler.unlink()  # space returns: the events waiting in memory reach the hub
+    assert events.wait("interrupted", bulletin=bid, timeout=20)[0]["reason"] == "stopped"
+    wait_for(lambda: node.daemon.store.get_bulletin(bid), 20, "the emergency written to the store")
+    # and how it played (stopped: never again), so a restart does not play it again
+    wait_for(lambda: [p.state for p in node.daemon.store.play_history(bid)] == ["started", "skipped"], 20,
+             "the play's states written to the store")
+    wait_for(lambda: not node.daemon.store.remember_command("stop-full", now + 60), 20, "the stop remembered")
+    time.sleep(1)
+    assert len(events.of(type_="started", bulletin=bid)) == 1
+    assert len(events.of(type_="command")) == 1
+
+
+def test_a_fresh_node_starts_on_a_full_disk_and_writes_its_store_when_space_returns(
+    hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
+    tiny_disk: Path,  # noqa: F811
+) -> None:
+    """A new node whose SD card is already full starts all the same: health says the store is in memory and
+    names the file, an emergency plays; once space returns the store is on the card with what came meanwhile."""
+    base = node_config(hub, tmp_path)
+    state = tiny_disk / "state"
+    config = replace(base, storage=replace(base.storage, dir=str(state)))
+    state.mkdir()
+    filler = fill(tiny_disk)
+    node = start_node(config)
+    status, detail = checks(node)["store"]
+    assert status == "crit" and str(state / "radiod.db") in detail and "memory" in detail, detail
+    bid = hub.post(SHORT, priority="emergency")["id"]
+    wait_for(lambda: node.daemon.station.relays.state()["amplifier"], 10, "the emergency on the loudspeakers")
+    filler.unlink()  # space returns
+    events.wait("finished", bulletin=bid, timeout=30)
+    wait_for(lambda: checks(node)["store"][0] != "crit", 20, "the store on the card")
+    node.stop()
+    with Store(state / "radiod.db") as store:
+        assert store.get_bulletin(bid) is not None
+        assert [p.state for p in store.play_history(bid)][-1] == "finished"
+
+
+def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_disk: Path) -> None:  # noqa: F811
+    """A node restarted on a full card: its store opens from the file's content in memory, takes writes there,
+    and goes back onto the file, with both old and new records, once space returns."""
+    path = tiny_disk / "state" / "radiod.db"
+    with Store(path) as store:
+        store.apply_bulletin(id="b-old", rev=1, exp=time.time() + 3600, cancelled=False, payload="{}", now=0)
+    filler = fill(tiny_disk)
+    store = Store(path, in_memory=True)
+    try:
+        assert store.unwritable is not None and str(path) in store.unwritable
+        assert store.get_bulletin("b-old") is not None
+        store.apply_bulletin(id="b-new", rev=1, exp=time.time() + 3600, cancelled=False, payload="{}", now=0)
+        assert not store.persist()
+        filler.unlink()
+        assert store.persist() and store.unwritable is None
+    finally:
+        store.close()
+    with Store(path) as store:
+        assert store.get_bulletin("b-old") is not None and store.get_bulletin("b-new") is not None
+
+
+def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) -> None:  # noqa: F811
+    """A technician frees a little space on a full card: the store's ordinary writes (events sent and
+    acknowledged) must keep working in it, not grow the WAL until the card is full again."""
+    path = tiny_disk / "state" / "radiod.db"
+    with Store(path) as store:
+        filler = fill(tiny_disk)
+        with filler.open("r+b") as f:  # 1 MB freed
+            f.truncate(filler.stat().st_size - 1024 * 1024)
+        for n in range(1500):
+            seq = store.add_event({"type": "accepted", "bulletin": f"b-{n}", "note": "x" * 500})["seq"]
+            store.ack_event(seq)
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size <= 1024 * 1024 // 2, wal.stat().st_size
+
+
+def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:  # noqa: F811
+    """The speech cache shares the state disk with the store (``<dir>/cache``). However large its own bound,
+    it keeps a reserve free on that disk, evicting its oldest entries first, so the store can still write."""
+    cache = SpeechCache(tiny_disk / "state" / "cache", max_mb=512, reserve_bytes=1024 * 1024)
+    clip = Pcm(np.full(100_000, 1000, dtype=np.int16), 22050)  # about 200 KB an entry
+    for n in range(30):  # 6 MB of speech on a 4 MB disk
+        cache.put(f"{n:064x}", clip)
+    usage = shutil.disk_usage(tiny_disk)
+    assert usage.free >= 1024 * 1024 - 64 * 1024, usage  # the reserve, give or take a file system block or so
+    assert cache.get(f"{29:064x}") is not None  # the newest entry was kept: the oldest made room
+    with Store(tiny_disk / "state" / "radiod.db") as store:
+        store.put_setting("volume", "0.5")
+
+
+def test_no_programme_or_sentence_is_cached_on_a_state_disk_short_of_the_reserve(
+    tmp_path: Path, tiny_disk: Path,  # noqa: F811
+) -> None:
+    """A state disk with less free space than the speech cache's reserve (4 MB here, 64 MB kept): bulletins still
+    render and play, but neither their sentences nor the finished programme are kept on it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"storage:\n  dir: {tiny_disk / 'state'}\n", encoding="utf-8")
+    config = load_config(path)
+    programme = ProgrammeMaker(config).make("Xin chào bà con. Sáng mai xã tổ chức tiêm phòng.", "vi-north")
+    assert sum(len(block) for block in programme.int16_blocks(4096)) == programme.n_samples > 0
+    assert not list(config.cache_dir.rglob("*.wav"))

@@ -71,15 +71,19 @@ SWITCH_INTERVAL_S = 0.0005
 each of the four or five socket reads of a message and then waits up to this long to get it back from a busy
 thread: reading 1000 retained bulletins beside a CPU-bound thread took 1.4 to 2.1 s at 5 ms, 0.33 s at 0.5 ms
 (0.13 to 0.24 s with the CPU idle)."""
+FROM_MEMORY_ACTIONS = frozenset({"stop", "report"})
+"""Commands carried out at once even when the store cannot remember them (a full SD card): they change nothing
+that needs the store. ``volume`` is a stored setting, so it waits for the store like a bulletin."""
 HOLD_BACKLOG_S = 2.0
 """At most this long the backlog waits while an emergency is rendered and started: its speech and chimes then
 have the CPU to themselves (bench/backlog.py). Urgent messages are still handled meanwhile."""
 
 
 def open_store(path: Path) -> Store:
-    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it)."""
+    """Open the store; a corrupt file is moved aside and a new one built (the retained bulletins refill it). A
+    disk that cannot take writes (full) does not stop the daemon: the store runs in memory until it can."""
     try:
-        return Store(path)
+        return Store(path, in_memory=True)
     except StoreError as exc:
         if not exc.corrupt:
             raise
@@ -89,7 +93,7 @@ def open_store(path: Path) -> Store:
             if part.exists():
                 part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
         log.error("store %s is corrupt (%s): moved aside, rebuilding from the retained bulletins", path, exc)
-        return Store(path)
+        return Store(path, in_memory=True)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,13 @@ class Daemon:
         self._stopping = threading.Event()
         self.store_error: tuple[float, str] | None = None  # the latest store failure, for health
         self._unapplied: deque[Incoming] = deque(maxlen=UNAPPLIED_MAX)
+        # Emergencies (id, rev) and command ids already acted on from memory while the store refused them: when
+        # the store takes them later, they are written but not played or carried out a second time.
+        self._from_memory: set[tuple[str, int]] = set()
+        self._commands_from_memory: set[str] = set()
+        # Play states the store refused (from the playout thread), written in order once it takes writes, so a
+        # play from memory is not played again after a restart.
+        self.unrecorded: deque[PlayRecord] = deque(maxlen=UNAPPLIED_MAX)
         self.voice_check = VoiceCheck(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
         self.techtest = TechnicianTest(
             self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
@@ -279,7 +290,7 @@ class Daemon:
         self.clock.stop()
         self.scheduler.shutdown()
         self.playout.close()
-        self.store.put_setting("last_alive", str(time.time()))
+        self._guarded(lambda: self.store.put_setting("last_alive", str(time.time())))
         self.publisher.stop()
         self.link.stop()
         self.station.close()
@@ -299,10 +310,22 @@ class Daemon:
                 self._unapplied.append(keep)
 
     def _store_waiting(self) -> bool:
-        return bool(self._unapplied or self.events.backlog)
+        return bool(self._unapplied or self.unrecorded or self.events.backlog or self.store.unwritable)
 
     def _retry_store(self) -> None:
-        """Events held in RAM go first (their order is the seq order), then the messages not yet applied."""
+        """A store in memory goes onto its file first; then events held in RAM (their order is the seq order),
+        then the messages not yet applied."""
+        if not self.store.persist():
+            return
+        while self.unrecorded:
+            play = self.unrecorded[0]
+            try:
+                self.store.mark_occurrence(play.id, play.rev, play.occurrence, play.state, detail=play.detail,
+                                           at=play.at)
+            except StoreError as exc:
+                self.store_error = (time.time(), str(exc))
+                return
+            self.unrecorded.popleft()
         self.events.flush()
         while self._unapplied and not self.events.backlog:
             item = self._unapplied.popleft()
@@ -356,7 +379,11 @@ class Daemon:
             self._reject(msg.topic, "schema", ahead, command=parsed.id)
             return
         if msg.payload.lstrip()[:1] != b"{":  # signed by a trusted key: its iat is a lower bound of the real time
-            self.trusted_time.saw(parsed.iat)
+            try:
+                self.trusted_time.saw(parsed.iat)
+            except StoreError as exc:  # kept in memory and written at a later message: the message goes on
+                log.error("store: %s", exc)
+                self.store_error = (time.time(), str(exc))
         if isinstance(parsed, Command):
             self._on_command(parsed, msg.topic)
         else:
@@ -373,10 +400,18 @@ class Daemon:
 
     def _on_bulletin(self, bulletin: Bulletin, topic: str) -> None:
         now = time.time()
-        result = self.store.apply_bulletin(
-            id=bulletin.id, rev=bulletin.rev, exp=bulletin.exp, cancelled=bulletin.cancelled,
-            payload=bulletin.raw, now=now,
-        )
+        try:
+            result = self.store.apply_bulletin(
+                id=bulletin.id, rev=bulletin.rev, exp=bulletin.exp, cancelled=bulletin.cancelled,
+                payload=bulletin.raw, now=now,
+            )
+        except StoreError:
+            self._play_from_memory(bulletin, now)
+            raise  # the message is kept (see _guarded) and written when the store takes writes again
+        if (bulletin.id, bulletin.rev) in self._from_memory:
+            self._from_memory.discard((bulletin.id, bulletin.rev))
+            if result == "stored":  # accepted and played from memory already
+                return
         if result == "duplicate":
             return
         if result == "stale":
@@ -386,6 +421,22 @@ class Daemon:
                          bulletin=bulletin.id, rev=bulletin.rev)
             return
         self.playout.cancel(bulletin.id, reason="cancelled" if bulletin.cancelled else "superseded")
+        self._accept(bulletin, now)
+
+    def _play_from_memory(self, bulletin: Bulletin, now: float) -> None:
+        """The store refused a new bulletin: an emergency for now is accepted and played at once all the same
+        (the loudspeakers must not wait for a full SD card); anything else waits for the store."""
+        key = (bulletin.id, bulletin.rev)
+        if key in self._from_memory or bulletin.cancelled or not bulletin.schedule.now:
+            return
+        if bulletin.priority != Priority.EMERGENCY:
+            return
+        log.warning("%s rev %d: the store refused it; playing the emergency from memory", *key)
+        self._from_memory.add(key)
+        self._accept(bulletin, now)
+
+    def _accept(self, bulletin: Bulletin, now: float) -> None:
+        """Report a new bulletin (or tombstone) as accepted and (un)schedule it."""
         extra: dict[str, Any] = {"next": None if bulletin.cancelled else self._next_occurrence(bulletin, now)}
         if unknown := self.maker.unknown_voice(bulletin):
             extra["warning"] = unknown
@@ -403,9 +454,25 @@ class Daemon:
                 self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self.maker.voice_for(bulletin)))
 
     def _on_command(self, command: Command, topic: str) -> None:
-        if not self.store.remember_command(command.id, command.exp):
+        try:
+            fresh = self.store.remember_command(command.id, command.exp)
+        except StoreError:
+            if command.action in FROM_MEMORY_ACTIONS and command.id not in self._commands_from_memory:
+                log.warning("command %s: the store refused it; carrying out %s from memory", command.id,
+                            command.action)
+                self._commands_from_memory.add(command.id)
+                self._execute(command)
+            raise  # the message is kept (see _guarded) and remembered when the store takes writes again
+        if command.id in self._commands_from_memory:  # carried out from memory already; now remembered too
+            self._commands_from_memory.discard(command.id)
+            return
+        if not fresh:
             self._reject(topic, "replayed", f"command {command.id} was already executed", command=command.id)
             return
+        self._execute(command)
+
+    def _execute(self, command: Command) -> None:
+        """Carry out a command not seen before and report it."""
         if command.action == "stop":
             result = "stopped" if self.playout.stop_current() else "nothing was playing"
         elif command.action == "volume":
@@ -518,6 +585,7 @@ class Daemon:
             publishing=lambda: self.publisher.alive,
             started_at=self.started_at, health_published_at=self.health_published_at,
             store_error=self.store_error, watchdog_fired_at=self.watchdog_fired_at,
+            store_unwritable=self.store.unwritable,
         )
 
     def _last_play(self) -> PlayRecord | None:
@@ -568,22 +636,26 @@ class _Reporter:
     def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
         b = req.bulletin
         state = occurrence_state(outcome, reason)
+        at = time.time()
         try:
-            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=time.time())
+            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=at)
         except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
-            log.error("cannot record %s of %s %s: %s", state, b.id, req.occurrence, exc)
+            log.error("cannot record %s of %s %s yet: %s", state, b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, state, reason, at))
 
 
     def claim(self, req: PlayRequest) -> bool:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write
         must not silence the loudspeakers: the play goes on, unrecorded."""
         b = req.bulletin
+        at = time.time()
         try:
-            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=time.time())
+            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=at)
         except StoreError as exc:
-            log.error("cannot record the start of %s %s: %s", b.id, req.occurrence, exc)
+            log.error("cannot record the start of %s %s yet: %s", b.id, req.occurrence, exc)
             self._d.store_error = (time.time(), str(exc))
+            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, "started", "", at))
             return True
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:

@@ -388,9 +388,15 @@ def check_memory(voice_id: str, voices_dir: Path, meminfo: Path = Path("/proc/me
     return Check("memory", "warn", warning) if warning else Check("memory", "ok", f"enough for voice {voice_id}")
 
 
-def check_store(last_error: tuple[float, str] | None, interval_s: float, now: float, tz: dt.tzinfo) -> Check:
+def check_store(
+    last_error: tuple[float, str] | None, interval_s: float, now: float, tz: dt.tzinfo, unwritable: str | None = None
+) -> Check:
     """The store takes writes: crit while it refuses them (a full or failing SD card; events then wait in
-    memory), warn for :data:`RECENT_FAULT_S` after the last refusal."""
+    memory) or runs in memory (it could not be opened for writing at start), warn for :data:`RECENT_FAULT_S`
+    after the last refusal."""
+    if unwritable is not None:
+        return Check("store", "crit", f"the store runs in memory, nothing is kept across a restart: {unwritable};"
+                                      " retrying")
     if last_error is None:
         return Check("store", "ok", "every write accepted since start")
     at, message = last_error
@@ -533,6 +539,7 @@ class RunningNode:
     health_published_at: float | None
     store_error: tuple[float, str] | None
     watchdog_fired_at: float | None
+    store_unwritable: str | None = None  # why the store runs in memory (Store.unwritable)
 
 
 def daemon_checks(node: RunningNode) -> list[Check]:
@@ -549,7 +556,8 @@ def daemon_checks(node: RunningNode) -> list[Check]:
         ("voice", lambda: node.voice(now)),
         *_local(config, now),
         ("memory", lambda: check_memory(config.speech.voice, Path(config.speech.voices_dir))),
-        ("store", lambda: check_store(node.store_error, h.interval_s, now, tz)),
+        ("store", lambda: check_store(node.store_error, h.interval_s, now, tz,
+                                                    node.store_unwritable)),
         ("relays", lambda: check_relays(node.relays, node.playout.busy, node.watchdog_fired_at, tz,
                                         demo=config.node.demo)),
         ("queue", lambda: check_queue(node.playout, node.next_play(), node.last_play(), tz)),

@@ -132,6 +132,8 @@ class ProgrammeCache:
             log.info("programme cache: not keeping a %.0f MB programme (at most %.0f%% of the cache)",
                      size / 2**20, 100 * MAX_SHARE)  # fmt: skip
             return programme
+        if not self.speech_cache.make_room(_HEADER.size + size):  # the store's space on the card comes first
+            return programme
         return RecordingProgramme(programme, self, key)
 
 

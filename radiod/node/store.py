@@ -63,8 +63,14 @@ COMMAND_KEEP_AFTER_EXP_S = 3600
 #: How long a write waits for another process (e.g. `radiod status`) holding the file, before it fails.
 BUSY_TIMEOUT_S = 5.0
 
-#: The largest WAL file kept after a checkpoint, so one burst of writes does not hold SD-card space forever.
-WAL_SIZE_LIMIT = 4 * 1024 * 1024
+#: The WAL is checkpointed into the file once it holds this many pages (SQLite's default is 1000, 4 MB): the
+#: node writes a few small transactions per play, and a 4 MB WAL took back, and more, the little space a
+#: technician freed on a full SD card, which filled it again.
+WAL_AUTOCHECKPOINT_PAGES = 64
+
+#: The largest WAL file kept after a checkpoint (about what :data:`WAL_AUTOCHECKPOINT_PAGES` fill), so one burst
+#: of writes does not hold SD-card space forever.
+WAL_SIZE_LIMIT = 256 * 1024
 
 # Each migration is a tuple of statements; migration N is _MIGRATIONS[N - 1]. Only ever append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -125,37 +131,70 @@ class PlayRecord:
 class Store:
     """The node's SQLite store; see the module docstring for durability and threading."""
 
-    def __init__(self, path: Path, *, outbox_cap: int = OUTBOX_CAP, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, outbox_cap: int = OUTBOX_CAP, max_bytes: int | None = None, in_memory: bool = False
+    ) -> None:
         """Open (creating directories, file and schema as needed) and quick-check the store at ``path``.
 
         ``max_bytes`` caps the database file (SQLite's ``max_page_count``) so the store can never take the last
         byte of the SD card that the OS and the logs also need; reaching it behaves like a full disk.
+        ``in_memory``: when the file cannot be opened for writing (a full SD card cannot even create the WAL),
+        run from a copy in memory of what the file holds (nothing, for a new node) rather than fail, so the
+        daemon still starts and plays; :attr:`unwritable` then says why, and :meth:`persist` moves the store
+        onto the file once the disk takes writes again.
         Raises :class:`StoreError` naming the file; ``corrupt`` is true when it is damaged or not SQLite at all.
         """
         if outbox_cap < 1:
             raise ValueError(f"outbox_cap must be at least 1, not {outbox_cap}")
         self.path = Path(path)
         self._outbox_cap = outbox_cap
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        self.unwritable: str | None = None
+        """Why the store runs in memory (nothing of it survives a restart), or None when it is on its file."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot create its directory: {exc}", path=str(self.path)) from exc
-        with self._guard():
-            self._conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
         try:
-            with self._guard():
-                self._configure(max_bytes)
-            self._check_on_open()
-            self._migrate()
-        except StoreError:
+            self._conn = self._open_file()
+        except StoreError as exc:
+            if exc.corrupt or not in_memory:
+                raise
+            self._conn = self._open_memory(exc)
+            self.unwritable = str(exc)
+            logger.error("%s cannot be written (%s): the store runs in memory until it can", self.path, exc)
+
+    def persist(self) -> bool:
+        """Move a store running in memory onto its file, with everything written meanwhile; True once it is on
+        the file (at once when it always was), False while the disk still refuses (:attr:`unwritable` says why).
+        """
+        with self._lock:
+            if self.unwritable is None:
+                return True
+            try:
+                conn = self._open_file()
+            except StoreError as exc:
+                self.unwritable = str(exc)
+                return False
+            try:
+                with self._guard():
+                    self._conn.backup(conn)  # one transaction on the file: all of it or nothing
+            except StoreError as exc:
+                conn.close()
+                self.unwritable = str(exc)
+                return False
             self._conn.close()
-            raise
+            self._conn = conn
+            self.unwritable = None
+        logger.warning("%s: the store is on its file again", self.path)
+        return True
 
     def close(self) -> None:
-        """Close the connection; the last close also checkpoints and removes the WAL file."""
+        """Close the connection; the last close also checkpoints and removes the WAL file. A store still in memory
+        tries its file one last time first."""
+        if not self.persist():
+            logger.error("%s still cannot be written: what the store took since start is lost", self.path)
         with self._lock:
             self._conn.close()
 
@@ -409,24 +448,61 @@ class Store:
 
     # --- internals ---------------------------------------------------------------------------------------------
 
-    def _configure(self, max_bytes: int | None) -> None:
+    def _open_file(self) -> sqlite3.Connection:
+        """A configured, checked and migrated connection to the file."""
+        with self._guard():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            with self._guard():
+                self._configure(conn, self._max_bytes)
+            self._check_on_open(conn)
+            self._migrate(conn)
+        except StoreError:
+            conn.close()
+            raise
+        return conn
+
+    def _open_memory(self, refused: StoreError) -> sqlite3.Connection:
+        """A store in memory holding what the file holds. A file that exists but cannot be read at all keeps
+        ``refused`` raised: starting empty over it would lose it when the memory store is written back."""
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            if self.path.exists() and self.path.stat().st_size > 0:
+                try:
+                    # immutable: no -shm to create on the full disk; the daemon is the file's only writer
+                    source = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True)
+                    try:
+                        source.backup(conn)
+                    finally:
+                        source.close()
+                except sqlite3.DatabaseError as exc:
+                    raise refused from exc
+            self._check_on_open(conn)
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _configure(self, conn: sqlite3.Connection, max_bytes: int | None) -> None:
         """Per-connection settings; see the module docstring for why WAL and FULL."""
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(
                 f"{self.path}: SQLite refused WAL mode (got {mode!r}); put the store on a local file system",
                 path=str(self.path),
             )
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES:d}")
         if max_bytes is not None:
-            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            self._conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size):d}")
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size):d}")
 
-    def _check_on_open(self) -> None:
+    def _check_on_open(self, conn: sqlite3.Connection) -> None:
         """Refuse a damaged file at once, so the daemon quarantines it at start rather than fail mid-play."""
         with self._guard():
-            findings = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
+            findings = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         if findings != ["ok"]:
             raise StoreError(
                 f"{self.path}: the store is damaged ({'; '.join(findings[:3])}); quarantine it and rebuild",
@@ -434,13 +510,13 @@ class Store:
                 corrupt=True,
             )
 
-    def _migrate(self) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the schema to the latest version, all migrations in one transaction (all or nothing).
 
         One transaction also makes two processes opening the file at once (the daemon, `radiod status`) safe:
         the second waits for the first and then finds nothing to do.
         """
-        with self._tx(write=True) as conn:
+        with self._guard(), _transaction(conn, write=True):
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
@@ -479,16 +555,8 @@ class Store:
 
         A write takes SQLite's write lock at BEGIN (IMMEDIATE), so it never fails half-way on a lock upgrade.
         """
-        with self._lock, self._guard():
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock, self._guard(), _transaction(self._conn, write=write) as conn:
+            yield conn
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -517,6 +585,19 @@ class Store:
             )
         name = getattr(exc, "sqlite_errorname", type(exc).__name__)
         return StoreError(f"{self.path}: SQLite failed ({name}): {exc}", path=str(self.path))
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, *, write: bool) -> Iterator[sqlite3.Connection]:
+    """One transaction on ``conn``, rolled back on any error (the caller holds the lock, if any)."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _bulletin(row: tuple[Any, ...]) -> StoredBulletin:

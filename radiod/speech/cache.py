@@ -17,6 +17,11 @@ the least recently used entries down to 90 % of the bound; :meth:`evict_if_grown
 each synthesis, runs it once a tenth of the bound has been put since, so a long bulletin cannot fill the disk
 before it ends. One entry is bounded by
 ``MAX_ENTRY_BYTES``: a clip longer than that is not kept, and an entry announcing more is dropped unread.
+
+The cache lives by default beside the node's store, on the same SD card, and must never take the space the store
+needs (a full card once kept an emergency from being stored): whatever ``max_mb`` says, :meth:`SpeechCache.put`
+leaves ``reserve_bytes`` free on the cache's file system, evicting the least recently used entries first and not
+keeping the clip at all when that is not enough.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ KEY_VERSION = 1
 LOW_WATER = 0.9  # eviction goes down to this fraction of the bound, so it does not run after every sentence
 MAX_ENTRY_BYTES = 8 * 1024 * 1024
 """About 3 minutes at 22050 Hz, several times the longest unit the Speaker synthesizes (``MAX_UNIT_CHARS``)."""
+RESERVE_BYTES = 64 * 1024 * 1024
+"""Free space the cache leaves on its file system for the store, the logs and the OS (see the module docstring)."""
 STALE_TMP_S = 3600.0  # a temporary file this old was left by a crash or power cut: delete it
 PROGRAMMES_DIR = "programmes"
 """Subfolder of finished programmes (:mod:`radiod.node.programme_cache`): within the same bound and eviction."""
@@ -116,9 +123,10 @@ class SpeechCache:
     threads: every write is a rename of a private temporary file, and a reader only trusts checked entries.
     """
 
-    def __init__(self, directory: Path, max_mb: int) -> None:
+    def __init__(self, directory: Path, max_mb: int, *, reserve_bytes: int = RESERVE_BYTES) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_mb * 1024 * 1024
+        self.reserve_bytes = reserve_bytes
         self.corrupt = 0
         """Entries found corrupt and dropped since this cache was opened."""
         self._written = 0  # bytes put since the last eviction
@@ -161,6 +169,10 @@ class SpeechCache:
         tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.make_room(_HEADER.size + pcm.samples.nbytes):
+                log.warning("speech cache: not keeping a clip: %s has less than %.0f MB free beside it",
+                            self.directory, self.reserve_bytes / 2**20)
+                return
             samples = np.ascontiguousarray(pcm.samples, dtype="<i2")
             with tmp.open("wb") as file:
                 file.write(_header(pcm.rate, zlib.crc32(samples), samples.nbytes))
@@ -207,6 +219,29 @@ class SpeechCache:
         log.info("speech cache: evicted %d entries, %.1f MB left in %s", removed, total / 2**20, self.directory)
         return removed
 
+    def make_room(self, size: int) -> bool:
+        """Whether ``size`` more bytes still leave :attr:`reserve_bytes` free on the cache's file system, after
+        deleting the least recently used entries as needed; for :meth:`put` and the programme cache."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            free = _free_bytes(self.directory)
+        except OSError as exc:
+            log.warning("speech cache: cannot use %s: %s", self.directory, exc)
+            return False
+        if free - size >= self.reserve_bytes:
+            return True
+        removed = 0
+        for _, _, path in sorted(self._entries()):
+            path.unlink(missing_ok=True)
+            removed += 1
+            free = _free_bytes(self.directory)
+            if free - size >= self.reserve_bytes:
+                break
+        if removed:
+            log.info("speech cache: evicted %d entries to leave %.0f MB free on the disk of %s", removed,
+                     self.reserve_bytes / 2**20, self.directory)
+        return free - size >= self.reserve_bytes
+
     def _entries(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry, sentence or programme; temporary files left by a crash are deleted on
         the way."""
@@ -228,3 +263,9 @@ class SpeechCache:
                 elif item.name.endswith(".wav"):
                     entries.append((st.st_mtime, st.st_size, Path(item.path)))
         return entries
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of ``directory``."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
