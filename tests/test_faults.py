@@ -7,11 +7,10 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from harness import LONG, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
 
 from radiod.clock import JumpWatch, rfc3339
@@ -155,19 +154,6 @@ def test_an_output_that_breaks_after_start_fails_the_play_with_the_amplifier_lef
     assert failed["reason"] == "audio" and str(node.out_dir) in failed["message"]
     assert len(events.of(type_="failed", bulletin=bid)) == 1
     assert not [h for h in node.daemon.station.relays.history() if h[1] == "amplifier"]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs: a real full file system for the store (needs root, as CI has)."""
-    mount = tmp_path / "sd"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                            capture_output=True, check=False)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_full_storage_loses_nothing_and_recovers(

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from harness import LONG, PREFIX, SHORT, EventLog, Hub, ProcessNode, ThreadNode, node_config, wait_for
-from test_faults import tiny_disk  # noqa: F401  (the fixture: a real 4 MB file system to fill)
 
 from radiod.audio.pcm import Pcm
 from radiod.clock import rfc3339
@@ -50,7 +49,7 @@ def test_next_play_is_cleared_after_the_last_at_time(
 
 def test_event_publisher_survives_a_full_disk_and_resumes(
     hub: Hub, broker: Broker, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
-    tiny_disk: Path,  # noqa: F811
+    tiny_disk: Path,
 ) -> None:
     """Events wait in the outbox while the hub is away; the SD card fills; the hub comes back, so the publisher
     sends them but cannot delete them from the full store. It must keep going and deliver every event once space
@@ -114,7 +113,7 @@ def fill(disk: Path) -> Path:
 
 def test_emergency_and_stop_play_from_memory_on_a_full_disk(
     hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
-    tiny_disk: Path,  # noqa: F811
+    tiny_disk: Path,
 ) -> None:
     """The SD card is full: a new emergency plays at once from memory, a `stop` command ends it, and once space
     returns the emergency is written to the store without being played a second time."""
@@ -145,7 +144,7 @@ def test_emergency_and_stop_play_from_memory_on_a_full_disk(
 
 def test_a_fresh_node_starts_on_a_full_disk_and_writes_its_store_when_space_returns(
     hub: Hub, events: EventLog, start_node: Callable[..., ThreadNode], tmp_path: Path,
-    tiny_disk: Path,  # noqa: F811
+    tiny_disk: Path,
 ) -> None:
     """A new node whose SD card is already full starts all the same: health says the store is in memory and
     names the file, an emergency plays; once space returns the store is on the card with what came meanwhile."""
@@ -168,7 +167,7 @@ def test_a_fresh_node_starts_on_a_full_disk_and_writes_its_store_when_space_retu
         assert [p.state for p in store.play_history(bid)][-1] == "finished"
 
 
-def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_disk: Path) -> None:  # noqa: F811
+def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_disk: Path) -> None:
     """A node restarted on a full card: its store opens from the file's content in memory, takes writes there,
     and goes back onto the file, with both old and new records, once space returns."""
     path = tiny_disk / "state" / "radiod.db"
@@ -189,7 +188,7 @@ def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_di
         assert store.get_bulletin("b-old") is not None and store.get_bulletin("b-new") is not None
 
 
-def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) -> None:  # noqa: F811
+def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) -> None:
     """A technician frees a little space on a full card: the store's ordinary writes (events sent and
     acknowledged) must keep working in it, not grow the WAL until the card is full again."""
     path = tiny_disk / "state" / "radiod.db"
@@ -204,7 +203,7 @@ def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) ->
         assert wal.stat().st_size <= 1024 * 1024 // 2, wal.stat().st_size
 
 
-def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:  # noqa: F811
+def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:
     """The speech cache shares the state disk with the store (``<dir>/cache``). However large its own bound,
     it keeps a reserve free on that disk, evicting its oldest entries first, so the store can still write."""
     cache = SpeechCache(tiny_disk / "state" / "cache", max_mb=512, reserve_bytes=1024 * 1024)
@@ -219,7 +218,7 @@ def test_the_speech_cache_leaves_the_store_its_space(tiny_disk: Path) -> None:  
 
 
 def test_no_programme_or_sentence_is_cached_on_a_state_disk_short_of_the_reserve(
-    tmp_path: Path, tiny_disk: Path,  # noqa: F811
+    tmp_path: Path, tiny_disk: Path,
 ) -> None:
     """A state disk with less free space than the speech cache's reserve (4 MB here, 64 MB kept): bulletins still
     render and play, but neither their sentences nor the finished programme are kept on it."""
