@@ -25,8 +25,10 @@ sentence at about the same level) and lays each sentence out as it arrives, whil
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
+import logging
 import math
 import threading
 from collections import OrderedDict, deque
@@ -36,11 +38,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from radiod.audio.chime import default_chimes
-from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Timeline, layout
+from radiod.audio.layout import CHIME_PAUSE_S, LazyClip, Part, RenderOptions, Span, Timeline, layout
 from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
 from radiod.audio.loudness import LoudnessMeter, integrated_lufs
 from radiod.audio.pcm import Pcm, to_int16
 from radiod.audio.resample import as_float, resample
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CEILING_DBFS",
@@ -69,6 +73,7 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
 _RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
+_RECALL_WINDOW = 8  # clips a recalling stream keeps for parts rendered out of order (see _Recall)
 
 
 # ---------------------------------------------------------------- programme
@@ -334,17 +339,21 @@ class StreamingProgramme(Programme):
     make-up included), so the amplifier can warm up and the opening chime play meanwhile. The layout is
     :func:`render_programme`'s, made as the blocks reach it: a clip is taken from the stream only when its first
     sample is about to be computed, and waited for if it is late (a sound card then has nothing to play; the
-    Speaker's fallback to a faster voice keeps that short). The repeats after the first replay the clips
-    received (the plan is :func:`layout`'s, as for a whole programme). The same limiter keeps every sample within
-    the ceiling.
+    Speaker's fallback to a faster voice keeps that short). The repeats after the first replay the speech
+    (the plan is :func:`layout`'s, as for a whole programme). The same limiter keeps every sample within the
+    ceiling.
+
+    Memory: a clip is held from its arrival until its part is rendered, and then let go; the repeats and a replay
+    fetch the clips again, in order, from a new stream of the speech (:class:`_Recall`: the Speaker's cache, or
+    synthesized again if evicted). So an 80-minute bulletin holds a few clips at a time, not 200 MB of them.
 
     ``n_samples``, ``duration_s`` and ``spans`` cover what is laid out so far, and are final once ``complete``;
     ``speech_lufs`` and ``gain_db`` are those of the first sentences, known once they have arrived.
 
     A play stopped before the speech ended (the output stops iterating :meth:`blocks`) closes the stream, which
     ends its synthesis thread; a stop is noticed between blocks, so at worst once an awaited clip has arrived.
-    Played again (a pre-empted bulletin, an output retried), it replays the clips received and opens a new
-    stream for the rest, skipping the sentences it has (read from the Speaker's cache when there is one).
+    Played again (a pre-empted bulletin, an output retried), it replays the clips received (recalled) and opens
+    a new stream for the rest, skipping the sentences it has (read from the Speaker's cache when there is one).
     One play at a time: :meth:`blocks` must not run on two threads at once.
     """
 
@@ -355,7 +364,9 @@ class StreamingProgramme(Programme):
         self._opts = opts
         self._open_speech = open_speech
         self._source: Iterator[Pcm] | None = open_speech()
-        self._clips: list[Pcm] = []  # the speech received so far, in order
+        self._sizes: list[tuple[int, int]] = []  # (samples, rate) of each clip received so far, in order
+        self._fresh: dict[int, Pcm] = {}  # clips received whose part has not been rendered yet, by index
+        self._recall = _Recall(open_speech)
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
         _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
@@ -372,10 +383,15 @@ class StreamingProgramme(Programme):
         self._level_thread_done: Future[None] = Future()
         threading.Thread(target=self._level_thread, name="stream-level", daemon=True).start()
 
+    def prime(self) -> None:
+        self._recall.resume()
+        super().prime()
+
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """As :meth:`Programme.blocks`; stopping before the end closes the speech stream (see the class doc)."""
         with self._lock:
             self._release_pending = False  # played again before the level thread returned: keep its stream
+        self._recall.resume()
         try:
             yield from super().blocks(size)
         finally:
@@ -393,12 +409,16 @@ class StreamingProgramme(Programme):
         self._level_thread_done.result()  # it has let go of the stream; raises what ended the stream meanwhile
         if not self._level_known:  # the level thread gave up: a play stopped before the first sentences came
             self._take_level(stoppable=False)
-        if self._placed < len(self._clips) or (not self._ended and self._receive()):
-            self._timeline.place("speech", self._clips[self._placed], self.gain_db)
+        if self._placed < len(self._sizes) or (not self._ended and self._receive()):
+            n, rate = self._sizes[self._placed]
+            fetch = functools.partial(self._first_time, self._placed)
+            self._timeline.place("speech", LazyClip(n, rate, fetch), self.gain_db)
             self._placed += 1
-        else:  # the speech has ended: the rest of the plan, the later repeats replaying the clips received
+        else:  # the speech has ended: the rest of the plan, the later repeats recalling the clips received
+            recall = self._recall.clip
+            again = [LazyClip(n, rate, functools.partial(recall, k)) for k, (n, rate) in enumerate(self._sizes)]
             for step in self._plan[self._first_speech + 1 :]:
-                self._timeline.lay(step, self._clips, self.gain_db)
+                self._timeline.lay(step, again, self.gain_db)
             self.complete = True
         self._sync()
 
@@ -409,16 +429,23 @@ class StreamingProgramme(Programme):
         self.spans += tuple(p.span for p in new)
         self.n_samples = self._timeline.pos
 
+    def _first_time(self, k: int) -> Pcm:
+        """Clip ``k`` for its part in the first repeat: the one received, let go here (its part is rendered
+        now), or recalled when a replay renders it again."""
+        clip = self._fresh.pop(k, None)
+        return clip if clip is not None else self._recall.clip(k)
+
     def _receive(self) -> bool:
-        """Wait for the stream's next clip and keep it; False when the speech has ended."""
+        """Wait for the stream's next clip and keep it until it is rendered; False when the speech has ended."""
         if self._source is None:  # closed when a play stopped: a new stream, past the clips already received
             self._source = self._open_speech()
-            deque(itertools.islice(self._source, len(self._clips)), maxlen=0)
+            deque(itertools.islice(self._source, len(self._sizes)), maxlen=0)
         clip = next(self._source, None)
         if clip is None:
             self._ended, self._source = True, None
             return False
-        self._clips.append(clip)
+        self._fresh[len(self._sizes)] = clip
+        self._sizes.append((len(clip.samples), clip.rate))
         return True
 
     def _level_thread(self) -> None:
@@ -446,21 +473,24 @@ class StreamingProgramme(Programme):
         ``stoppable`` (the level thread): give up, leaving the level unknown, once a play has stopped, so that a
         bulletin stopped during its chime does not go on synthesizing; a later play takes the level itself.
         """
-        heard = sum(map(_speech_s, self._clips))
-        while heard < STREAM_LEVEL_S and len(self._clips) < STREAM_LEVEL_SENTENCES and not self._ended:
+        first = [self._fresh[k] for k in range(len(self._sizes))]  # none is laid out before the level is known
+        heard = sum(map(_speech_s, first))
+        while heard < STREAM_LEVEL_S and len(first) < STREAM_LEVEL_SENTENCES and not self._ended:
             if stoppable:
                 with self._lock:
                     if self._release_pending:
                         return
             if not self._receive():
                 break
-            heard += _speech_s(self._clips[-1])
+            first.append(self._fresh[len(first)])
+            heard += _speech_s(first[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(self._clips, opts.target_lufs, opts.volume)
+        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume)
         self._level_known = True
 
     def _release(self) -> None:
         """End the stream's synthesis after a play; a later play opens a new one (nothing to do once it ended)."""
+        self._recall.stop()
         with self._lock:
             if not self._level_thread_done.done():
                 self._release_pending = True  # the level thread is inside the stream: it closes it on return
@@ -469,5 +499,70 @@ class StreamingProgramme(Programme):
 
     def _close_source(self) -> None:
         source, self._source = self._source, None
+        if isinstance(source, Generator):  # Speaker.stream's: closing it stops its synthesis thread
+            source.close()
+
+
+class _Recall:
+    """A streamed programme's clips fetched again by their index, for a repeat or a replay.
+
+    The clips are read in order from a new stream of the speech (``open_speech``: the Speaker's cache, or
+    synthesized again if a clip was evicted), which is what a repeat or a replay asks for; the few clips passed
+    over because parts are rendered on two threads are kept (``_RECALL_WINDOW``). A clip asked for again before
+    the stream's position (a replay from the start) opens a new stream. Called from the render threads.
+    """
+
+    def __init__(self, open_speech: Callable[[], Iterator[Pcm]]) -> None:
+        self._open_speech = open_speech
+        self._source: Iterator[Pcm] | None = None
+        self._next = 0  # index of the clip the source gives next
+        self._passed: OrderedDict[int, Pcm] = OrderedDict()  # clips read past, by index
+        self._stopped = False  # the play stopped: a render still running gets silence, no new stream
+        self._lock = threading.Lock()
+
+    def clip(self, k: int) -> Pcm:
+        """Clip ``k`` of the speech; silence once the play has stopped (it is never heard)."""
+        with self._lock:
+            try:
+                return self._clip(k)
+            finally:
+                if self._stopped:
+                    self._close()
+
+    def _clip(self, k: int) -> Pcm:
+        if self._stopped:
+            return Pcm(np.zeros(0, dtype=np.int16), 1)
+        if k in self._passed:
+            return self._passed.pop(k)
+        if self._source is None or k < self._next:
+            self._close()
+            self._source, self._next = self._open_speech(), 0
+        for clip in self._source:
+            index, self._next = self._next, self._next + 1
+            if index == k:
+                return clip
+            self._passed[index] = clip
+            if len(self._passed) > _RECALL_WINDOW:
+                self._passed.popitem(last=False)
+        log.warning("streamed speech: clip %d is missing when read again; silence in its place", k)
+        return Pcm(np.zeros(0, dtype=np.int16), 1)
+
+    def resume(self) -> None:
+        """A play starts: clips may be recalled again."""
+        with self._lock:
+            self._stopped = False
+
+    def stop(self) -> None:
+        """A play stopped: end the stream's synthesis now, or as the render using it returns."""
+        self._stopped = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
+
+    def _close(self) -> None:
+        source, self._source = self._source, None
+        self._passed.clear()
         if isinstance(source, Generator):  # Speaker.stream's: closing it stops its synthesis thread
             source.close()
