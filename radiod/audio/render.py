@@ -54,6 +54,7 @@ __all__ = [
     "Span",
     "StreamingProgramme",
     "render_programme",
+    "render_recalled",
 ]
 
 CHIME_LEVEL_LU = -4.0  # chimes this far below the speech: heard clearly, never startling
@@ -97,6 +98,7 @@ class Programme:
         self._starts = [p.span.start for p in parts]
         self.spans: tuple[Span, ...] = tuple(p.span for p in parts)
         self._primed: _Rendering | None = None
+        self._recall: _Recall | None = None  # where its LazyClip parts are read again, if it has any
 
     @property
     def duration_s(self) -> float:
@@ -109,6 +111,8 @@ class Programme:
         """
         if size < 1:
             raise ValueError(f"block size must be >= 1, got {size}")
+        if self._recall is not None:
+            self._recall.resume()
         pending: list[np.ndarray] = []
         held = 0
         for chunk in self._limited_chunks():
@@ -127,6 +131,8 @@ class Programme:
         """Start rendering the opening parts now, in the background: the station calls this as the amplifier
         goes on, so the first block is ready at the start instant and the first sample is not late by the time
         it takes to render (a scheduled start is an instant, shared by every node of the commune)."""
+        if self._recall is not None:
+            self._recall.resume()
         if self._primed is None:
             self._primed = _Rendering(self)
             self._primed.ahead(0)
@@ -162,6 +168,8 @@ class Programme:
                 start = stop
         finally:
             rendering.close()
+            if self._recall is not None:
+                self._recall.stop()  # ends the stream it reads from; a render still running gets silence
 
     def _samples(self, start: int, stop: int, rendering: _Rendering) -> np.ndarray:
         """Samples [start, stop): the parts that overlap, silence elsewhere."""
@@ -228,7 +236,7 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     return meter.lufs()
 
 
-def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, float]:
+def _level(clips: Sequence[Pcm], target: float, volume: float, peak: float | None = None) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
     as they come out of the limiter; both measured on clips spread over the speech (:func:`_probe_clips`).
 
@@ -237,12 +245,14 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
     are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
     took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
     follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
-    takes less, so the volume is part of the probe.
+    takes less, so the volume is part of the probe. ``peak``: the speech's peak, when ``clips`` are only a sample
+    of it (:class:`_Probe`); else the peak of ``clips``.
     """
     probe = _probe_clips(clips)
     lufs = integrated_lufs(probe)
     gain_db = _normalizing_gain_db(lufs, target)
-    if math.isinf(lufs) or _peak(clips) * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
+    peak = _peak(clips) if peak is None else peak
+    if math.isinf(lufs) or peak * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
     volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
     highest = min(gain_db + MAX_MAKEUP_DB, MAX_GAIN_DB)
@@ -321,6 +331,50 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
 
 
+class _Probe:
+    """Clips spread evenly over a speech read once, without knowing its length beforehand: every ``stride``-th,
+    the stride doubling (every other clip kept let go) whenever they hold more than twice ``PROBE_S``; and the
+    peak of the whole speech. What :func:`_level` needs, without holding the speech."""
+
+    def __init__(self) -> None:
+        self.clips: list[Pcm] = []
+        self.peak = 0.0
+        self._stride = 1
+        self._seen = 0
+
+    def add(self, clip: Pcm) -> None:
+        self.peak = max(self.peak, _peak([clip]))
+        if self._seen % self._stride == 0:
+            self.clips.append(clip)
+            if sum(len(c.samples) / c.rate for c in self.clips) > 2 * PROBE_S:
+                self.clips, self._stride = self.clips[::2], 2 * self._stride
+        self._seen += 1
+
+
+def render_recalled(speech: Iterator[Pcm], read_again: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> Programme:
+    """:func:`render_programme` for a speech too long to hold: ``speech`` gives its clips in order (the Speaker's
+    stream, which keeps each in its cache); they are read once to lay out and level the programme, keeping only
+    clips spread over it (:class:`_Probe`), and read again in order from ``read_again()`` as it plays
+    (:class:`_Recall`). An 80-minute bulletin is 200 MB of clips; this holds a few of them at a time.
+    """
+    sizes: list[tuple[int, int]] = []
+    probe = _Probe()
+    for clip in speech:
+        sizes.append((len(clip.samples), clip.rate))
+        probe.add(clip)
+    speech_lufs, gain_db = _level(probe.clips, opts.target_lufs, opts.volume, probe.peak)
+    del probe
+    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    recall = _Recall(read_again)
+    clips = [LazyClip(n, rate, functools.partial(recall.clip, k)) for k, (n, rate) in enumerate(sizes)]
+    timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
+    for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
+        timeline.lay(step, clips, gain_db)
+    programme = Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
+    programme._recall = recall
+    return programme
+
+
 # ---------------------------------------------------------------- streaming
 
 
@@ -366,7 +420,7 @@ class StreamingProgramme(Programme):
         self._source: Iterator[Pcm] | None = open_speech()
         self._sizes: list[tuple[int, int]] = []  # (samples, rate) of each clip received so far, in order
         self._fresh: dict[int, Pcm] = {}  # clips received whose part has not been rendered yet, by index
-        self._recall = _Recall(open_speech)
+        self._recall: _Recall = _Recall(open_speech)
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
         _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
@@ -383,15 +437,10 @@ class StreamingProgramme(Programme):
         self._level_thread_done: Future[None] = Future()
         threading.Thread(target=self._level_thread, name="stream-level", daemon=True).start()
 
-    def prime(self) -> None:
-        self._recall.resume()
-        super().prime()
-
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """As :meth:`Programme.blocks`; stopping before the end closes the speech stream (see the class doc)."""
         with self._lock:
             self._release_pending = False  # played again before the level thread returned: keep its stream
-        self._recall.resume()
         try:
             yield from super().blocks(size)
         finally:
@@ -490,7 +539,6 @@ class StreamingProgramme(Programme):
 
     def _release(self) -> None:
         """End the stream's synthesis after a play; a later play opens a new one (nothing to do once it ended)."""
-        self._recall.stop()
         with self._lock:
             if not self._level_thread_done.done():
                 self._release_pending = True  # the level thread is inside the stream: it closes it on return
