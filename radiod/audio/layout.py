@@ -46,7 +46,9 @@ class LazyClip:
         """The clip, exactly ``n_samples`` long: one read again by another voice (a fallback) is cut or padded
         with silence to the place laid out for it."""
         clip = self.fetch()
-        samples = clip.samples if clip.rate == self.rate else resample(clip.samples, clip.rate, self.rate)
+        samples = clip.samples
+        if clip.rate != self.rate and len(samples):  # read again by a voice at another rate
+            samples = resample(samples, clip.rate, self.rate)
         samples = samples[: self.n_samples]
         if len(samples) < self.n_samples:
             samples = np.concatenate([samples, np.zeros(self.n_samples - len(samples), dtype=samples.dtype)])

@@ -86,10 +86,19 @@ class Programme:
     ``speech_lufs`` is the speech's measured loudness before any gain (-inf when it is silent or shorter than
     one 400 ms measuring block, in which case it is left at its level); ``gain_db`` the gain applied to it
     before ``volume``: to the target, plus what the limiter takes off. ``spans`` says where each chime and
-    clip lies.
+    clip lies. ``recall``: where the parts' :class:`LazyClip` s are read again (:func:`render_recalled`).
     """
 
-    def __init__(self, rate: int, n_samples: int, parts: list[Part], speech_lufs: float, gain_db: float) -> None:
+    def __init__(
+        self,
+        rate: int,
+        n_samples: int,
+        parts: list[Part],
+        speech_lufs: float,
+        gain_db: float,
+        *,
+        recall: _Recall | None = None,
+    ) -> None:
         self.rate = rate
         self.n_samples = n_samples
         self.speech_lufs = speech_lufs
@@ -98,7 +107,7 @@ class Programme:
         self._starts = [p.span.start for p in parts]
         self.spans: tuple[Span, ...] = tuple(p.span for p in parts)
         self._primed: _Rendering | None = None
-        self._recall: _Recall | None = None  # where its LazyClip parts are read again, if it has any
+        self._recall = recall
 
     @property
     def duration_s(self) -> float:
@@ -370,9 +379,7 @@ def render_recalled(speech: Iterator[Pcm], read_again: Callable[[], Iterator[Pcm
     timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
     for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
         timeline.lay(step, clips, gain_db)
-    programme = Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
-    programme._recall = recall
-    return programme
+    return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db, recall=recall)
 
 
 # ---------------------------------------------------------------- streaming
@@ -412,7 +419,8 @@ class StreamingProgramme(Programme):
     """
 
     def __init__(self, open_speech: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> None:
-        super().__init__(opts.rate, 0, [], -math.inf, 0.0)
+        self._again = _Recall(open_speech)  # the clips read again: for the repeats, and a replay
+        super().__init__(opts.rate, 0, [], -math.inf, 0.0, recall=self._again)
         self.complete = False
         """True once the speech has ended and the whole programme is laid out."""
         self._opts = opts
@@ -420,7 +428,6 @@ class StreamingProgramme(Programme):
         self._source: Iterator[Pcm] | None = open_speech()
         self._sizes: list[tuple[int, int]] = []  # (samples, rate) of each clip received so far, in order
         self._fresh: dict[int, Pcm] = {}  # clips received whose part has not been rendered yet, by index
-        self._recall: _Recall = _Recall(open_speech)
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
         _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
@@ -464,7 +471,7 @@ class StreamingProgramme(Programme):
             self._timeline.place("speech", LazyClip(n, rate, fetch), self.gain_db)
             self._placed += 1
         else:  # the speech has ended: the rest of the plan, the later repeats recalling the clips received
-            recall = self._recall.clip
+            recall = self._again.clip
             again = [LazyClip(n, rate, functools.partial(recall, k)) for k, (n, rate) in enumerate(self._sizes)]
             for step in self._plan[self._first_speech + 1 :]:
                 self._timeline.lay(step, again, self.gain_db)
@@ -482,7 +489,7 @@ class StreamingProgramme(Programme):
         """Clip ``k`` for its part in the first repeat: the one received, let go here (its part is rendered
         now), or recalled when a replay renders it again."""
         clip = self._fresh.pop(k, None)
-        return clip if clip is not None else self._recall.clip(k)
+        return clip if clip is not None else self._again.clip(k)
 
     def _receive(self) -> bool:
         """Wait for the stream's next clip and keep it until it is rendered; False when the speech has ended."""
