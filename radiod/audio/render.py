@@ -4,7 +4,9 @@ A 9-minute bulletin at 48 kHz float32 is 104 MB, more than a Pi may spend on the
 programme is never materialized: :class:`Programme` is a timeline of parts (chimes, sentence clips, silence).
 :meth:`Programme.blocks` computes the samples a chunk at a time while the output plays them; the sentence clips
 stay at the engine's rate (int16 at 22050 Hz for espeak-ng) until a chunk reaches them, and each is rendered
-once per play, when its first sample is needed.
+once per play, when its first sample is needed. Even those clips are 200 MB for an 80-minute bulletin, so a long
+speech is not held either: a streamed programme and one made by :func:`render_recalled` keep a clip only until
+its part is rendered, and read it again from the speech (the Speaker's cache) for a repeat or a replay.
 
 What plays when is :mod:`radiod.audio.layout`'s plan (chimes, preamble, speech, pauses, repeats), one plan
 for the whole and the streaming programme; each part is resampled (:mod:`radiod.audio.resample`), scaled, faded
