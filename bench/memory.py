@@ -25,11 +25,11 @@ Figures per bulletin:
   with ``--whole`` it is the synthesis time, which a scheduled bulletin spends ``schedule.prerender_s`` ahead.
 
 Figures on the 2-core development machine (shared with other jobs), empty cache, 2026-12-06:
-  stream  digits (81 min): peak 93 MB, first speech 0.75 s; text (25 min): peak 84 MB, first speech 0.18 s.
-  whole   digits: peak 131 MB, synthesis 12.7 s; text: peak 93 MB, 7.1 s.
+  stream  digits (81 min): peak 92 MB, first speech 0.33 s; text (25 min): peak 84 MB, first speech 0.22 s.
+  whole   digits: peak 132 MB, synthesis 12.4 s; text: peak 94 MB, 4.9 s.
 Before, every clip of the programme was kept while it played (for the repeats and a replay after a pre-emption;
-81 minutes of int16 speech at 22050 Hz are 205 MB): stream digits 282 MB, text 130 MB; whole digits 333 MB
-(synthesis 8.1 s, its sentences in parallel), text 159 MB (6.0 s). Now a programme holds the clips about to play
+81 minutes of int16 speech at 22050 Hz are 205 MB): stream digits 282 MB, text 130 MB; whole digits 326 MB
+(synthesis 5.2 s, its sentences in parallel), text 160 MB (1.7 s). Now a programme holds the clips about to play
 and reads the others again from the speech cache (:func:`radiod.audio.render.render_recalled`); the whole path
 synthesizes its sentences one after another into the cache, hence its longer synthesis. Before the synthesis
 units (one 84 000-character sentence), the streamed digits took 1091 MB and 49.9 s to the first speech.
