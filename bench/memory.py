@@ -25,11 +25,14 @@ Figures per bulletin:
   with ``--whole`` it is the synthesis time, which a scheduled bulletin spends ``schedule.prerender_s`` ahead.
 
 Figures on the 2-core development machine (shared with other jobs), empty cache, 2026-12-06:
-  stream  digits (81 min): peak 282 MB, first speech 0.41 s; before the units (one 84 000-character sentence):
-          1091 MB, 49.9 s. text (24 min): peak 130 MB, first speech 0.53 s.
-  whole   digits: peak 284 MB, synthesis 89 s; text: peak 137 MB, 9.0 s.
-The digits bulletin misses 150 MB because every clip of the programme is kept while it plays (the renderer
-replays them for repeats and after a pre-emption): 81 minutes of int16 speech at 22050 Hz are 205 MB.
+  stream  digits (81 min): peak 92 MB, first speech 0.33 s; text (25 min): peak 84 MB, first speech 0.22 s.
+  whole   digits: peak 132 MB, synthesis 12.4 s; text: peak 94 MB, 4.9 s.
+Before, every clip of the programme was kept while it played (for the repeats and a replay after a pre-emption;
+81 minutes of int16 speech at 22050 Hz are 205 MB): stream digits 282 MB, text 130 MB; whole digits 326 MB
+(synthesis 5.2 s, its sentences in parallel), text 160 MB (1.7 s). Now a programme holds the clips about to play
+and reads the others again from the speech cache (:func:`radiod.audio.render.render_recalled`); the whole path
+synthesizes its sentences one after another into the cache, hence its longer synthesis. Before the synthesis
+units (one 84 000-character sentence), the streamed digits took 1091 MB and 49.9 s to the first speech.
 """
 
 from __future__ import annotations

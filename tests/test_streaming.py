@@ -9,9 +9,11 @@ came out compared with when the synthesis finished, and that a stopped bulletin 
 
 from __future__ import annotations
 
+import gc
 import shutil
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from harness import EventLog, Hub, ThreadNode, article_text, wait_for
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.output import FileOutput
-from radiod.audio.pcm import Pcm, read_wav
+from radiod.audio.pcm import Pcm, read_wav, to_int16
 from radiod.audio.render import CEILING_DBFS, Programme
 from radiod.config import Config, StorageConfig
 from radiod.node.programme import ProgrammeMaker
@@ -177,6 +179,68 @@ def test_repeat_two_replays_the_speech_received(tmp_path: Path) -> None:
     assert not np.any(samples[spans[1].stop : spans[2].start])
     np.testing.assert_array_equal(samples[spans[2].start : spans[2].start + once], samples[:once])
     assert maker.speaker.stats.misses == 2  # the second time was not synthesized again
+
+
+def held_bytes(root: object) -> int:
+    """Bytes of the numpy arrays reachable from ``root`` (each counted once, views with their base): the samples
+    a programme keeps in memory. Modules, classes and functions' globals are not followed, closures are."""
+    seen: set[int] = set()
+    arrays: dict[int, int] = {}
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, str, bytes, int, float)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            while isinstance(obj.base, np.ndarray):
+                obj = obj.base
+            arrays[id(obj)] = obj.nbytes
+        elif isinstance(obj, types.FunctionType):
+            todo += [cell.cell_contents for cell in obj.__closure__ or ()]
+        else:
+            todo += gc.get_referents(obj)
+    return sum(arrays.values())
+
+
+def play_all(programme: Programme, watch: list[int] | None = None) -> np.ndarray:
+    """The programme's samples as a WAV holds them, taken as fast as they are computed; ``watch`` gets the
+    bytes it holds (:func:`held_bytes`) after each block."""
+    played = []
+    for block in programme.blocks(4800):
+        played.append(to_int16(block))
+        if watch is not None:
+            watch.append(held_bytes(programme))
+    return np.concatenate(played)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_a_long_programme_holds_a_few_clips_at_a_time_and_repeats_the_same_speech(tmp_path: Path, stream: bool) -> None:
+    # An 80-minute bulletin's clips are 200 MB: a programme must not keep every clip it has played.
+    maker = make_maker(tmp_path)
+    text = ARTICLE[: ARTICLE.index(".", len(ARTICLE) // 2) + 1]  # 38 sentences, 4.7 minutes
+    speech_bytes = sum(clip.samples.nbytes for clip in maker.speaker.speak(text, "vi-north"))
+    programme = maker.make(text, "vi-north", chime=False, repeat=2, gap_s=0.5, stream=stream)
+    held: list[int] = []
+    samples = play_all(programme, held)
+    assert max(held) < speech_bytes / 4, f"held {max(held)} bytes of the {speech_bytes} of its speech at once"
+    spans = programme.spans
+    assert len(samples) == programme.n_samples and len(spans) == 2 * 38
+    first, second = spans[0].start, spans[38].start
+    once = spans[37].stop - first
+    np.testing.assert_array_equal(samples[second : second + once], samples[first : first + once])
+
+
+def test_a_programme_whose_sentences_left_the_cache_plays_the_same_again(tmp_path: Path) -> None:
+    # The cache may evict a sentence between the rendering of a scheduled bulletin and its play (or between two
+    # plays): the programme synthesizes it again.
+    maker = make_maker(tmp_path)
+    programme = maker.make(WARNING, "vi-north", repeat=2, gap_s=0.5, stream=False)
+    before = play_all(programme)
+    shutil.rmtree(tmp_path / "cache")
+    again = play_all(programme)
+    np.testing.assert_array_equal(again, before)
+    assert maker.speaker.stats.misses == 2 * len(maker.speaker.sentences(WARNING, "vi-north"))
 
 
 # ---------------------------------------------------------------- a neural voice slower than real time

@@ -9,7 +9,7 @@ the plan at once, the streaming one step by step as its speech arrives: one plan
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,17 +31,48 @@ class Span:
 
 
 @dataclass(frozen=True, eq=False)
+class LazyClip:
+    """A clip not held in memory: its length and rate, and how to fetch it when a play reaches its part.
+
+    An 80-minute bulletin is 200 MB of int16 speech: a programme holds only the clips about to play and fetches
+    the others (from the speech cache, or synthesized again) when a repeat or a replay reaches them.
+    """
+
+    n_samples: int
+    rate: int
+    fetch: Callable[[], Pcm]
+
+    def load(self) -> Pcm:
+        """The clip, exactly ``n_samples`` long: one read again by another voice (a fallback) is cut or padded
+        with silence to the place laid out for it."""
+        clip = self.fetch()
+        samples = clip.samples
+        if clip.rate != self.rate and len(samples):  # read again by a voice at another rate
+            samples = resample(samples, clip.rate, self.rate)
+        samples = samples[: self.n_samples]
+        if len(samples) < self.n_samples:
+            samples = np.concatenate([samples, np.zeros(self.n_samples - len(samples), dtype=samples.dtype)])
+        return Pcm(samples, self.rate)
+
+
+def clip_size(clip: Pcm | LazyClip) -> int:
+    """Samples in ``clip``, at its own rate, without fetching it."""
+    return clip.n_samples if isinstance(clip, LazyClip) else len(clip.samples)
+
+
+@dataclass(frozen=True, eq=False)
 class Part:
     """One clip placed on the timeline: resampled, scaled, faded and limited when a play reaches it."""
 
     span: Span
-    clip: Pcm  # at its own rate
+    clip: Pcm | LazyClip  # at its own rate; a LazyClip is fetched each time the part is rendered
     gain: float
     fade: int  # raised-cosine fade at each edge, in output samples
 
     def render(self, rate: int) -> np.ndarray:
         """The whole part at the output ``rate``: resampled, scaled, faded and limited (see :func:`limit`)."""
-        out = resample(self.clip.samples, self.clip.rate, rate) * np.float32(self.gain)
+        clip = self.clip.load() if isinstance(self.clip, LazyClip) else self.clip
+        out = resample(clip.samples, clip.rate, rate) * np.float32(self.gain)
         if self.fade:
             curve = _fade_curve(np.arange(self.fade), self.fade)
             out[: self.fade] *= curve
@@ -121,8 +152,8 @@ class Timeline:
         self._fade = round(fade_s * rate)
         self._volume = volume
 
-    def place(self, kind: str, clip: Pcm, gain_db: float) -> None:
-        n = n_out(len(clip.samples), clip.rate, self.rate)
+    def place(self, kind: str, clip: Pcm | LazyClip, gain_db: float) -> None:
+        n = n_out(clip_size(clip), clip.rate, self.rate)
         if n == 0:
             return
         gain = 10.0 ** (gain_db / 20.0) * self._volume
@@ -132,7 +163,7 @@ class Timeline:
     def pause(self, seconds: float) -> None:
         self.pos += round(seconds * self.rate)
 
-    def lay(self, step: Step, speech: Sequence[Pcm], speech_gain_db: float) -> None:
+    def lay(self, step: Step, speech: Sequence[Pcm | LazyClip], speech_gain_db: float) -> None:
         """Lay out one step of the plan; a ``speech`` step lays out ``speech``."""
         if step.kind == "pause":
             self.pause(step.seconds)

@@ -4,7 +4,9 @@ A 9-minute bulletin at 48 kHz float32 is 104 MB, more than a Pi may spend on the
 programme is never materialized: :class:`Programme` is a timeline of parts (chimes, sentence clips, silence).
 :meth:`Programme.blocks` computes the samples a chunk at a time while the output plays them; the sentence clips
 stay at the engine's rate (int16 at 22050 Hz for espeak-ng) until a chunk reaches them, and each is rendered
-once per play, when its first sample is needed.
+once per play, when its first sample is needed. Even those clips are 200 MB for an 80-minute bulletin, so a long
+speech is not held either: a streamed programme and one made by :func:`render_recalled` keep a clip only until
+its part is rendered, and read it again from the speech (the Speaker's cache) for a repeat or a replay.
 
 What plays when is :mod:`radiod.audio.layout`'s plan (chimes, preamble, speech, pauses, repeats), one plan
 for the whole and the streaming programme; each part is resampled (:mod:`radiod.audio.resample`), scaled, faded
@@ -25,8 +27,10 @@ sentence at about the same level) and lays each sentence out as it arrives, whil
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import itertools
+import logging
 import math
 import threading
 from collections import OrderedDict, deque
@@ -36,11 +40,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from radiod.audio.chime import default_chimes
-from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Timeline, layout
+from radiod.audio.layout import CHIME_PAUSE_S, LazyClip, Part, RenderOptions, Span, Timeline, layout
 from radiod.audio.limiter import CEILING, CEILING_DBFS, limit
 from radiod.audio.loudness import LoudnessMeter, integrated_lufs
 from radiod.audio.pcm import Pcm, to_int16
 from radiod.audio.resample import as_float, resample
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CEILING_DBFS",
@@ -50,6 +56,7 @@ __all__ = [
     "Span",
     "StreamingProgramme",
     "render_programme",
+    "render_recalled",
 ]
 
 CHIME_LEVEL_LU = -4.0  # chimes this far below the speech: heard clearly, never startling
@@ -69,6 +76,7 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
 _RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
+_RECALL_WINDOW = 8  # clips a recalling stream keeps for parts rendered out of order (see _Recall)
 
 
 # ---------------------------------------------------------------- programme
@@ -80,10 +88,19 @@ class Programme:
     ``speech_lufs`` is the speech's measured loudness before any gain (-inf when it is silent or shorter than
     one 400 ms measuring block, in which case it is left at its level); ``gain_db`` the gain applied to it
     before ``volume``: to the target, plus what the limiter takes off. ``spans`` says where each chime and
-    clip lies.
+    clip lies. ``recall``: where the parts' :class:`LazyClip` s are read again (:func:`render_recalled`).
     """
 
-    def __init__(self, rate: int, n_samples: int, parts: list[Part], speech_lufs: float, gain_db: float) -> None:
+    def __init__(
+        self,
+        rate: int,
+        n_samples: int,
+        parts: list[Part],
+        speech_lufs: float,
+        gain_db: float,
+        *,
+        recall: _Recall | None = None,
+    ) -> None:
         self.rate = rate
         self.n_samples = n_samples
         self.speech_lufs = speech_lufs
@@ -92,6 +109,7 @@ class Programme:
         self._starts = [p.span.start for p in parts]
         self.spans: tuple[Span, ...] = tuple(p.span for p in parts)
         self._primed: _Rendering | None = None
+        self._recall = recall
 
     @property
     def duration_s(self) -> float:
@@ -104,6 +122,8 @@ class Programme:
         """
         if size < 1:
             raise ValueError(f"block size must be >= 1, got {size}")
+        if self._recall is not None:
+            self._recall.resume()
         pending: list[np.ndarray] = []
         held = 0
         for chunk in self._limited_chunks():
@@ -122,6 +142,8 @@ class Programme:
         """Start rendering the opening parts now, in the background: the station calls this as the amplifier
         goes on, so the first block is ready at the start instant and the first sample is not late by the time
         it takes to render (a scheduled start is an instant, shared by every node of the commune)."""
+        if self._recall is not None:
+            self._recall.resume()
         if self._primed is None:
             self._primed = _Rendering(self)
             self._primed.ahead(0)
@@ -157,6 +179,8 @@ class Programme:
                 start = stop
         finally:
             rendering.close()
+            if self._recall is not None:
+                self._recall.stop()  # ends the stream it reads from; a render still running gets silence
 
     def _samples(self, start: int, stop: int, rendering: _Rendering) -> np.ndarray:
         """Samples [start, stop): the parts that overlap, silence elsewhere."""
@@ -223,7 +247,7 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     return meter.lufs()
 
 
-def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, float]:
+def _level(clips: Sequence[Pcm], target: float, volume: float, peak: float | None = None) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
     as they come out of the limiter; both measured on clips spread over the speech (:func:`_probe_clips`).
 
@@ -232,12 +256,14 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
     are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
     took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
     follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
-    takes less, so the volume is part of the probe.
+    takes less, so the volume is part of the probe. ``peak``: the speech's peak, when ``clips`` are only a sample
+    of it (:class:`_Probe`); else the peak of ``clips``.
     """
     probe = _probe_clips(clips)
     lufs = integrated_lufs(probe)
     gain_db = _normalizing_gain_db(lufs, target)
-    if math.isinf(lufs) or _peak(clips) * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
+    peak = _peak(clips) if peak is None else peak
+    if math.isinf(lufs) or peak * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
     volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
     highest = min(gain_db + MAX_MAKEUP_DB, MAX_GAIN_DB)
@@ -316,6 +342,48 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
 
 
+class _Probe:
+    """Clips spread evenly over a speech read once, without knowing its length beforehand: every ``stride``-th,
+    the stride doubling (every other clip kept let go) whenever they hold more than twice ``PROBE_S``; and the
+    peak of the whole speech. What :func:`_level` needs, without holding the speech."""
+
+    def __init__(self) -> None:
+        self.clips: list[Pcm] = []
+        self.peak = 0.0
+        self._stride = 1
+        self._seen = 0
+
+    def add(self, clip: Pcm) -> None:
+        self.peak = max(self.peak, _peak([clip]))
+        if self._seen % self._stride == 0:
+            self.clips.append(clip)
+            if sum(len(c.samples) / c.rate for c in self.clips) > 2 * PROBE_S:
+                self.clips, self._stride = self.clips[::2], 2 * self._stride
+        self._seen += 1
+
+
+def render_recalled(speech: Iterator[Pcm], read_again: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> Programme:
+    """:func:`render_programme` for a speech too long to hold: ``speech`` gives its clips in order (the Speaker's
+    stream, which keeps each in its cache); they are read once to lay out and level the programme, keeping only
+    clips spread over it (:class:`_Probe`), and read again in order from ``read_again()`` as it plays
+    (:class:`_Recall`). An 80-minute bulletin is 200 MB of clips; this holds a few of them at a time.
+    """
+    sizes: list[tuple[int, int]] = []
+    probe = _Probe()
+    for clip in speech:
+        sizes.append((len(clip.samples), clip.rate))
+        probe.add(clip)
+    speech_lufs, gain_db = _level(probe.clips, opts.target_lufs, opts.volume, probe.peak)
+    del probe
+    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    recall = _Recall(read_again)
+    clips = [LazyClip(n, rate, functools.partial(recall.clip, k)) for k, (n, rate) in enumerate(sizes)]
+    timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
+    for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
+        timeline.lay(step, clips, gain_db)
+    return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db, recall=recall)
+
+
 # ---------------------------------------------------------------- streaming
 
 
@@ -334,28 +402,34 @@ class StreamingProgramme(Programme):
     make-up included), so the amplifier can warm up and the opening chime play meanwhile. The layout is
     :func:`render_programme`'s, made as the blocks reach it: a clip is taken from the stream only when its first
     sample is about to be computed, and waited for if it is late (a sound card then has nothing to play; the
-    Speaker's fallback to a faster voice keeps that short). The repeats after the first replay the clips
-    received (the plan is :func:`layout`'s, as for a whole programme). The same limiter keeps every sample within
-    the ceiling.
+    Speaker's fallback to a faster voice keeps that short). The repeats after the first replay the speech
+    (the plan is :func:`layout`'s, as for a whole programme). The same limiter keeps every sample within the
+    ceiling.
+
+    Memory: a clip is held from its arrival until its part is rendered, and then let go; the repeats and a replay
+    fetch the clips again, in order, from a new stream of the speech (:class:`_Recall`: the Speaker's cache, or
+    synthesized again if evicted). So an 80-minute bulletin holds a few clips at a time, not 200 MB of them.
 
     ``n_samples``, ``duration_s`` and ``spans`` cover what is laid out so far, and are final once ``complete``;
     ``speech_lufs`` and ``gain_db`` are those of the first sentences, known once they have arrived.
 
     A play stopped before the speech ended (the output stops iterating :meth:`blocks`) closes the stream, which
     ends its synthesis thread; a stop is noticed between blocks, so at worst once an awaited clip has arrived.
-    Played again (a pre-empted bulletin, an output retried), it replays the clips received and opens a new
-    stream for the rest, skipping the sentences it has (read from the Speaker's cache when there is one).
+    Played again (a pre-empted bulletin, an output retried), it replays the clips received (recalled) and opens
+    a new stream for the rest, skipping the sentences it has (read from the Speaker's cache when there is one).
     One play at a time: :meth:`blocks` must not run on two threads at once.
     """
 
     def __init__(self, open_speech: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> None:
-        super().__init__(opts.rate, 0, [], -math.inf, 0.0)
+        self._again = _Recall(open_speech)  # the clips read again: for the repeats, and a replay
+        super().__init__(opts.rate, 0, [], -math.inf, 0.0, recall=self._again)
         self.complete = False
         """True once the speech has ended and the whole programme is laid out."""
         self._opts = opts
         self._open_speech = open_speech
         self._source: Iterator[Pcm] | None = open_speech()
-        self._clips: list[Pcm] = []  # the speech received so far, in order
+        self._sizes: list[tuple[int, int]] = []  # (samples, rate) of each clip received so far, in order
+        self._fresh: dict[int, Pcm] = {}  # clips received whose part has not been rendered yet, by index
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
         _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
@@ -393,12 +467,16 @@ class StreamingProgramme(Programme):
         self._level_thread_done.result()  # it has let go of the stream; raises what ended the stream meanwhile
         if not self._level_known:  # the level thread gave up: a play stopped before the first sentences came
             self._take_level(stoppable=False)
-        if self._placed < len(self._clips) or (not self._ended and self._receive()):
-            self._timeline.place("speech", self._clips[self._placed], self.gain_db)
+        if self._placed < len(self._sizes) or (not self._ended and self._receive()):
+            n, rate = self._sizes[self._placed]
+            fetch = functools.partial(self._first_time, self._placed)
+            self._timeline.place("speech", LazyClip(n, rate, fetch), self.gain_db)
             self._placed += 1
-        else:  # the speech has ended: the rest of the plan, the later repeats replaying the clips received
+        else:  # the speech has ended: the rest of the plan, the later repeats recalling the clips received
+            recall = self._again.clip
+            again = [LazyClip(n, rate, functools.partial(recall, k)) for k, (n, rate) in enumerate(self._sizes)]
             for step in self._plan[self._first_speech + 1 :]:
-                self._timeline.lay(step, self._clips, self.gain_db)
+                self._timeline.lay(step, again, self.gain_db)
             self.complete = True
         self._sync()
 
@@ -409,16 +487,23 @@ class StreamingProgramme(Programme):
         self.spans += tuple(p.span for p in new)
         self.n_samples = self._timeline.pos
 
+    def _first_time(self, k: int) -> Pcm:
+        """Clip ``k`` for its part in the first repeat: the one received, let go here (its part is rendered
+        now), or recalled when a replay renders it again."""
+        clip = self._fresh.pop(k, None)
+        return clip if clip is not None else self._again.clip(k)
+
     def _receive(self) -> bool:
-        """Wait for the stream's next clip and keep it; False when the speech has ended."""
+        """Wait for the stream's next clip and keep it until it is rendered; False when the speech has ended."""
         if self._source is None:  # closed when a play stopped: a new stream, past the clips already received
             self._source = self._open_speech()
-            deque(itertools.islice(self._source, len(self._clips)), maxlen=0)
+            deque(itertools.islice(self._source, len(self._sizes)), maxlen=0)
         clip = next(self._source, None)
         if clip is None:
             self._ended, self._source = True, None
             return False
-        self._clips.append(clip)
+        self._fresh[len(self._sizes)] = clip
+        self._sizes.append((len(clip.samples), clip.rate))
         return True
 
     def _level_thread(self) -> None:
@@ -446,17 +531,19 @@ class StreamingProgramme(Programme):
         ``stoppable`` (the level thread): give up, leaving the level unknown, once a play has stopped, so that a
         bulletin stopped during its chime does not go on synthesizing; a later play takes the level itself.
         """
-        heard = sum(map(_speech_s, self._clips))
-        while heard < STREAM_LEVEL_S and len(self._clips) < STREAM_LEVEL_SENTENCES and not self._ended:
+        first = [self._fresh[k] for k in range(len(self._sizes))]  # none is laid out before the level is known
+        heard = sum(map(_speech_s, first))
+        while heard < STREAM_LEVEL_S and len(first) < STREAM_LEVEL_SENTENCES and not self._ended:
             if stoppable:
                 with self._lock:
                     if self._release_pending:
                         return
             if not self._receive():
                 break
-            heard += _speech_s(self._clips[-1])
+            first.append(self._fresh[len(first)])
+            heard += _speech_s(first[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(self._clips, opts.target_lufs, opts.volume)
+        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume)
         self._level_known = True
 
     def _release(self) -> None:
@@ -469,5 +556,70 @@ class StreamingProgramme(Programme):
 
     def _close_source(self) -> None:
         source, self._source = self._source, None
+        if isinstance(source, Generator):  # Speaker.stream's: closing it stops its synthesis thread
+            source.close()
+
+
+class _Recall:
+    """A streamed programme's clips fetched again by their index, for a repeat or a replay.
+
+    The clips are read in order from a new stream of the speech (``open_speech``: the Speaker's cache, or
+    synthesized again if a clip was evicted), which is what a repeat or a replay asks for; the few clips passed
+    over because parts are rendered on two threads are kept (``_RECALL_WINDOW``). A clip asked for again before
+    the stream's position (a replay from the start) opens a new stream. Called from the render threads.
+    """
+
+    def __init__(self, open_speech: Callable[[], Iterator[Pcm]]) -> None:
+        self._open_speech = open_speech
+        self._source: Iterator[Pcm] | None = None
+        self._next = 0  # index of the clip the source gives next
+        self._passed: OrderedDict[int, Pcm] = OrderedDict()  # clips read past, by index
+        self._stopped = False  # the play stopped: a render still running gets silence, no new stream
+        self._lock = threading.Lock()
+
+    def clip(self, k: int) -> Pcm:
+        """Clip ``k`` of the speech; silence once the play has stopped (it is never heard)."""
+        with self._lock:
+            try:
+                return self._clip(k)
+            finally:
+                if self._stopped:
+                    self._close()
+
+    def _clip(self, k: int) -> Pcm:
+        if self._stopped:
+            return Pcm(np.zeros(0, dtype=np.int16), 1)
+        if k in self._passed:
+            return self._passed.pop(k)
+        if self._source is None or k < self._next:
+            self._close()
+            self._source, self._next = self._open_speech(), 0
+        for clip in self._source:
+            index, self._next = self._next, self._next + 1
+            if index == k:
+                return clip
+            self._passed[index] = clip
+            if len(self._passed) > _RECALL_WINDOW:
+                self._passed.popitem(last=False)
+        log.warning("streamed speech: clip %d is missing when read again; silence in its place", k)
+        return Pcm(np.zeros(0, dtype=np.int16), 1)
+
+    def resume(self) -> None:
+        """A play starts: clips may be recalled again."""
+        with self._lock:
+            self._stopped = False
+
+    def stop(self) -> None:
+        """A play stopped: end the stream's synthesis now, or as the render using it returns."""
+        self._stopped = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
+
+    def _close(self) -> None:
+        source, self._source = self._source, None
+        self._passed.clear()
         if isinstance(source, Generator):  # Speaker.stream's: closing it stops its synthesis thread
             source.close()

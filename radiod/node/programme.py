@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radiod.audio.pcm import Pcm, read_wav
-from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme
+from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme, render_recalled
 from radiod.config import Config
 from radiod.errors import VoiceError
 from radiod.node.programme_cache import ProgrammeCache, programme_key
@@ -118,7 +118,9 @@ class ProgrammeMaker:
         ``stream`` is for a bulletin that must start at once (``now``, emergency): it returns as soon as the
         synthesis has started, and the programme plays each sentence while the next ones are synthesized; a
         :class:`SynthesisError` then comes from the programme's ``blocks()``. Otherwise the whole speech is
-        synthesized first. Either way a :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice
+        synthesized first; with a speech cache it is synthesized into the cache one clip at a time and read
+        back from it as the programme plays (:func:`render_recalled`), so a long bulletin is never held in
+        memory whole. Either way a :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice
         replaced by its fallback for this text, also later, while a streamed programme plays.
         """
         options = self._options(
@@ -136,7 +138,11 @@ class ProgrammeMaker:
             if on_fallback is not None:
                 on_fallback(fallback)
 
-        programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
+        if self.speaker.cache is None:  # nowhere to read the clips again from: hold them
+            programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
+        else:
+            speech = self.speaker.stream(text, voice_id, on_fallback=heard, keep_up=False)
+            programme = render_recalled(speech, lambda: self.speaker.stream(text, voice_id, keep_up=False), options)
         if key is None or self.programmes is None or fell_back:  # read by another voice than the key says
             return programme
         return self.programmes.recording(programme, key)

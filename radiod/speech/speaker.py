@@ -264,7 +264,9 @@ class Speaker:
             except SynthesisError as exc:
                 voice, engine = self._resolve(self._fall_back(voice, exc, tried, on_fallback), tried, on_fallback)
 
-    def stream(self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None) -> Iterator[Pcm]:
+    def stream(
+        self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None, keep_up: bool = True
+    ) -> Iterator[Pcm]:
         """The clips :meth:`speak` returns, one at a time as each is ready, so the first can play while the rest
         is synthesized (sentences from the cache come at once).
 
@@ -276,14 +278,15 @@ class Speaker:
         Closing the iterator early (a bulletin stopped) stops the thread after its current sentence.
         Each fallback, also one in the middle of the stream, is told to ``on_fallback`` if given.
         Raises :class:`VoiceError` here, and :class:`SynthesisError` from the iteration when no voice is left.
+        ``keep_up=False``: no deadline (a programme rendered ahead reads its speech so, one clip at a time).
         """
         tried: list[str] = []
         voice, engine = self._resolve(self.voice(voice_id), tried, on_fallback)
         slow_since = self._too_slow.get(voice.id, -math.inf)
-        if voice.fallback not in (None, *tried) and time.monotonic() - slow_since < SLOW_FOR_S:
+        if keep_up and voice.fallback not in (None, *tried) and time.monotonic() - slow_since < SLOW_FOR_S:
             error = SynthesisError(f"voice '{voice.id}' could not keep up with real time in a recent stream")
             voice, engine = self._resolve(self._fall_back(voice, error, tried, on_fallback), tried, on_fallback)
-        return self._stream(self._sentences(text, voice), voice, engine, tried, on_fallback)
+        return self._stream(self._sentences(text, voice), voice, engine, tried, on_fallback, keep_up=keep_up)
 
     def _speak(self, text: str, voice: Voice, engine: Engine) -> list[Pcm]:
         sentences = self._sentences(text, voice)
@@ -324,7 +327,14 @@ class Speaker:
         return [_shorten(padded[s.text], padding[s.text], pause) for s, pause in zip(sentences, pauses, strict=True)]
 
     def _stream(
-        self, sentences: list[_Sentence], voice: Voice, engine: Engine, tried: list[str], on_fallback: OnFallback | None
+        self,
+        sentences: list[_Sentence],
+        voice: Voice,
+        engine: Engine,
+        tried: list[str],
+        on_fallback: OnFallback | None,
+        *,
+        keep_up: bool = True,
     ) -> Iterator[Pcm]:
         """:meth:`stream` from the point its voice is chosen; follows the fallback voice for the rest."""
         if not sentences:
@@ -344,7 +354,7 @@ class Speaker:
         try:
             due: float | None = None  # when the clips handed out so far will have finished playing
             for k, (sentence, pause) in enumerate(zip(sentences, pauses, strict=True)):
-                wait_s = None if due is None else max(0.0, due + KEEP_UP_MARGIN_S - time.monotonic())
+                wait_s = None if due is None or not keep_up else max(0.0, due + KEEP_UP_MARGIN_S - time.monotonic())
                 try:
                     item = ready.get(timeout=wait_s)
                 except queue.Empty:
@@ -361,7 +371,8 @@ class Speaker:
                     fallback, fallback_engine = self._resolve(
                         self._fall_back(voice, item, tried, on_fallback), tried, on_fallback
                     )
-                    yield from self._stream(sentences[k:], fallback, fallback_engine, tried, on_fallback)
+                    rest = sentences[k:]
+                    yield from self._stream(rest, fallback, fallback_engine, tried, on_fallback, keep_up=keep_up)
                     return
                 if isinstance(item, Exception):
                     raise item
