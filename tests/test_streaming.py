@@ -47,11 +47,11 @@ TWO_SENTENCES = (
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
-def make_maker(tmp_path: Path, voices: Path = VOICES) -> ProgrammeMaker:
+def make_maker(tmp_path: Path, voices: Path = VOICES, **kwargs: Any) -> ProgrammeMaker:
     """The node's programme maker (mock board, 48 kHz), its sentence cache under ``tmp_path``."""
     config = replace(Config(), storage=StorageConfig(dir=str(tmp_path / "state"), cache_dir=str(tmp_path / "cache")))
     config = replace(config, speech=replace(config.speech, voices_dir=str(voices)))
-    return ProgrammeMaker(config)
+    return ProgrammeMaker(config, **kwargs)
 
 
 def cached_sentences(tmp_path: Path) -> int:
@@ -217,7 +217,7 @@ def play_all(programme: Programme, watch: list[int] | None = None) -> np.ndarray
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 def test_a_long_programme_holds_a_few_clips_at_a_time_and_repeats_the_same_speech(tmp_path: Path, stream: bool) -> None:
     # An 80-minute bulletin's clips are 200 MB: a programme must not keep every clip it has played.
-    maker = make_maker(tmp_path)
+    maker = make_maker(tmp_path, hold_chars=0)  # as a text past HOLD_CHARS
     text = ARTICLE[: ARTICLE.index(".", len(ARTICLE) // 2) + 1]  # 38 sentences, 4.7 minutes
     speech_bytes = sum(clip.samples.nbytes for clip in maker.speaker.speak(text, "vi-north"))
     programme = maker.make(text, "vi-north", chime=False, repeat=2, gap_s=0.5, stream=stream)
@@ -234,7 +234,7 @@ def test_a_long_programme_holds_a_few_clips_at_a_time_and_repeats_the_same_speec
 def test_a_programme_whose_sentences_left_the_cache_plays_the_same_again(tmp_path: Path) -> None:
     # The cache may evict a sentence between the rendering of a scheduled bulletin and its play (or between two
     # plays): the programme synthesizes it again.
-    maker = make_maker(tmp_path)
+    maker = make_maker(tmp_path, hold_chars=0)  # as a text past HOLD_CHARS
     programme = maker.make(WARNING, "vi-north", repeat=2, gap_s=0.5, stream=False)
     before = play_all(programme)
     shutil.rmtree(tmp_path / "cache")

@@ -28,6 +28,12 @@ EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, k
 """Spoken before an exercise bulletin, so nobody takes a drill for the real thing."""
 
 
+HOLD_CHARS = 12_000
+"""Spoken text up to this many characters (about 13 minutes, 36 MB of clips) is synthesized in parallel and held
+while it plays; a longer one (a bulletin of 20 000 digits reads for 80 minutes) is read back from the speech cache
+clip by clip as it plays (:func:`render_recalled`), so memory stays bounded whatever the text (bench/memory.py)."""
+
+
 @dataclass
 class BulletinProgramme:
     """A bulletin's programme and what went wrong making it that the hub should hear.
@@ -43,8 +49,9 @@ class BulletinProgramme:
 class ProgrammeMaker:
     """Holds the Speaker (with its cache), the finished-programme cache and the render settings of one node."""
 
-    def __init__(self, config: Config, profile: Profile | None = None) -> None:
+    def __init__(self, config: Config, profile: Profile | None = None, *, hold_chars: int = HOLD_CHARS) -> None:
         self.config = config
+        self.hold_chars = hold_chars
         self.profile = profile or load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
         self.speaker = Speaker(
             Path(config.speech.voices_dir),
@@ -118,10 +125,11 @@ class ProgrammeMaker:
         ``stream`` is for a bulletin that must start at once (``now``, emergency): it returns as soon as the
         synthesis has started, and the programme plays each sentence while the next ones are synthesized; a
         :class:`SynthesisError` then comes from the programme's ``blocks()``. Otherwise the whole speech is
-        synthesized first; with a speech cache it is synthesized into the cache one clip at a time and read
-        back from it as the programme plays (:func:`render_recalled`), so a long bulletin is never held in
-        memory whole. Either way a :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice
-        replaced by its fallback for this text, also later, while a streamed programme plays.
+        synthesized first: in parallel and held, up to ``hold_chars`` (:data:`HOLD_CHARS`) spoken characters;
+        beyond, with a speech cache, into the cache one clip at a time and read back from it as the programme
+        plays (:func:`render_recalled`), so a long bulletin is never held in memory whole. Either way a :class:`VoiceError` is raised here.
+        ``on_fallback`` hears of each voice replaced by its fallback for this text, also later, while a streamed
+        programme plays.
         """
         options = self._options(
             voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble, on_fallback=on_fallback
@@ -138,7 +146,8 @@ class ProgrammeMaker:
             if on_fallback is not None:
                 on_fallback(fallback)
 
-        if self.speaker.cache is None:  # nowhere to read the clips again from: hold them
+        held = self.speaker.cache is None or sum(map(len, self.speaker.sentences(text, voice_id))) <= self.hold_chars
+        if held:  # synthesized in parallel batches and held: fastest, and the clips fit in memory
             programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
         else:
             speech = self.speaker.stream(text, voice_id, on_fallback=heard, keep_up=False)
