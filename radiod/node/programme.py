@@ -127,9 +127,9 @@ class ProgrammeMaker:
         :class:`SynthesisError` then comes from the programme's ``blocks()``. Otherwise the whole speech is
         synthesized first: in parallel and held, up to ``hold_chars`` (:data:`HOLD_CHARS`) spoken characters;
         beyond, with a speech cache, into the cache one clip at a time and read back from it as the programme
-        plays (:func:`render_recalled`), so a long bulletin is never held in memory whole. Either way a :class:`VoiceError` is raised here.
-        ``on_fallback`` hears of each voice replaced by its fallback for this text, also later, while a streamed
-        programme plays.
+        plays (:func:`render_recalled`), so a long bulletin is never held in memory whole. Either way a
+        :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice replaced by its fallback for this
+        text, also later, while a streamed programme plays.
         """
         options = self._options(
             voice_id, chime=chime, repeat=repeat, gap_s=gap_s, volume=volume, preamble=preamble, on_fallback=on_fallback
