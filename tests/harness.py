@@ -539,3 +539,12 @@ class Bench(Hub):
     def cancel(self, payload: dict[str, Any]) -> None:
         """Publish the bulletin's signed tombstone in its place (stops it if it is playing)."""
         self.events.publish([(self.topic(payload), self.signed(tombstone_for(payload, time.time())), True)])
+
+
+def unit_with_this_radiod(unit: Path, tmp_path: Path) -> Path:
+    """The systemd ``unit`` with ExecStart pointing at this checkout's radiod: ``systemd-analyze verify`` checks
+    that the program exists."""
+    radiod = shutil.which("radiod") or str(Path(sys.executable).with_name("radiod"))
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("/opt/radiod/bin/radiod", radiod), encoding="utf-8")
+    return copy

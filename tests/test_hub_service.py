@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import PREFIX, wait_for
+from harness import PREFIX, unit_with_this_radiod, wait_for
 
 from radiod.config import REPO_ROOT
 from radiod.hub import accounts, recorder
@@ -34,16 +34,10 @@ needs_systemd_analyze = pytest.mark.skipif(
 )
 
 
-def unit_with_this_radiod(tmp_path: Path) -> Path:
-    radiod = shutil.which("radiod") or str(Path(sys.executable).with_name("radiod"))
-    unit = tmp_path / "radiod-hub.service"
-    unit.write_text(UNIT.read_text().replace("/opt/radiod/bin/radiod", radiod), encoding="utf-8")
-    return unit
-
 
 @needs_systemd_analyze
 def test_systemd_accepts_the_hub_unit_and_rates_its_hardening_ok(tmp_path: Path) -> None:
-    unit = unit_with_this_radiod(tmp_path)
+    unit = unit_with_this_radiod(UNIT, tmp_path)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import Hub, node_config
+from harness import Hub, node_config, unit_with_this_radiod
 
 from radiod.config import REPO_ROOT, load_config
 from radiod.hub.localbroker import Broker
@@ -32,17 +32,10 @@ needs_systemd_analyze = pytest.mark.skipif(
 )
 
 
-def unit_with_this_radiod(tmp_path: Path) -> Path:
-    """The unit with ExecStart pointing at this checkout's radiod: verify checks that the program exists."""
-    radiod = shutil.which("radiod") or str(Path(sys.executable).with_name("radiod"))
-    unit = tmp_path / "radiod.service"
-    unit.write_text(UNIT.read_text().replace("/opt/radiod/bin/radiod", radiod), encoding="utf-8")
-    return unit
-
 
 @needs_systemd_analyze
 def test_systemd_accepts_the_unit_without_a_warning(tmp_path: Path) -> None:
-    unit = unit_with_this_radiod(tmp_path)
+    unit = unit_with_this_radiod(UNIT, tmp_path)
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr
@@ -51,7 +44,7 @@ def test_systemd_accepts_the_unit_without_a_warning(tmp_path: Path) -> None:
 
 @needs_systemd_analyze
 def test_systemd_rates_the_hardening_ok(tmp_path: Path) -> None:
-    unit = unit_with_this_radiod(tmp_path)
+    unit = unit_with_this_radiod(UNIT, tmp_path)
     result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
                             text=True, timeout=60, check=False)
     if "--offline" in result.stderr:
