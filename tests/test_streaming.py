@@ -316,3 +316,14 @@ def test_the_node_starts_a_long_emergency_while_synthesizing_it_and_a_cancel_sto
     assert events.wait("interrupted", bulletin=bid)[0]["reason"] == "cancelled"
     wait_for(lambda: not synthesizing(), 10, "the stream's synthesis to end")
     assert cached_sentences(tmp_path) < sentences
+
+
+def test_warming_a_long_text_fills_the_cache_one_clip_at_a_time(tmp_path: Path) -> None:
+    """A scheduled bulletin past HOLD_CHARS is synthesized ahead into the cache without being held whole: every
+    sentence is then a cache hit when it plays."""
+    maker = make_maker(tmp_path, hold_chars=0)  # as a text past HOLD_CHARS
+    keys = maker.speaker.sentence_keys(WARNING, "vi-north")
+    assert keys and maker.speaker.cache is not None
+    assert all(maker.speaker.cache.get(key) is None for key, _ in keys)
+    maker.warm(WARNING, "vi-north")
+    assert all(maker.speaker.cache.get(key) is not None for key, _ in keys)

@@ -451,7 +451,7 @@ class Daemon:
                 self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
-                self.playout.warm(lambda: self.maker.speaker.speak(bulletin.text, self.maker.voice_for(bulletin)))
+                self.playout.warm(lambda: self.maker.warm(bulletin.text, self.maker.voice_for(bulletin)))
 
     def _on_command(self, command: Command, topic: str) -> None:
         try:

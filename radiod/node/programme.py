@@ -146,8 +146,7 @@ class ProgrammeMaker:
             if on_fallback is not None:
                 on_fallback(fallback)
 
-        held = self.speaker.cache is None or sum(map(len, self.speaker.sentences(text, voice_id))) <= self.hold_chars
-        if held:  # synthesized in parallel batches and held: fastest, and the clips fit in memory
+        if self._held(text, voice_id):  # synthesized in parallel batches and held: fastest, and the clips fit in memory
             programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
         else:
             speech = self.speaker.stream(text, voice_id, on_fallback=heard, keep_up=False)
@@ -155,6 +154,19 @@ class ProgrammeMaker:
         if key is None or self.programmes is None or fell_back:  # read by another voice than the key says
             return programme
         return self.programmes.recording(programme, key)
+
+    def warm(self, text: str, voice_id: str) -> None:
+        """Synthesize ``text`` into the speech cache ahead of its play (a neural voice reads at about real time on
+        a Pi), holding its clips no more than :meth:`make` would: past ``hold_chars`` one clip at a time."""
+        if self._held(text, voice_id):
+            self.speaker.speak(text, voice_id)
+        else:
+            for _clip in self.speaker.stream(text, voice_id, keep_up=False):
+                pass  # each clip is in the cache once it is yielded
+
+    def _held(self, text: str, voice_id: str) -> bool:
+        """Whether ``text`` is synthesized in parallel and held whole (see :data:`HOLD_CHARS`)."""
+        return self.speaker.cache is None or sum(map(len, self.speaker.sentences(text, voice_id))) <= self.hold_chars
 
     def _programme_key(self, text: str, voice_id: str, options: RenderOptions) -> str | None:
         """The programme cache's key of ``text`` read by ``voice_id`` with ``options``; None when there is no cache,
