@@ -3,7 +3,7 @@
 
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := espeak-ng libportaudio2 mosquitto chromium chromium-driver
+APT_PACKAGES := espeak-ng libportaudio2 mosquitto chromium chromium-driver ffmpeg icecast2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench deps venv install clean

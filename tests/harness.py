@@ -222,6 +222,15 @@ class EventLog:
         """Every event so far, in the order they arrived."""
         return self.of()
 
+    def distinct(self) -> list[dict]:
+        """Every event once, in seq order, as the hub keeps them: an event re-sent after a lost PUBACK (QoS 1 is
+        at least once) arrives twice with the same seq. Two different events under one seq fail the test."""
+        kept: dict[tuple[str, int], dict] = {}
+        for event in self.events:
+            key = (event["node"], event["seq"])
+            assert kept.setdefault(key, event) == event, f"seq {key} names two events: {kept[key]} and {event}"
+        return [kept[key] for key in sorted(kept)]
+
     def of(self, node: str | None = None, type_: str | None = None, bulletin: str | None = None) -> list[dict]:
         with self._lock:
             return [m.data for m in self.messages if m.kind == "event" and _matches(m.data, node, type_, bulletin)]

@@ -74,8 +74,12 @@ def bulletin(
     chime: bool = True,
     volume: float | None = None,
     author: str | None = None,
+    media: Mapping[str, Any] | None = None,
+    relay: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line."""
+    """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line. ``media`` (``url``,
+    ``sha256``, ``bytes``, ``duration_s``, ``format``) or ``relay`` (``url`` and ``duration_s`` or ``until``) add
+    a recording or a live stream after the text, which may then be empty."""
     payload = {
         **_envelope("bulletin", id, iat, exp, targets),
         "rev": rev,
@@ -83,10 +87,15 @@ def bulletin(
         "status": str(Status(status)),
         "title": title or title_of(text),
         "lang": lang,
-        "text": text,
         "schedule": dict(schedule) if schedule is not None else {"now": True},
         "chime": chime,
     }
+    if text or not (media or relay):
+        payload["text"] = text
+    if media:
+        payload["media"] = dict(media)
+    if relay:
+        payload["relay"] = dict(relay)
     if voice:
         payload["voice"] = voice
     if volume is not None:

@@ -41,6 +41,13 @@ MAX_NUMERIC_DATE = 253370764800
 """9999-01-01T00:00:00Z: later instants cannot be turned into local dates and times."""
 MAX_COMMAND_LIFETIME_S = 300
 MAX_REPEAT = 10
+MEDIA_FORMATS = ("mp3", "aac", "m4a", "ogg", "opus", "flac", "wav")
+"""Containers and codecs a node decodes (with PyAV); ``format`` names the file's, as its extension would."""
+MAX_MEDIA_BYTES = 2**31
+"""2 GiB: a 4-hour WAV at 44.1 kHz stereo. The node's media cache is bounded further (storage.media_max_mb)."""
+MAX_MEDIA_S = 6 * 3600.0
+"""A recording or a relay longer than six hours is a mistake: it would hold the loudspeakers for a day's work."""
+URL_PATTERN = r"https?://[^\s]{1,2000}"
 DEFAULT_GAP_S = 3.0
 MAX_GAP_S = 600.0
 """Not in the spec: a longer silence between repeats is certainly a mistake, and would hold the amplifier on."""
@@ -76,6 +83,31 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Media:
+    """A recorded programme the node fetches from ``url`` and plays after the bulletin's text, if any.
+
+    Its integrity is the signed ``sha256`` of the file: the URL may be any server, even an untrusted one.
+    ``duration_s`` is the hub's measurement, for scheduling and reports; the node plays what the file holds.
+    """
+
+    url: str
+    sha256: str  # 64 lower-case hex digits
+    bytes: int
+    duration_s: float
+    format: str  # one of MEDIA_FORMATS
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A live stream (the district or provincial radio) played for ``duration_s``, or until the local ``until``
+    time of day (its next occurrence after the play starts); exactly one of the two is set."""
+
+    url: str
+    duration_s: float | None = None
+    until: time | None = None
+
+
+@dataclass(frozen=True)
 class Bulletin:
     """A bulletin as the node acts on it; a tombstone is one with ``cancelled=True`` and no schedule."""
 
@@ -95,6 +127,8 @@ class Bulletin:
     volume: float | None = None
     cancelled: bool = False
     author: str | None = None  # who posted it on the hub's console, for logs and reports
+    media: Media | None = None  # a recording played after the text (if any)
+    relay: Relay | None = None  # a live stream played after the text (if any)
     raw: str = ""  # the payload JSON as received, for the store
 
 
@@ -218,7 +252,12 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         priority = _get(obj, "priority", _priority)
         status = _get(obj, "status", _status)
         title = _get(obj, "title", _title)
-        text = _get(obj, "text", _text)
+        media = _get(obj, "media", _media, default=None)
+        relay = _get(obj, "relay", _relay, default=None)
+        if media is not None and relay is not None:
+            raise _Invalid("relay", "a bulletin carries media or relay, not both")
+        # text is what is read out; with a recording or a relay it is an optional spoken introduction
+        text = _get(obj, "text", _text, default=None if media or relay else _REQUIRED) or ""
         lang = _get(
             obj,
             "lang",
@@ -254,7 +293,49 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         chime=chime,
         volume=volume,
         author=author,
+        media=media,
+        relay=relay,
     )
+
+
+def _media(field: str, value: Any) -> Media:
+    obj = _object(field, value)
+    url = _get(obj, f"{field}.url", _url, key="url")
+    sha256 = _get(
+        obj, f"{field}.sha256",
+        lambda f, v: _str(f, v, pattern="[0-9a-f]{64}", expected="64 lower-case hex digits (the file's SHA-256)"),
+        key="sha256",
+    )
+    size = _get(obj, f"{field}.bytes", lambda f, v: _int(f, v, 1, MAX_MEDIA_BYTES), key="bytes")
+    duration_s = _get(obj, f"{field}.duration_s", _media_seconds, key="duration_s")
+    fmt = _get(
+        obj, f"{field}.format",
+        lambda f, v: v if v in MEDIA_FORMATS else _fail(f, f"expected one of {', '.join(MEDIA_FORMATS)}", v),
+        key="format",
+    )
+    return Media(url=url, sha256=sha256, bytes=size, duration_s=duration_s, format=fmt)
+
+
+def _relay(field: str, value: Any) -> Relay:
+    obj = _object(field, value)
+    url = _get(obj, f"{field}.url", _url, key="url")
+    given = [k for k in ("duration_s", "until") if k in obj]
+    if len(given) != 1:
+        raise _Invalid(field, f"needs exactly one of duration_s, until; got {', '.join(given) or 'none'}")
+    if given == ["until"]:
+        return Relay(url=url, until=_hhmm(f"{field}.until", obj["until"]))
+    return Relay(url=url, duration_s=_media_seconds(f"{field}.duration_s", obj["duration_s"]))
+
+
+def _url(field: str, value: Any) -> str:
+    return _str(field, value, pattern=URL_PATTERN, expected="an http:// or https:// URL")
+
+
+def _media_seconds(field: str, value: Any) -> float:
+    seconds = _number(field, value, 0.0, MAX_MEDIA_S)
+    if seconds <= 0:
+        raise _Invalid(field, "expected more than 0 seconds")
+    return seconds
 
 
 def _command(obj: dict[str, Any], raw: str) -> Command:

@@ -81,6 +81,7 @@ class Event:
     audio_end: str | None = None  # finished, interrupted
     amp_off: str | None = None  # finished, interrupted
     duration_s: float | None = None  # finished
+    lang: str | None = None  # started, finished, interrupted, skipped, failed: the bulletin's language (not vi)
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields of a received event that this version does not know (a newer node's optional fields)."""
 
