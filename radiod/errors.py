@@ -51,6 +51,10 @@ class AudioOutputError(RadiodError):
     """The audio output cannot be opened or failed while playing."""
 
 
+class MediaError(RadiodError):
+    """A recording or a live stream cannot be fetched, opened or decoded."""
+
+
 class RelayError(RadiodError):
     """The relays cannot be driven (no GPIO, a pin in use, an invalid profile)."""
 
