@@ -300,7 +300,7 @@ class Range:
             self.check_event(event, sent.topic, sent.reason)
         # Every event the node published, in seq order with no gap: the refusals, the accepted boundary cases
         # and the good bulletin's accepted/started/finished, nothing else.
-        every = sorted(self.events.events, key=lambda e: e["seq"])
+        every = self.events.distinct()
         assert [e["seq"] for e in every] == list(range(every[0]["seq"], every[0]["seq"] + len(every)))
         others = [(e["type"], e.get("bulletin")) for e in every if e["type"] != "rejected"]
         wanted = {("accepted", b) for b in self.accepted_ids}
