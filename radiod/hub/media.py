@@ -37,6 +37,7 @@ CHUNK = 1 << 20
 """Bytes read at a time when hashing, copying and downloading."""
 DOWNLOAD_TIMEOUT_S = 30.0
 """How long a stalled download of ``--media URL`` may wait for the next bytes."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 INFO_SUFFIX = ".json"
 """Beside each kept file, what was measured of it: adding it again, or posting it from the console, reads this
 instead of decoding the file again."""
@@ -164,9 +165,9 @@ class MediaLibrary:
     def get(self, name: str) -> MediaInfo | None:
         """The recording kept as ``name`` (``<sha256>.<format>``), None when there is none; its URL is the
         library's current base URL, so moving the service moves the links of new posts with it."""
-        stem, _, fmt = name.partition(".")
-        if len(stem) != 64 or fmt not in MEDIA_FORMATS or not (self.folder / name).is_file():
+        if self.file(name) is None:
             return None
+        stem, _, fmt = name.partition(".")
         try:
             saved = json.loads((self.folder / (name + INFO_SUFFIX)).read_text(encoding="utf-8"))
             lufs = saved["lufs"] if saved["lufs"] is not None else -math.inf
@@ -174,6 +175,16 @@ class MediaLibrary:
                              float(lufs))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # measured by nobody, or the note is damaged: add() measures it again
+
+
+    def file(self, name: str) -> Path | None:
+        """The kept file called ``name``, if ``name`` is a library name (``<sha256>.<format>``, nothing else: no
+        folders, no notes) and the file is there."""
+        stem, _, fmt = name.partition(".")
+        if not _SHA256.fullmatch(stem) or fmt not in MEDIA_FORMATS:
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
 
 
 def file_sha256(path: Path, label: str | None = None) -> tuple[str, int]:
