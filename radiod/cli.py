@@ -44,8 +44,8 @@ def _config_file(args: argparse.Namespace) -> Path:
 
 
 def _read_text(args: argparse.Namespace, required: bool = True) -> str:
-    """The bulletin text from the TEXT argument or ``-f FILE`` (``-f -`` reads stdin); "" when not ``required``
-    and neither is given (a recording or a relay needs no text)."""
+    """The bulletin text from the TEXT argument or ``-f FILE`` (``-f -`` reads stdin); "" when neither is given
+    and it is not ``required``."""
     if args.file:
         if args.file == "-":
             return sys.stdin.read()
@@ -56,8 +56,7 @@ def _read_text(args: argparse.Namespace, required: bool = True) -> str:
     if not args.text:
         if not required:
             return ""
-        raise RadiodError("give the text to read, or -f FILE" + (" (or --media, --relay)" if
-                                                                 hasattr(args, "media") else ""))
+        raise RadiodError("give the text to read, or -f FILE")
     return " ".join(args.text)
 
 
@@ -217,8 +216,11 @@ def cmd_post(args: argparse.Namespace) -> int:
 
     operator = _operator(args)
     media, relay, date_until = _programme(args, operator)
+    text = _read_text(args, required=False)
+    if not text and not (media or relay):
+        raise RadiodError("give the text to read, or -f FILE, or a programme: --media, --relay")
     req = PostRequest(
-        text=_read_text(args, required=not (media or relay)),
+        text=text,
         targets=targets_from(args.zone or (), args.node or ()),
         at=tuple(args.at or ()),
         daily=tuple(t.strip() for group in args.daily or () for t in group.split(",") if t.strip()),

@@ -26,14 +26,16 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import PREFIX, Hub, wait_for
+from starlette.testclient import TestClient
 
 from radiod.cli import main
 from radiod.config import HubConfig, StorageConfig
-from radiod.hub import recorder, reports
+from radiod.hub import accounts, recorder, reports
 from radiod.hub.config import HubServiceConfig, MediaConfig, SigningConfig, WebConfig
 from radiod.hub.localbroker import Broker
 from radiod.hub.service import HubService
 from radiod.hub.session import collect_retained
+from radiod.hub.web.app import create_app
 from radiod.protocol.jws import TrustStore
 from radiod.protocol.messages import Bulletin, parse_message
 from radiod.protocol.outgoing import Event
@@ -259,7 +261,7 @@ def test_post_relay_until_a_time_of_day(hub: Hub, broker: Broker, tmp_path: Path
         (["--daily", "06:00", "--until", "07:00", "Tin"], "--until 07:00: a time of day ends a --relay"),
         (["--media", "a.mp3", "--relay", "http://x.example/s"], "not both"),
         (["--relay", "http://x.example/s", "--duration", "30m", "--lang", "Tày"], "--lang:"),
-        ([], "give the text to read, or -f FILE (or --media, --relay)"),
+        ([], "give the text to read, or -f FILE, or a programme: --media, --relay"),
     ],
 )
 def test_post_names_the_flag_of_a_programme_no_node_would_play(
@@ -297,3 +299,57 @@ def test_reports_keep_the_language_a_node_reported_else_the_bulletins(tmp_path: 
     rows = {r[0]: r for r in reports.bulletin_rows(db, per_bulletin)}
     assert rows["b-tay"][-2:] == ("media", "tyz") and rows["b-vi"][-2:] == ("text", "vi")
     assert json.loads(db.execute("SELECT data FROM events WHERE seq=1").fetchone()["data"])["lang"] == "tyz"
+
+
+@pytest.fixture
+def clerk(tmp_path: Path) -> TestClient:
+    """The console (no broker: these forms stop before posting), logged in as an operator."""
+    config = HubServiceConfig(database=str(tmp_path / "hub.db"), cache_dir=str(tmp_path / "cache"),
+                              media=MediaConfig(dir=str(tmp_path / "media"), base_url="http://hub.xa.vn/media/"))
+    db = recorder.connect(config.database)
+    accounts.add_user(db, "van-thu", "mat-khau-1", "operator")
+    client = TestClient(create_app(config, db), base_url="http://127.0.0.1")
+    form = client.get("/login")
+    client.post("/login", data={"csrf": csrf_of(form.text), "name": "van-thu", "password": "mat-khau-1"})
+    return client
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "the form has no CSRF token"
+    return found[1]
+
+
+def test_the_upload_form_keeps_a_recording_and_refuses_a_text_file_in_vietnamese(
+    clerk: TestClient, recordings: dict[str, Path], tmp_path: Path,
+) -> None:
+    form = {"csrf": csrf_of(clerk.get("/post?kind=media").text), "kind": "media", "action": "preview",
+            "title": "Chương trình tiếng Tày", "lang": "tyz", "targets": "all", "when": "daily", "daily": "19:00",
+            "repeat": "1"}
+    refused = clerk.post("/post", data=form, files={"media_file": ("notes.txt", b"Lich phat\n", "text/plain")})
+    assert refused.status_code == 400
+    assert "Tệp ghi âm: notes.txt: not an audio file the nodes can play" in refused.text
+    tone = recordings["tone.mp3"]
+    kept = clerk.post("/post", data=form, files={"media_file": ("tone.mp3", tone.read_bytes(), "audio/mpeg")})
+    sha256 = hashlib.sha256(tone.read_bytes()).hexdigest()
+    assert kept.status_code == 200 and f'src="/media/{sha256}.mp3"' in kept.text
+    assert f'name="media_name" value="{sha256}.mp3"' in kept.text  # posting needs no second upload
+    assert (tmp_path / "media" / f"{sha256}.mp3").read_bytes() == tone.read_bytes()
+    clerk.cookies.clear()
+    assert clerk.get(f"/media/{sha256}.mp3").content == tone.read_bytes()  # the nodes need no login
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"relay_url": "", "relay_duration": "30m"}, "Địa chỉ luồng phát: nhập địa chỉ http://"),
+        ({"relay_url": "http://x.example/s"}, "Tiếp sóng: nhập thời lượng"),
+        ({"relay_url": "http://x.example/s", "relay_duration": "nửa giờ"}, "Thời lượng «nửa giờ»: viết như 30m"),
+    ],
+)
+def test_the_relay_form_says_what_is_missing_in_vietnamese(clerk: TestClient, fields: dict[str, str],
+                                                           says: str) -> None:
+    form = {"csrf": csrf_of(clerk.get("/post?kind=relay").text), "kind": "relay", "action": "preview",
+            "targets": "all", "when": "daily", "daily": "06:00", "repeat": "1", **fields}
+    answer = clerk.post("/post", data=form)
+    assert answer.status_code == 400 and says in answer.text, answer.text[-2000:]

@@ -89,7 +89,7 @@ def cmd_media_add(args: argparse.Namespace) -> int:
     print(f"duration: {length_text(info.duration_s)}")
     print(f"loudness: {loudness_text(info.lufs)}")
     print(f"format:   {info.format}, {info.bytes} bytes")
-    print(f"post it:  radiod post --media {info.url} --daily HH:MM --lang vi")
+    print(f"post it:  radiod post --media {info.url} --daily HH:MM [--lang tyz] [--title ...]")
     return 0
 
 

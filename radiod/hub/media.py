@@ -96,20 +96,20 @@ def measure(path: Path, label: str | None = None) -> Measured:
         raise MediaError(f"{label}: {_hms(info.duration_s)} long; a recording is at most {_hms(MAX_MEDIA_S)}")
     meter = LoudnessMeter()
     samples = 0
-    limit = int((MAX_MEDIA_S + 1) * info.rate)
+    limit = int((MAX_MEDIA_S + 1) * info.rate)  # a container may not say its duration, or say it wrong
     blocks = decode(path, info.rate)
     try:
         for block in blocks:
             meter.feed(block, info.rate)
             samples += len(block)
             if samples > limit:
-                raise MediaError(f"{label}: longer than {_hms(MAX_MEDIA_S)}, the most a recording may last")
+                break
     except MediaError as exc:
-        if samples > limit:
-            raise
         raise MediaError(f"{label}: does not decode to the end ({_cause(exc, path)})") from None
     finally:
         blocks.close()
+    if samples > limit:
+        raise MediaError(f"{label}: longer than {_hms(MAX_MEDIA_S)}, the most a recording may last")
     if samples == 0:
         raise MediaError(f"{label}: holds no audio ({info.codec} stream with no samples)")
     return Measured(fmt, round(samples / info.rate, 3), meter.lufs())

@@ -580,7 +580,7 @@ def _programme(v: dict[str, Any], library: MediaLibrary) -> tuple[dict | None, d
     try:
         return None, {"url": url, "duration_s": parse_length(duration)}
     except OperatorError:
-        raise ValueError(f"Thời lượng {duration!r}: viết như 30m, 90s hoặc 1h30m, tối đa 6 giờ.") from None
+        raise ValueError(f"Thời lượng «{duration}»: viết như 30m, 90s hoặc 1h30m, tối đa 6 giờ.") from None
 
 
 def _post_request(v: dict[str, Any], author: str, library: MediaLibrary) -> PostRequest:
