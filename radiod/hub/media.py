@@ -176,7 +176,6 @@ class MediaLibrary:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # measured by nobody, or the note is damaged: add() measures it again
 
-
     def file(self, name: str) -> Path | None:
         """The kept file called ``name``, if ``name`` is a library name (``<sha256>.<format>``, nothing else: no
         folders, no notes) and the file is there."""
@@ -280,6 +279,7 @@ def loudness_text(lufs: float) -> str:
 
 
 def length_text(seconds: float) -> str:
+    """A duration as H:MM:SS, for an hour-long programme, and in seconds, for a short clip."""
     return f"{_hms(seconds)} ({seconds:.1f} s)"
 
 
