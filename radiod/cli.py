@@ -43,8 +43,9 @@ def _config_file(args: argparse.Namespace) -> Path:
     return path
 
 
-def _read_text(args: argparse.Namespace) -> str:
-    """The bulletin text from the TEXT argument or ``-f FILE`` (``-f -`` reads stdin)."""
+def _read_text(args: argparse.Namespace, required: bool = True) -> str:
+    """The bulletin text from the TEXT argument or ``-f FILE`` (``-f -`` reads stdin); "" when neither is given
+    and it is not ``required``."""
     if args.file:
         if args.file == "-":
             return sys.stdin.read()
@@ -53,6 +54,8 @@ def _read_text(args: argparse.Namespace) -> str:
         except (OSError, UnicodeDecodeError) as exc:
             raise RadiodError(f"cannot read {args.file}: {exc}") from None
     if not args.text:
+        if not required:
+            return ""
         raise RadiodError("give the text to read, or -f FILE")
     return " ".join(args.text)
 
@@ -211,14 +214,19 @@ def cmd_post(args: argparse.Namespace) -> int:
     from radiod.hub.nodes import NodeList, known_nodes
     from radiod.hub.operator import PostRequest, targets_from
 
+    operator = _operator(args)
+    media, relay, date_until = _programme(args, operator)
+    text = _read_text(args, required=False)
+    if not text and not (media or relay):
+        raise RadiodError("give the text to read, or -f FILE, or a programme: --media, --relay")
     req = PostRequest(
-        text=_read_text(args),
+        text=text,
         targets=targets_from(args.zone or (), args.node or ()),
         at=tuple(args.at or ()),
         daily=tuple(t.strip() for group in args.daily or () for t in group.split(",") if t.strip()),
         weekdays=_weekdays(args.weekdays),
         date_from=args.date_from,
-        date_until=args.date_until,
+        date_until=date_until,
         priority=args.priority,
         status=args.status,
         voice=args.voice,
@@ -230,13 +238,18 @@ def cmd_post(args: argparse.Namespace) -> int:
         volume=args.volume,
         bulletin_id=args.id,
         rev=args.rev,
+        lang=args.lang,
+        media=media,
+        relay=relay,
     )
-    operator = _operator(args)
     plan = operator.plan(req)
     nodes = NodeList.build(operator.config) if args.preview else known_nodes(operator.config)
     for warning in operator.warnings(plan, nodes):
         print(f"warning: {warning}", file=sys.stderr)
     if args.preview:
+        if not req.text:
+            raise RadiodError("--preview reads the text aloud, and this bulletin has none: listen to the "
+                              "recording or the stream itself")
         sentences, duration_s = operator.preview(plan, Path(args.output))
         print("\n".join(sentences))
         print(f"{args.output}: {duration_s:.1f} s; not posted")
@@ -245,6 +258,33 @@ def cmd_post(args: argparse.Namespace) -> int:
     print(payload["id"])
     print("\n".join(operator.understood(plan, nodes)))
     return 0
+
+
+def _programme(args: argparse.Namespace, operator: Operator) -> tuple[dict | None, dict | None, str | None]:
+    """``post``'s ``--media``, ``--relay`` with ``--duration`` or ``--until HH:MM``, and ``--until`` as the last
+    day of ``--daily`` (YYYY-MM-DD): (media, relay, date_until). A file given to --media is added to the hub's
+    library first."""
+    import re
+
+    from radiod.hub.media import describe
+    from radiod.hub.operator import relay_for
+
+    until_time = args.date_until if args.date_until and re.fullmatch(r"\d{1,2}:\d{2}", args.date_until) else None
+    date_until = None if until_time else args.date_until
+    if args.media and args.relay:
+        raise RadiodError("--media and --relay: a bulletin carries a recording or a relay, not both")
+    if args.duration and not args.relay:
+        raise RadiodError("--duration only with --relay: a recording plays as long as it lasts")
+    if until_time and not args.relay:
+        raise RadiodError(f"--until {until_time}: a time of day ends a --relay; with --daily give the last day as "
+                          "YYYY-MM-DD")
+    if args.relay:
+        return None, relay_for(args.relay, args.duration, until_time), date_until
+    if args.media:
+        info = operator.media(args.media)
+        print(f"media: {info.url}: {describe(info)}", file=sys.stderr)
+        return info.descriptor(), None, date_until
+    return None, None, date_until
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -515,8 +555,17 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
     p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
     p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
-    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD",
-                   help="with --daily: last day (default: hub.daily_expiry_days)")  # fmt: skip
+    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD|HH:MM",
+                   help="with --daily: last day (default: hub.daily_expiry_days); with --relay: HH:MM, the local "
+                   "time the relay ends")  # fmt: skip
+    programme = p.add_argument_group("recordings and relays (the text, if any, is read first)")
+    programme.add_argument("--media", metavar="FILE|URL", help="play a recording: a FILE is checked and added to "
+                           "the hub's library (hub.media_dir), a URL is fetched once to measure it")
+    programme.add_argument("--relay", metavar="URL", help="relay a live stream (with --duration or --until HH:MM)")
+    programme.add_argument("--duration", metavar="LEN", help="with --relay: how long, e.g. 30m, 90s, 1h30m")
+    p.add_argument("--lang", default="vi", metavar="TAG",
+                   help="the programme's language, a BCP 47 tag: vi, tyz (Tày), nut (Nùng), hnj (Hmong), ... "
+                   "(default vi); kept in the nodes' events and the reports")  # fmt: skip
     p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
     p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
     p.add_argument("--voice", metavar="V", help="voice id on the nodes")

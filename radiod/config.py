@@ -180,6 +180,13 @@ class HubConfig:
     zones: dict[str, list[str]] = setting(
         factory=dict, doc="zone -> its node ids, so that `post --zone` can check and count the nodes it reaches"
     )
+    media_dir: str = setting(
+        "/var/lib/radiod-hub/media", doc="`post --media FILE` keeps the recording here (the hub's media.dir)"
+    )
+    media_base_url: str | None = setting(
+        None, doc="the URL the nodes fetch media_dir from (the hub's media.base_url), e.g. http://hub:8080/media/",
+        pattern=r"https?://\S+",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

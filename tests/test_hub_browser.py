@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import hashlib
 import io
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +26,12 @@ import pytest
 from harness import PREFIX, Hub, ThreadNode, wait_for
 
 from radiod.hub import accounts, recorder
-from radiod.hub.config import HubServiceConfig, NodesConfig, SigningConfig, WebConfig
+from radiod.hub.config import HubServiceConfig, MediaConfig, NodesConfig, SigningConfig, WebConfig
 from radiod.hub.localbroker import Broker
 from radiod.hub.service import HubService
+from radiod.hub.session import collect_retained
+from radiod.protocol.jws import TrustStore
+from radiod.protocol.messages import Bulletin, parse_message
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -68,6 +75,7 @@ def console(hub: Hub, broker: Broker, tmp_path: Path) -> Iterator[str]:
         database=str(tmp_path / "hub" / "hub.db"), cache_dir=str(tmp_path / "hub-cache"),
         signing=SigningConfig(kid=hub.kid, key=str(hub.key), public_key=str(hub.public)),
         web=WebConfig(port=port), nodes=NodesConfig(expected=["n01"], zones={"thon-1": ["n01"]}),
+        media=MediaConfig(dir=str(tmp_path / "media")),
     )
     db = recorder.connect(config.database)
     accounts.add_user(db, "chu-tich", "mat-khau-2", "admin")
@@ -216,3 +224,66 @@ def test_a_form_without_its_csrf_token_and_an_operators_emergency_are_refused(
     browser.find_element(By.ID, "post-button").click()
     confirm(browser)
     wait_for(lambda: "approver" in text_of(browser, "#error"), 10, "the refusal")
+
+
+def test_clerk_uploads_a_tay_recording_and_sets_a_daily_relay(
+    browser: WebDriver, console: str, hub: Hub, broker: Broker, tmp_path: Path,
+) -> None:
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "vi", "-w", str(speech), "Chương trình tiếng Tày của xã."], check=True,
+                   timeout=60)
+    recording = tmp_path / "chuong-trinh-tay.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(speech), "-c:a", "libmp3lame", str(recording)],
+                   check=True, timeout=60)
+    log_in(browser, console, "van-thu", "mat-khau-1")
+    browser.get(f"{console}/")
+    browser.find_element(By.ID, "new-media").click()
+    browser.find_element(By.ID, "media-file").send_keys(str(recording))
+    browser.find_element(By.NAME, "title").send_keys("Chương trình tiếng Tày")
+    lang = browser.find_element(By.ID, "lang")
+    lang.clear()
+    lang.send_keys("tyz")
+    browser.find_element(By.CSS_SELECTOR, "input[name=when][value=daily]").click()
+    browser.find_element(By.NAME, "daily").send_keys("06:00")
+    browser.find_element(By.ID, "preview-button").click()
+    wait_for(lambda: browser.find_elements(By.ID, "media"), 30, "the uploaded recording's card")
+    assert "0:00:0" in text_of(browser, "#media-duration")
+    audio = browser.find_element(By.ID, "media-audio")  # the browser plays it from the hub's /media/
+    assert wait_for(lambda: browser.execute_script("return arguments[0].duration", audio), 10, "the audio to load")
+    shot(browser, "media")
+
+    browser.find_element(By.ID, "post-button").click()  # the file was kept at the preview: no second upload
+    confirm(browser)
+    wait_for(lambda: "/bulletin/" in browser.current_url, 20, "the bulletin's page")
+    assert "bản ghi âm" in text_of(browser, "#programme") and "tiếng Tày" in text_of(browser, "#programme")
+    [media] = retained(hub, broker).values()
+    assert media.lang == "tyz" and media.media is not None and media.text == ""
+    with urllib.request.urlopen(media.media.url, timeout=10) as answer:
+        assert hashlib.sha256(answer.read()).hexdigest() == media.media.sha256
+
+    browser.find_element(By.CSS_SELECTOR, "header a[href='/post']").click()
+    browser.find_element(By.ID, "kind-relay").click()
+    browser.find_element(By.ID, "relay-url").send_keys("http://dai-huyen.example/live.mp3")
+    browser.find_element(By.ID, "relay-duration").send_keys("30m")
+    browser.find_element(By.NAME, "title").send_keys("Tiếp sóng đài huyện")
+    browser.find_element(By.CSS_SELECTOR, "input[name=when][value=daily]").click()
+    browser.find_element(By.NAME, "daily").send_keys("06:00")
+    browser.find_element(By.ID, "post-button").click()
+    confirm(browser)
+    wait_for(lambda: "/bulletin/" in browser.current_url, 20, "the relay's page")
+    assert "tiếp sóng" in text_of(browser, "#programme") and "30.0 phút" in text_of(browser, "#programme")
+    relays = [b for b in retained(hub, broker).values() if b.relay is not None]
+    assert len(relays) == 1 and relays[0].relay is not None and relays[0].relay.duration_s == 1800
+    browser.get(f"{console}/")
+    assert "tiếp sóng" in text_of(browser, "#bulletins") and "tiếng Tày" in text_of(browser, "#bulletins")
+
+
+def retained(hub: Hub, broker: Broker) -> dict[str, Bulletin]:
+    """Every retained bulletin as node n01 reads it from the broker (signature, topic, schema), by id."""
+    found: dict[str, Bulletin] = {}
+    for msg in collect_retained(broker.mqtt_config(), "t", f"{PREFIX}/bulletin/#", settle_s=0.3):
+        parsed = parse_message(msg.topic, msg.payload, prefix=PREFIX, node_id="n01", zones=["thon-1"],
+                               trust=TrustStore({hub.kid: hub.public}, []), require_signature=True, now=time.time())
+        assert isinstance(parsed, Bulletin)
+        found[parsed.id] = parsed
+    return found

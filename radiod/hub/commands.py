@@ -42,6 +42,16 @@ def register(command: Register) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.set_defaults(handler=cmd_user_add)
 
+    p = command("media", cmd_media_add, "the hub's media library: recordings the nodes fetch from the console",
+                [config_opt])
+    actions = p.add_subparsers(dest="media_command", metavar="add", required=True)
+    add = actions.add_parser("add", help="check, measure and keep a recording; prints its URL and sha256",
+                             description="check that FILE decodes, measure its duration and loudness, and keep it "
+                             "in media.dir as <sha256>.<format>, served at media.base_url; adding it again is "
+                             "harmless", parents=[config_opt])
+    add.add_argument("file", metavar="FILE", help="mp3, m4a/aac, ogg/opus, flac or wav")
+    add.set_defaults(handler=cmd_media_add)
+
 
 
 def _load(args: argparse.Namespace) -> HubServiceConfig:
@@ -66,6 +76,21 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from radiod.hub.service import run_hub
 
     return run_hub(_load(args))
+
+
+def cmd_media_add(args: argparse.Namespace) -> int:
+    """``radiod media add FILE``: the recording kept in the hub's library, and what a bulletin needs of it."""
+    from radiod.hub.media import MediaLibrary, length_text, loudness_text
+
+    config = _load(args)
+    info = MediaLibrary(Path(config.media.dir), config.media_base_url()).add(Path(args.file), args.file)
+    print(f"url:      {info.url}")
+    print(f"sha256:   {info.sha256}")
+    print(f"duration: {length_text(info.duration_s)}")
+    print(f"loudness: {loudness_text(info.lufs)}")
+    print(f"format:   {info.format}, {info.bytes} bytes")
+    print(f"post it:  radiod post --media {info.url} --daily HH:MM [--lang tyz] [--title ...]")
+    return 0
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:

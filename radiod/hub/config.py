@@ -10,7 +10,10 @@ code as ``radiod post``.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,6 +62,16 @@ class WebConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MediaConfig:
+    dir: str = setting("/var/lib/radiod-hub/media", doc="the media library: recordings kept as <sha256>.<format>, "
+                       "served by the console at /media/")
+    base_url: str | None = setting(
+        None, doc="the URL the nodes fetch the library from; default: the console's own address and port + /media/ "
+        "(set it when the nodes reach the hub by another name)", pattern=r"https?://\S+",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodesConfig:
     expected: list[str] = setting(factory=list, doc="nodes the commune has, shown even before they connect",
                                   pattern=NAME_PATTERN)
@@ -82,6 +95,7 @@ class HubServiceConfig:
     nodes: NodesConfig = setting(factory=NodesConfig, doc="which nodes the commune has")
     web: WebConfig = setting(factory=WebConfig, doc="the web console")
     speech: SpeechConfig = setting(factory=SpeechConfig, doc="voices for the preview, as on the nodes")
+    media: MediaConfig = setting(factory=MediaConfig, doc="recordings for bulletins with media (radiod media add)")
     cache_dir: str = setting("/var/cache/radiod-hub", doc="the preview's speech cache and rendered audio")
     quiet_hours: list[QuietHours] = setting(factory=list, doc="the nodes' quiet hours, for the post form's warning")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", doc="journal verbosity")
@@ -97,6 +111,18 @@ class HubServiceConfig:
                 names.update(p.name for p in folder.iterdir() if p.is_dir())
         return sorted(names)
 
+    def media_base_url(self) -> str:
+        """Where the nodes fetch the media library: ``media.base_url``, else the console's own address (this
+        machine's name when it listens on every interface, which is no address to fetch from) + ``/media/``."""
+        if self.media.base_url:
+            return self.media.base_url
+        scheme = "https" if self.web.tls_cert else "http"
+        host = self.web.address
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(host)
+            host = socket.getfqdn() if address.is_unspecified else f"[{host}]" if address.version == 6 else host
+        return f"{scheme}://{host}:{self.web.port}/media/"
+
     def operator_config(self) -> Config:
         """The node-shaped Config the operator tools and the preview's ProgrammeMaker read."""
         trusted = {self.signing.kid: self.signing.public_key} if self.signing.public_key else {}
@@ -108,7 +134,8 @@ class HubServiceConfig:
             speech=self.speech,
             schedule=ScheduleConfig(quiet_hours=list(self.quiet_hours)),
             hub=HubConfig(kid=self.signing.kid, signing_key=self.signing.key,
-                          default_expiry_h=self.signing.default_expiry_h),
+                          default_expiry_h=self.signing.default_expiry_h, media_dir=self.media.dir,
+                          media_base_url=self.media_base_url()),
         )
 
 

@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from radiod.clock import rfc3339
 from radiod.config import Config
-from radiod.errors import RadiodError, Rejected
+from radiod.errors import MediaError, RadiodError, Rejected
 from radiod.hub.checks import LONG_EXPIRY_DAYS, Code, PostWarning, next_plays, post_warnings
 from radiod.hub.nodes import NodeList
 from radiod.hub.session import collect_retained, publish_once, request
@@ -33,10 +33,13 @@ from radiod.node.mqtt_link import Incoming
 from radiod.protocol import builders
 from radiod.protocol.enums import Action, EventType, HealthStatus, Priority, Status
 from radiod.protocol.jws import TrustStore, decode_payload, sign
-from radiod.protocol.messages import MAX_PAYLOAD_BYTES, Bulletin, parse_bulletin_json
+from radiod.protocol.messages import MAX_MEDIA_S, MAX_PAYLOAD_BYTES, Bulletin, parse_bulletin_json
 from radiod.protocol.outgoing import Event, Health, State
 from radiod.protocol.topics import bulletin_topic, bulletins_filter, command_topic, node_topic, parse_node_topic
 from radiod.speech.voices import voice_files
+
+if TYPE_CHECKING:
+    from radiod.hub.media import MediaInfo
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhd])")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -58,6 +61,12 @@ _FLAGS = (
     ("volume", "--volume"),
     ("title", "--title"),
     ("text", "the text"),
+    ("media", "--media"),
+    ("relay.url", "--relay"),
+    ("relay.duration_s", "--duration"),
+    ("relay.until", "--until"),
+    ("relay", "--relay/--duration/--until"),
+    ("lang", "--lang"),
     ("id", "--id"),
     ("rev", "--rev"),
     ("exp", "--expires"),
@@ -122,8 +131,41 @@ def parse_expiry(text: str, tz: ZoneInfo, now: float) -> float:
     return parse_when(text, tz, now)
 
 
+_LENGTH = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_length(text: str, flag: str = "--duration") -> float:
+    """A relay's length: ``30m``, ``90s``, ``1h30m``, ``2h``, or plain seconds; OperatorError naming ``flag``."""
+    text = text.strip()
+    match = _LENGTH.fullmatch(text)
+    if text.isdigit():
+        seconds = float(text)
+    elif text and match:
+        hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = float(hours * 3600 + minutes * 60 + secs)
+    else:
+        raise OperatorError(f"{flag} {text}: expected a length such as 30m, 90s or 1h30m")
+    if not 0 < seconds <= MAX_MEDIA_S:
+        raise OperatorError(f"{flag} {text}: a relay lasts more than 0 s and at most {MAX_MEDIA_S / 3600:g} h")
+    return seconds
+
+
+def relay_for(url: str, duration: str | None, until: str | None) -> dict[str, Any]:
+    """The bulletin's ``relay``: the stream and either how long it plays or the local time it ends."""
+    if bool(duration) == bool(until):
+        raise OperatorError("--relay needs one of --duration (e.g. 30m) and --until HH:MM: how long to relay"
+                            if not duration else "--relay takes --duration or --until HH:MM, not both")
+    if duration:
+        return {"url": url, "duration_s": parse_length(duration)}
+    assert until is not None
+    return {"url": url, "until": until.strip()}
+
+
 @dataclass(frozen=True)
 class PostRequest:
+    """What an operator asked to post, as ``radiod post`` and the console read it; ``media`` and ``relay`` are
+    the protocol's objects, ready-made (:mod:`radiod.hub.media` measures a recording)."""
+
     text: str
     targets: tuple[str, ...] = ("all",)
     at: tuple[str, ...] = ()
@@ -143,6 +185,9 @@ class PostRequest:
     bulletin_id: str | None = None
     rev: int = 1
     author: str | None = None
+    lang: str = "vi"
+    media: dict[str, Any] | None = None
+    relay: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +239,9 @@ class Operator:
         if req.at:
             starts = sorted(parse_when(t, self.tz, now) for t in req.at)
             at = [rfc3339(t, self.tz, ms=False) for t in starts]
-            default_exp, why = starts[-1] + 3600, "1 h after the last --at time"
+            length = (req.media or req.relay or {}).get("duration_s", 0)
+            default_exp, why = starts[-1] + 3600 + length, "1 h after the last --at time" + (
+                " and its recording or relay" if length else "")
         elif req.daily and req.date_until:
             try:
                 until = dt.date.fromisoformat(req.date_until)
@@ -245,6 +292,9 @@ class Operator:
             chime=req.chime,
             volume=req.volume,
             author=req.author,
+            lang=req.lang,
+            media=req.media,
+            relay=req.relay,
         )
         bulletin = check(payload)
         if not next_plays(bulletin, self.tz, now, 1):
@@ -252,6 +302,22 @@ class Operator:
             raise OperatorError(f"{flag}: no play between now and the expiry "
                                 f"{rfc3339(exp, self.tz, ms=False)} ({why}): nothing would ever be heard")
         return Plan(payload, bulletin, why)
+
+    def media(self, source: str) -> MediaInfo:
+        """``--media FILE|URL``: a file is checked and kept in the hub's library (hub.media_dir, served at
+        hub.media_base_url); a URL is fetched once and measured, and the bulletin points at it."""
+        from radiod.hub.media import MediaLibrary, media_at
+
+        try:
+            if source.startswith(("http://", "https://")):
+                return media_at(source)
+            base_url = self.config.hub.media_base_url
+            if not base_url:
+                raise OperatorError(f"--media {source}: set hub.media_base_url to the URL the nodes fetch "
+                                    f"{self.config.hub.media_dir} from, or give the recording's URL")
+            return MediaLibrary(Path(self.config.hub.media_dir), base_url).add(Path(source))
+        except MediaError as exc:
+            raise OperatorError(f"--media {exc}") from None
 
     def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
         """The checked bulletin payload for ``req`` (see :meth:`plan`)."""
@@ -313,7 +379,20 @@ class Operator:
         where = ", ".join(bulletin.targets)
         count = f"{len(reached)} known node(s)" if nodes.nodes else "nodes unknown to the hub (set hub.nodes)"
         until = dt.datetime.fromtimestamp(bulletin.exp, self.tz)
+        what = []
+        if bulletin.media is not None:
+            what = [f"what:  a recording, {bulletin.media.duration_s / 60:.1f} min ({bulletin.media.format}), "
+                    f"{bulletin.media.url}"]
+        elif bulletin.relay is not None:
+            length = (f"for {bulletin.relay.duration_s / 60:g} min" if bulletin.relay.duration_s is not None
+                      else f"until {bulletin.relay.until:%H:%M}")
+            what = [f"what:  relay of {bulletin.relay.url} {length}"]
+        if what and bulletin.text:
+            what[0] += ", after the text"
+        if bulletin.lang != "vi":
+            what.append(f"lang:  {bulletin.lang}")
         return [
+            *what,
             f"when:  {when} ({self.tz.key} time)",
             f"where: {where}: {count}" + (f" ({', '.join(sorted(reached))})" if 0 < len(reached) <= 8 else ""),
             f"until: {_local(until)} ({plan.expiry})",

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
     occurrence TEXT,
     reason TEXT,
     duration_s REAL,
+    lang TEXT,
     data TEXT NOT NULL,
     received REAL NOT NULL,
     UNIQUE (node, seq)
@@ -99,6 +100,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
+    if "lang" not in {row["name"] for row in db.execute("PRAGMA table_info(events)")}:
+        with db:  # a database from before events kept the programme's language
+            db.execute("ALTER TABLE events ADD COLUMN lang TEXT")
     return db
 
 
@@ -236,10 +240,10 @@ def store_event(db: sqlite3.Connection, node: str, event: Event, received: float
     """Store ``event`` of ``node`` once; False when this ``(node, seq)`` is already stored (a redelivery)."""
     data = event.to_dict()
     cur = db.execute(
-        "INSERT OR IGNORE INTO events (node, seq, ts, type, bulletin, rev, occurrence, reason, duration_s, data,"
-        " received) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR IGNORE INTO events (node, seq, ts, type, bulletin, rev, occurrence, reason, duration_s, lang,"
+        " data, received) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (node, event.seq, event.ts, str(event.type), event.bulletin, event.rev, event.occurrence, event.reason,
-         event.duration_s, json.dumps(data, ensure_ascii=False), received),
+         event.duration_s, event.lang, json.dumps(data, ensure_ascii=False), received),
     )
     _seen(db, node, received)
     return cur.rowcount == 1

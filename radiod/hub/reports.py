@@ -12,6 +12,7 @@ import io
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from radiod.hub import recorder
 
@@ -111,6 +112,28 @@ def monthly(db: sqlite3.Connection, month: str) -> tuple[list[PlayCount], list[P
     return _played(per_node), _played(per_bulletin)
 
 
+def by_language(db: sqlite3.Connection, month: str) -> list[PlayCount]:
+    """Play counts of ``month`` per programme language (BCP 47 tag), for the district's question how much the
+    loudspeakers carried in Tày, Nùng, Hmong...: the language a node reported in its event (nodes name it when it
+    is not ``vi``), else the bulletin's own ``lang``, else ``vi``."""
+    start, end = _month_range(month)
+    langs: dict[str, str] = {}
+    per_lang: dict[str, PlayCount] = {}
+    for row in recorder.events_between(db, start, end):
+        if row["bulletin"] is None:
+            continue
+        if row["bulletin"] not in langs:
+            langs[row["bulletin"]] = (recorder.bulletin(db, row["bulletin"]) or {}).get("lang") or "vi"
+        lang = row["lang"] or langs[row["bulletin"]]
+        per_lang.setdefault(lang, PlayCount(lang)).add(row, row["bulletin"])
+    return _played(per_lang)
+
+
+def kind_of(payload: dict[str, Any]) -> str:
+    """What a bulletin plays: ``media`` (a recording), ``relay`` (a live stream) or ``text``."""
+    return "media" if payload.get("media") else "relay" if payload.get("relay") else "text"
+
+
 def _played(counts: dict[str, PlayCount]) -> list[PlayCount]:
     """The counts with at least one play outcome (accepted-only bulletins are not in a play report), by name."""
     return sorted((c for c in counts.values() if c.others), key=lambda c: c.key)
@@ -118,10 +141,12 @@ def _played(counts: dict[str, PlayCount]) -> list[PlayCount]:
 
 NODE_COLUMNS = ("node", "plays_finished", "interrupted", "failed", "skipped", "airtime_min", "bulletins")
 BULLETIN_COLUMNS = ("bulletin", "title", "priority", "status", "plays_finished", "interrupted", "failed", "skipped",
-                    "airtime_min", "nodes")
+                    "airtime_min", "nodes", "kind", "lang")
+LANGUAGE_COLUMNS = ("lang", "plays_finished", "interrupted", "failed", "skipped", "airtime_min", "bulletins")
 
 
 def node_rows(counts: list[PlayCount]) -> list[tuple]:
+    """Rows of NODE_COLUMNS, or of LANGUAGE_COLUMNS for :func:`by_language`'s counts (the same shape)."""
     return [(c.key, c.finished, c.interrupted, c.failed, c.skipped, round(c.airtime_s / 60, 1),
              len(c.others or ())) for c in counts]
 
@@ -132,7 +157,7 @@ def bulletin_rows(db: sqlite3.Connection, counts: list[PlayCount]) -> list[tuple
         payload = recorder.bulletin(db, c.key) or {}
         rows.append((c.key, payload.get("title", ""), payload.get("priority", ""), payload.get("status", ""),
                      c.finished, c.interrupted, c.failed, c.skipped, round(c.airtime_s / 60, 1),
-                     len(c.others or ())))
+                     len(c.others or ()), kind_of(payload), payload.get("lang", "vi")))
     return rows
 
 

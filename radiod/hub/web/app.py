@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -31,12 +33,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from radiod.errors import RadiodError
+from radiod.errors import MediaError, RadiodError
 from radiod.hub import accounts, drafts, recorder, reports
 from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
+from radiod.hub.media import MediaInfo, MediaLibrary, length_text
 from radiod.hub.nodes import NodeList
-from radiod.hub.operator import Operator, OperatorError, PostRequest
+from radiod.hub.operator import Operator, OperatorError, PostRequest, parse_length
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
 from radiod.protocol import builders
@@ -56,7 +59,14 @@ ACTION_LABEL = {"login": "đăng nhập", "login_failed": "đăng nhập sai", "
                 "draft": "lưu nháp", "approve": "duyệt tin", "drop": "bỏ nháp"}
 COLUMN_LABEL = {"node": "Cụm loa", "bulletin": "Bản tin", "title": "Tiêu đề", "priority": "Mức", "status": "Loại",
                 "plays_finished": "Lượt phát trọn", "interrupted": "Bị ngắt", "failed": "Lỗi", "skipped": "Bỏ qua",
-                "airtime_min": "Thời lượng (phút)", "bulletins": "Số bản tin", "nodes": "Số cụm loa"}
+                "airtime_min": "Thời lượng (phút)", "bulletins": "Số bản tin", "nodes": "Số cụm loa",
+                "kind": "Chương trình", "lang": "Ngôn ngữ"}
+KIND_LABEL = {"text": "bản tin", "media": "bản ghi âm", "relay": "tiếp sóng"}
+LANG_LABEL = {"vi": "tiếng Việt", "tyz": "tiếng Tày", "nut": "tiếng Nùng", "hnj": "tiếng Hmông", "blu": "tiếng Hmông",
+              "khm": "tiếng Khmer", "cja": "tiếng Chăm"}
+"""The languages the console names; any other BCP 47 tag is shown as it is."""
+MEDIA_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "m4a": "audio/mp4", "ogg": "audio/ogg", "opus": "audio/ogg",
+               "flac": "audio/flac", "wav": "audio/wav"}
 WEEKDAYS = ["Thứ hai", "Thứ ba", "Thứ tư", "Thứ năm", "Thứ sáu", "Thứ bảy", "Chủ nhật"]
 STOP_COMMAND_LIFETIME_S = 120
 
@@ -75,6 +85,10 @@ class Console:
     maker: ProgrammeMaker | None = None  # the preview's, made on first use: loading voices takes a moment
 
     @property
+    def library(self) -> MediaLibrary:
+        return MediaLibrary(Path(self.config.media.dir), self.config.media_base_url())
+
+    @property
     def preview_dir(self) -> Path:
         return Path(self.config.cache_dir) / "preview"
 
@@ -90,7 +104,9 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("radiod.hub.web", "templates"), autoescape=select_autoescape())
     env.globals.update(PRIORITY_LABEL=PRIORITY_LABEL, STATUS_LABEL=STATUS_LABEL, DELIVERY_LABEL=DELIVERY_LABEL,
                        ACTION_LABEL=ACTION_LABEL, STATE_LABEL=views.STATE_LABEL, WEEKDAYS=WEEKDAYS,
-                       COLUMN_LABEL=COLUMN_LABEL, describe_schedule=views.describe_schedule, ago=views.ago)
+                       COLUMN_LABEL=COLUMN_LABEL, KIND_LABEL=KIND_LABEL, LANG_LABEL=LANG_LABEL,
+                       describe_schedule=views.describe_schedule, ago=views.ago, kind_of=reports.kind_of,
+                       length_text=length_text)
     return env
 
 
@@ -203,14 +219,16 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
 
     @signed_in()
     async def post_page(request: Request) -> Response:
+        kind = request.query_params.get("kind", "text")
         values: dict[str, Any] = {"priority": "normal", "status": "actual", "targets": "all", "when": "now",
-                                  "repeat": 1, "chime": True, "voice": config.speech.voice}
+                                  "repeat": 1, "chime": True, "voice": config.speech.voice, "lang": "vi",
+                                  "kind": kind if kind in KIND_LABEL else "text"}
         if (edit := request.query_params.get("edit")) and (payload := recorder.bulletin(db, edit)):
             values = _form_values(payload)
         elif (draft_id := request.query_params.get("draft", "")).isdigit() and (draft := drafts.get(db, int(draft_id))):
             values = {**draft.form, "draft_id": draft.id}
         return page(request, "post.html", v=values, preview=None, problems=[], zones=sorted(config.nodes.zones),
-                    nodes=_known_nodes(console))
+                    nodes=_known_nodes(console), media=_media_of(console.library, values))
 
     @signed_in()
     async def post_submit(request: Request) -> Response:
@@ -219,9 +237,18 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         values = {k: _text(form, k) for k in form if k != "csrf"}
         values["chime"] = "chime" in form
         values["weekdays"] = [int(d) for d in form.getlist("weekdays") if str(d).isdigit()]
-        common = {"v": values, "zones": sorted(config.nodes.zones), "nodes": _known_nodes(console)}
+        common: dict[str, Any] = {"v": values, "zones": sorted(config.nodes.zones), "nodes": _known_nodes(console)}
+        upload = form.get("media_file")
+        if values.get("kind") == "media" and isinstance(upload, UploadFile) and upload.filename:
+            try:
+                added = await run_in_threadpool(_keep_upload, console.library, upload)
+            except MediaError as exc:
+                return page(request, "post.html", status_code=400, preview=None, media=None,
+                            problems=[f"Tệp ghi âm: {exc}"], **common)
+            values["media_name"] = added.name
+        common["media"] = _media_of(console.library, values)
         try:
-            req = _post_request(values, user.name)
+            req = _post_request(values, user.name, console.library)
         except (ValueError, OperatorError) as exc:
             return page(request, "post.html", status_code=400, preview=None, problems=[str(exc)], **common)
         if values.get("action") == "draft":
@@ -238,10 +265,13 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         if values.get("action") != "post":
             nodes = NodeList(frozenset(common["nodes"]), {z: tuple(m) for z, m in config.nodes.zones.items()})
             problems = [views.warning_text(w) for w in operator.checks(plan, nodes)]
+            if not req.text:  # a recording or a relay alone: nothing to speak, the page shows what plays
+                return page(request, "post.html", preview=None, problems=problems, **common)
             token = secrets.token_urlsafe(12)
+            spoken = {k: v for k, v in plan.payload.items() if k not in ("media", "relay")}  # the introduction
             try:
                 preview = await run_in_threadpool(
-                    views.render_preview, plan.payload, console.programme_maker(), console.preview_dir, token
+                    views.render_preview, spoken, console.programme_maker(), console.preview_dir, token
                 )
             except RadiodError as exc:
                 return page(request, "post.html", status_code=400, preview=None, problems=[*problems, str(exc)],
@@ -270,7 +300,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         if draft is None or draft.state != "open":
             return refuse(request, 404, "Bản nháp không còn.")
         try:
-            req = _post_request(draft.form, f"{draft.author}, duyệt: {user.name}")
+            req = _post_request(draft.form, f"{draft.author}, duyệt: {user.name}", console.library)
             posted = await run_in_threadpool(operator.post, req)
         except (ValueError, RadiodError) as exc:
             return refuse(request, 400, f"Không đăng được bản nháp: {exc}")
@@ -395,7 +425,9 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         per_node, per_bulletin = reports.monthly(db, month)
         return page(request, "reports.html", month=month, node_rows=reports.node_rows(per_node),
                     bulletin_rows=reports.bulletin_rows(db, per_bulletin), node_columns=reports.NODE_COLUMNS,
-                    bulletin_columns=reports.BULLETIN_COLUMNS, printable="print" in request.query_params)
+                    bulletin_columns=reports.BULLETIN_COLUMNS, language_columns=reports.LANGUAGE_COLUMNS,
+                    language_rows=reports.node_rows(reports.by_language(db, month)),
+                    printable="print" in request.query_params)
 
     @signed_in()
     async def report_csv(request: Request) -> Response:
@@ -403,6 +435,8 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         per_node, per_bulletin = reports.monthly(db, month)
         if request.path_params["kind"] == "nodes":
             body = reports.to_csv(reports.NODE_COLUMNS, reports.node_rows(per_node))
+        elif request.path_params["kind"] == "languages":
+            body = reports.to_csv(reports.LANGUAGE_COLUMNS, reports.node_rows(reports.by_language(db, month)))
         else:
             body = reports.to_csv(reports.BULLETIN_COLUMNS, reports.bulletin_rows(db, per_bulletin))
         name = f"radiod-{request.path_params['kind']}-{month}.csv"
@@ -426,6 +460,14 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
             except accounts.AccountError as exc:
                 problems, status_code = [str(exc)], 400
         return page(request, "users.html", status_code=status_code, users=accounts.users(db), problems=problems)
+
+    async def media_file(request: Request) -> Response:
+        """A recording of the library, for the nodes (no login: a node checks the signed sha256, so the file
+        needs no secrecy and no trust in this server); only ``<sha256>.<format>`` names, no listing."""
+        path = console.library.file(request.path_params["name"])
+        if path is None:
+            raise HTTPException(404)
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lstrip(".")])
 
     async def health(request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")
@@ -453,6 +495,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         Route("/audit", audit_page),
         Route("/users", users_page, methods=["GET", "POST"]),
         Route("/healthz", health),
+        Route("/media/{name}", media_file, methods=["GET", "HEAD"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
@@ -501,10 +544,50 @@ def _month(text: str | None, tz: ZoneInfo) -> str:
     return dt.datetime.now(tz).strftime("%Y-%m")
 
 
-def _post_request(v: dict[str, Any], author: str) -> PostRequest:
+def _keep_upload(library: MediaLibrary, upload: UploadFile) -> MediaInfo:
+    """An uploaded recording checked and kept in the library (Starlette has spooled it to a temporary file)."""
+    upload.file.seek(0)
+    with tempfile.NamedTemporaryFile(prefix="radiod-upload-") as tmp:
+        shutil.copyfileobj(upload.file, tmp, 1 << 20)
+        tmp.flush()
+        return library.add(Path(tmp.name), upload.filename or "tệp tải lên")
+
+
+def _media_of(library: MediaLibrary, v: dict[str, Any]) -> MediaInfo | None:
+    """The recording the form's ``media_name`` names in the library, if any."""
+    name = str(v.get("media_name", "")).strip()
+    return library.get(name) if v.get("kind") == "media" and name else None
+
+
+def _programme(v: dict[str, Any], library: MediaLibrary) -> tuple[dict | None, dict | None]:
+    """The form's recording or relay as the bulletin's ``media`` and ``relay``; ValueError in the form's words."""
+    kind = v.get("kind", "text")
+    if kind == "media":
+        info = _media_of(library, v)
+        if info is None:
+            raise ValueError("Tệp ghi âm: chọn tệp âm thanh (mp3, m4a, ogg, opus, flac, wav) để tải lên.")
+        return info.descriptor(), None
+    if kind != "relay":
+        return None, None
+    url = str(v.get("relay_url", "")).strip()
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("Địa chỉ luồng phát: nhập địa chỉ http:// hoặc https:// của đài huyện, tỉnh.")
+    duration, until = str(v.get("relay_duration", "")).strip(), str(v.get("relay_until", "")).strip()
+    if bool(duration) == bool(until):
+        raise ValueError("Tiếp sóng: nhập thời lượng (ví dụ 30m, 1h30m) hoặc giờ kết thúc, chỉ một trong hai.")
+    if until:
+        return None, {"url": url, "until": until}
+    try:
+        return None, {"url": url, "duration_s": parse_length(duration)}
+    except OperatorError:
+        raise ValueError(f"Thời lượng «{duration}»: viết như 30m, 90s hoặc 1h30m, tối đa 6 giờ.") from None
+
+
+def _post_request(v: dict[str, Any], author: str, library: MediaLibrary) -> PostRequest:
     """The post form as a PostRequest; ValueError naming the field that cannot be read."""
     text = str(v.get("text", "")).strip()
-    if not text:
+    media, relay = _programme(v, library)
+    if not text and not (media or relay):
         raise ValueError("Nội dung: chưa có chữ nào để đọc.")
     targets = tuple(t.strip() for t in str(v.get("targets", "all")).replace(",", " ").split() if t.strip())
     when = v.get("when", "now")
@@ -535,6 +618,9 @@ def _post_request(v: dict[str, Any], author: str) -> PostRequest:
         bulletin_id=str(v.get("bulletin_id", "")).strip() or None,
         rev=int(v.get("rev") or 1),
         author=author,
+        lang=str(v.get("lang", "")).strip() or "vi",
+        media=media,
+        relay=relay,
     )
 
 
@@ -542,6 +628,7 @@ def _form_values(payload: dict[str, Any]) -> dict[str, Any]:
     """A posted bulletin as the post form's values, for an edit: same id, the next rev."""
     schedule = payload.get("schedule") or {}
     daily = schedule.get("daily") or {}
+    relay = payload.get("relay") or {}
     when = "at" if "at" in schedule else "daily" if daily else "now"
     return {
         "text": payload.get("text", ""), "title": payload.get("title", ""),
@@ -552,6 +639,10 @@ def _form_values(payload: dict[str, Any]) -> dict[str, Any]:
         "repeat": schedule.get("repeat", 1), "gap_s": schedule.get("gap_s", ""), "voice": payload.get("voice", ""),
         "chime": payload.get("chime", True), "volume": payload.get("volume", ""),
         "bulletin_id": payload["id"], "rev": int(payload.get("rev", 1)) + 1,
+        "lang": payload.get("lang", "vi"), "kind": reports.kind_of(payload),
+        "media_name": (payload.get("media") or {}).get("url", "").rpartition("/")[2],
+        "relay_url": relay.get("url", ""), "relay_until": relay.get("until", ""),
+        "relay_duration": f"{relay['duration_s']:g}s" if "duration_s" in relay else "",
     }
 
 
