@@ -457,9 +457,9 @@ class Daemon:
         else:
             if bulletin.schedule.now and bulletin.priority == Priority.EMERGENCY and bulletin.status != "test":
                 self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
-            self.scheduler.schedule(bulletin, stored_at=now)
             if bulletin.media is not None:  # fetched at once, well ahead of its time
                 self.media.want(bulletin.media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
+            self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
                 self.playout.warm(lambda: self.maker.warm(bulletin.text, self.maker.voice_for(bulletin)))
 
@@ -501,10 +501,14 @@ class Daemon:
         """Stored bulletins, not expired or cancelled, that carry a recording."""
         found = []
         for stored in self.store.bulletins(now=time.time()):
-            if '"media"' in stored.payload:  # most bulletins are text: not parsed again here
+            if '"media"' not in stored.payload:  # most bulletins are text: not parsed again here
+                continue
+            try:
                 bulletin = parse_bulletin_json(stored.payload)
-                if bulletin.media is not None:
-                    found.append(bulletin)
+            except Rejected:  # the scheduler's rebuild reports it; it will not play
+                continue
+            if bulletin.media is not None:
+                found.append(bulletin)
         return found
 
     def _fetch_stored_media(self) -> None:
@@ -516,8 +520,12 @@ class Daemon:
 
     def _needed_media(self) -> set[str]:
         """The recordings stored bulletins may still play: the media cache evicts these last. Called on a fetch
-        thread; the store takes reads from any thread."""
-        return {b.media.sha256 for b in self._stored_with_media() if b.media is not None}
+        thread; the store takes reads from any thread. A store that cannot be read leaves plain LRU order."""
+        try:
+            return {b.media.sha256 for b in self._stored_with_media() if b.media is not None}
+        except StoreError as exc:
+            log.error("media cache: cannot read which recordings are still due (%s): least recently used go", exc)
+            return set()
 
     def _bad_media(self, media: Media, message: str, bulletins: dict[str, int]) -> None:
         """A server sent other bytes than the hub signed (from a fetch thread): ``rejected``, ``bad_media``, for

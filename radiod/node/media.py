@@ -76,27 +76,31 @@ class MediaCache:
         return self.directory / sha256
 
     def get(self, media: Media) -> tuple[Path, MediaLevel] | None:
-        """The file and its level if it is here (and marks it used); measured again if the level was taken at
-        another rate or target (the config changed) or its JSON is gone."""
+        """The file and its level if both are here and the level was taken at this rate and target (marking the
+        file used); None otherwise, and :meth:`fetch` (on a fetch thread, never the player's) measures it again."""
         path = self.path(media.sha256)
-        if not path.exists():
-            return None
         level = self._read_level(path)
-        if level is None or level.rate != self.rate or level.target_lufs != self.target_lufs:
-            try:
-                level = self._measure(path)
-            except MediaError as exc:
-                log.error("media %s: %s; removed", media.sha256, exc)
-                self._remove(path)
-                return None
+        if not path.exists() or level is None or (level.rate, level.target_lufs) != (self.rate, self.target_lufs):
+            return None
         os.utime(path)  # least recently used is by mtime
         return path, level
 
     def fetch(self, media: Media) -> tuple[Path, MediaLevel]:
-        """Download ``media``, check it, measure it and keep it. Raises :class:`BadMedia` for the wrong bytes (or
-        audio that cannot be decoded), :class:`MediaError` for a server that cannot be reached or breaks off."""
+        """Download ``media``, check it, measure it and keep it (or only measure it again, when it is here but its
+        level is not: the config changed). Raises :class:`BadMedia` for the wrong bytes (or audio that cannot be
+        decoded), :class:`MediaError` for a server that cannot be reached or breaks off."""
         if (got := self.get(media)) is not None:
             return got
+        path = self.path(media.sha256)
+        if path.exists():
+            try:
+                level = self._measure(path)
+            except MediaError as exc:  # it decoded when it came: the card is failing; fetch it again
+                log.error("media %s: %s; fetching it again", media.sha256[:12], exc)
+                self._remove(path)
+            else:
+                self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
+                return path, level
         if media.bytes > self.max_bytes:
             raise MediaError(f"{media.url}: {media.bytes} bytes do not fit in the media cache "
                              f"(storage.media_max_mb is {self.max_bytes >> 20})")

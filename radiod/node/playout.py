@@ -22,7 +22,7 @@ from typing import Protocol
 
 from radiod.audio.render import Programme
 from radiod.audio.station import Timeline
-from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.errors import AudioOutputError, MediaError, RadiodError, SynthesisError, VoiceError
 from radiod.node.programme import BulletinProgramme
 from radiod.protocol.enums import Priority
 from radiod.protocol.messages import Bulletin
@@ -360,6 +360,9 @@ class Playout:
                     return
             except (SynthesisError, VoiceError) as exc:  # a streamed programme synthesizes while it plays
                 self._reporter.failed(req, "synthesis", str(exc))
+                return
+            except MediaError as exc:  # a recording is decoded while it plays
+                self._reporter.failed(req, "media", str(exc))
                 return
             except RadiodError as exc:
                 self._reporter.failed(req, "relays", str(exc))
