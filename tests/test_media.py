@@ -26,7 +26,9 @@ from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm
 from radiod.audio.recording import REWIND_S, measure, recording_programme
 from radiod.clock import rfc3339
+from radiod.node.media import BadMedia, MediaCache
 from radiod.protocol import builders
+from radiod.protocol.messages import Media
 
 SPOKEN = "Chương trình phát thanh của xã. Hôm nay trời nắng, bà con ra đồng làm việc. Chúc mọi người mạnh khỏe."
 ENCODE = {  # format -> ffmpeg arguments
@@ -134,6 +136,34 @@ def test_a_resumed_recording_starts_a_little_before_where_it_stopped(recordings:
     past_fade = round(0.6 * 16000)  # the resumed play fades in over half a second
     same = full[len(full) - len(again) + past_fade :]  # the limiter's gain may differ a little at a few peaks
     assert np.corrcoef(again[past_fade:], same)[0, 1] > 0.999
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def test_the_cache_evicts_the_least_recently_used_recording_no_stored_bulletin_needs(
+    tmp_path: Path, server: http.server.ThreadingHTTPServer, recordings: dict[str, Path]
+) -> None:
+    media = {fmt: Media(**media_of(recordings[fmt], url_of(server, recordings[fmt]))) for fmt in ("wav", "flac", "mp3")}
+    room = sum(m.bytes for m in media.values()) - 1  # all three do not fit
+    cache = MediaCache(tmp_path / "media", room, 16000, -16.0, needed=lambda: {media["wav"].sha256})
+    for fmt in ("wav", "flac", "mp3"):  # the wav is the oldest, but a stored bulletin still needs it
+        path, level = cache.fetch(media[fmt])
+        assert path.read_bytes() == recordings[fmt].read_bytes()
+        assert level.rate == 16000
+        time.sleep(0.01)  # distinct mtimes
+    assert cache.get(media["flac"]) is None
+    assert cache.get(media["wav"]) is not None and cache.get(media["mp3"]) is not None
+
+
+def test_a_file_longer_than_signed_is_cut_at_one_byte_more_and_refused(
+    tmp_path: Path, server: http.server.ThreadingHTTPServer, recordings: dict[str, Path]
+) -> None:
+    cache = MediaCache(tmp_path / "media", 1 << 30, 16000, -16.0)
+    short = Media(**media_of(recordings["wav"], url_of(server, recordings["wav"]), bytes=1000))
+    with pytest.raises(BadMedia, match="more than 1000 bytes"):
+        cache.fetch(short)
+    assert not list((tmp_path / "media").iterdir())
 
 
 # ---------------------------------------------------------------- the node

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from radiod.audio.decode import decode
-from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Step, Timeline
+from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Step, Timeline, _fade_curve
 from radiod.audio.limiter import ATTACK_S, CEILING, HOLD_S, limit
 from radiod.audio.loudness import LoudnessMeter
 from radiod.audio.pcm import Pcm
@@ -274,7 +274,7 @@ class RecordingProgramme(Programme):
                 if sent < fade_in:
                     chunk = chunk.copy()
                     idx = np.arange(sent, min(fade_in, sent + len(chunk)))
-                    chunk[: len(idx)] *= _ramp(idx, fade_in)
+                    chunk[: len(idx)] *= _fade_curve(idx, fade_in)
                 sent += len(chunk)
                 if previous is not None and len(previous):
                     yield previous
@@ -287,14 +287,9 @@ class RecordingProgramme(Programme):
                                np.zeros(want - sent, dtype=np.float32)])
         if fade_out and len(last) >= fade_out:
             last = last.copy()
-            last[len(last) - fade_out :] *= _ramp(np.arange(fade_out), fade_out)[::-1]
+            last[len(last) - fade_out :] *= _fade_curve(np.arange(fade_out), fade_out)[::-1]
         if len(last):
             yield last
-
-
-def _ramp(idx: np.ndarray, length: int) -> np.ndarray:
-    """Raised cosine from ~0 at index 0 to ~1 at ``length - 1``."""
-    return (0.5 - 0.5 * np.cos(np.pi * (idx + 0.5) / length)).astype(np.float32)
 
 
 def recording_programme(intro: tuple[Pcm, ...], resolve: Resolve, opts: RenderOptions) -> RecordingProgramme:
