@@ -62,8 +62,8 @@ def decode(
             drop = None
         try:
             for frame in container.decode(stream):
-                if drop is None:
-                    drop = max(0, round((start_s - (frame.time or 0.0)) * rate))
+                if drop is None:  # a frame without a time (rare): taken to be where the seek went
+                    drop = 0 if frame.time is None else max(0, round((start_s - frame.time) * rate))
                 for out in resampler.resample(frame):
                     block = out.to_ndarray().reshape(-1)
                     if drop:
