@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from radiod.audio.decode import decode
-from radiod.audio.layout import CHIME_PAUSE_S, Part, RenderOptions, Span, Step, Timeline, _fade_curve
+from radiod.audio.layout import CHIME_PAUSE_S, RenderOptions, Span, Step, Timeline, _fade_curve
 from radiod.audio.limiter import ATTACK_S, CEILING, HOLD_S, limit
 from radiod.audio.loudness import LoudnessMeter
 from radiod.audio.pcm import Pcm
@@ -205,11 +205,6 @@ class RecordingProgramme(Programme):
         self.start_s = where.start_s
         self.spans = (*head.spans, *self._shifted(tail.spans, head.n_samples))
 
-    @property
-    def level(self) -> MediaLevel | None:
-        """The recording's measured level, once :meth:`ready` found it."""
-        return None if self._file is None else self._file[1]
-
     def ready(self, stop: threading.Event, until: float) -> str | None:
         """Wait (until ``until`` or ``stop``) for the file; ``media_unavailable`` if it is not there by then."""
         if self._file is None:
@@ -312,12 +307,8 @@ def recording_programme(intro: tuple[Pcm, ...], resolve: Resolve, opts: RenderOp
         tail.lay(Step("pause", seconds=CHIME_PAUSE_S), (), 0.0)
         tail.lay(Step("chime", *chimes[1]), (), 0.0)
     return RecordingProgramme(
-        _programme(head.parts, head.pos, opts, speech_lufs, gain_db),
-        _programme(tail.parts, tail.pos, opts, -math.inf, 0.0),
+        Programme(opts.rate, head.pos, head.parts, speech_lufs, gain_db),
+        Programme(opts.rate, tail.pos, tail.parts, -math.inf, 0.0),
         resolve,
         opts,
     )
-
-
-def _programme(parts: list[Part], n: int, opts: RenderOptions, lufs: float, gain_db: float) -> Programme:
-    return Programme(opts.rate, n, parts, lufs, gain_db)
