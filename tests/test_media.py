@@ -26,7 +26,7 @@ from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm
 from radiod.audio.recording import REWIND_S, measure, recording_programme
 from radiod.clock import rfc3339
-from radiod.node.media import BadMedia, MediaCache
+from radiod.node.media import BadMedia, MediaCache, MediaFetcher
 from radiod.protocol import builders
 from radiod.protocol.messages import Media
 
@@ -166,6 +166,30 @@ def test_a_file_longer_than_signed_is_cut_at_one_byte_more_and_refused(
     assert not list((tmp_path / "media").iterdir())
 
 
+def down_url(name: str) -> str:
+    """A URL on a loopback port nothing listens on: a server that is down."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}/{name}"
+
+
+def test_a_fetch_retries_until_its_bulletin_is_cancelled(tmp_path: Path, recordings: dict[str, Path]) -> None:
+    bad: list[str] = []
+    fetcher = MediaFetcher(MediaCache(tmp_path / "media", 1 << 30, 16000, -16.0), lambda m, msg, b: bad.append(msg))
+    media = Media(**media_of(recordings["mp3"], down_url("speech.mp3")))
+    fetcher.want(media, until=time.time() + 3600, bulletin="b1", rev=1)
+
+    def fetching() -> bool:
+        return any(t.name == f"media-{media.sha256[:8]}" for t in threading.enumerate())
+
+    time.sleep(0.5)
+    assert fetching()  # the server is down: it waits to try again
+    fetcher.forget("b1")
+    wait_for(lambda: not fetching(), 5, "the fetch to stop once its bulletin is gone")
+    assert fetcher.wait(media, threading.Event(), time.time() + 2) is None  # one last try, bounded
+    assert bad == []  # a server that is down is no bad_media
+
+
 # ---------------------------------------------------------------- the node
 
 
@@ -222,10 +246,7 @@ def test_a_recording_fetched_ahead_plays_with_its_server_down_and_one_never_fetc
     wait_for(cached.exists, 20, "the recording to be fetched ahead of its time")
     server.shutdown()
     server.server_close()
-    with socket.socket() as closed:  # a port nothing listens on: the server is down
-        closed.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{closed.getsockname()[1]}/speech.opus"
-    post_media(hub, events, "down-1", media_of(recordings["opus"], down))
+    post_media(hub, events, "down-1", media_of(recordings["opus"], down_url("speech.opus")))
     skipped = events.wait("skipped", bulletin="down-1", timeout=60)[0]
     assert skipped["reason"] == "media_unavailable"
     events.wait("finished", bulletin="ahead-1", timeout=60)

@@ -452,6 +452,7 @@ class Daemon:
             held = f"{wrong}: only `now` bulletins play until the clock is set"
             extra["warning"] = f"{extra['warning']}; {held}" if "warning" in extra else held
         self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
+        self.media.forget(bulletin.id)  # an earlier rev's recording, if no other bulletin wants it
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
         else:

@@ -204,6 +204,14 @@ class MediaFetcher:
         """Fetch ``media`` now, in the background, retrying until ``until`` (unless it is here already)."""
         self._job(media, until, {bulletin: rev} if bulletin else {})
 
+    def forget(self, bulletin: str) -> None:
+        """``bulletin`` was cancelled or replaced by a new rev: a fetch only it wanted stops retrying."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job.bulletins.pop(bulletin, None) is not None and not job.bulletins:
+                    job.until = 0.0
+                    job.now.set()
+
     def wait(self, media: Media, stop: threading.Event, until: float) -> tuple[Path, MediaLevel] | None:
         """The file and its level, waiting for a fetch (and waking a back-off for one last try) until the wall
         clock reads ``until`` or ``stop`` is set; None if it is not here by then. The fetch goes on afterwards."""
@@ -237,11 +245,11 @@ class MediaFetcher:
         return job
 
     def _run(self, job: _Job) -> None:
-        """Try, then try again after a growing back-off, until fetched, the deadline passes or the node stops;
-        a play's wait cuts a back-off short (``job.now``)."""
+        """Try, then try again after a growing back-off, until fetched, the deadline passes, no bulletin wants it
+        any more or the node stops; a play's wait cuts a back-off short (``job.now``)."""
         delay = FIRST_RETRY_S
         try:
-            while not self._closing.is_set():
+            while True:
                 job.now.clear()
                 try:
                     with self._slots:
@@ -254,17 +262,27 @@ class MediaFetcher:
                 with job.changed:  # a play waiting for this try hears of it now, not after the back-off
                     job.tries += 1
                     job.changed.notify_all()
-                if time.time() + delay > job.until:
+                if not self._going(job, delay):
                     return
                 job.now.wait(delay)
+                if not self._going(job, 0.0):
+                    return
                 delay = min(2 * delay, MAX_RETRY_S)
         finally:
-            with job.changed:
-                job.over = True
-                job.changed.notify_all()
             with self._lock:
+                job.over = True
                 if self._jobs.get(job.media.sha256) is job:
                     del self._jobs[job.media.sha256]
+            with job.changed:
+                job.changed.notify_all()
+
+    def _going(self, job: _Job, delay: float) -> bool:
+        """Whether to try again after ``delay``; if not, the job is over from now on (under the lock, so that a
+        :meth:`want` from now on starts a new one rather than extending one that is ending)."""
+        with self._lock:
+            if self._closing.is_set() or time.time() + delay > job.until:
+                job.over = True
+            return not job.over
 
     def _report_bad(self, job: _Job, message: str) -> None:
         """One ``bad_media`` report per digest and message: a server that keeps serving the wrong file is
