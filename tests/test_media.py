@@ -26,6 +26,7 @@ from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm
 from radiod.audio.recording import REWIND_S, measure, recording_programme
 from radiod.clock import rfc3339
+from radiod.errors import MediaError
 from radiod.node.media import BadMedia, MediaCache, MediaFetcher
 from radiod.protocol import builders
 from radiod.protocol.messages import Media
@@ -164,6 +165,15 @@ def test_a_file_longer_than_signed_is_cut_at_one_byte_more_and_refused(
     with pytest.raises(BadMedia, match="more than 1000 bytes"):
         cache.fetch(short)
     assert not list((tmp_path / "media").iterdir())
+
+
+def test_a_recording_never_takes_the_space_the_store_needs(
+    tiny_disk: Path, server: http.server.ThreadingHTTPServer, recordings: dict[str, Path]
+) -> None:
+    cache = MediaCache(tiny_disk / "media", 1 << 30, 16000, -16.0)  # the budget allows it; the disk does not
+    with pytest.raises(MediaError, match="MB free"):
+        cache.fetch(Media(**media_of(recordings["mp3"], url_of(server, recordings["mp3"]))))
+    assert not list((tiny_disk / "media").iterdir())
 
 
 def down_url(name: str) -> str:

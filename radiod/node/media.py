@@ -7,7 +7,8 @@ to a temporary file while it is hashed, the download is cut at ``bytes`` + 1, an
 
 :class:`MediaCache`: files under ``<cache_dir>/media/``, named by their sha256, each with a small JSON beside it
 holding its measured level (:func:`radiod.audio.recording.measure`, one streaming pass after the fetch), within
-``storage.media_max_mb``: the least recently used go first, those a stored bulletin still needs last.
+``storage.media_max_mb``, and leaving the speech cache's reserve free on the disk (the store's SD card): the least
+recently used go first, those a stored bulletin still needs last.
 
 :class:`MediaFetcher`: when a bulletin with media is accepted, its file is fetched at once on a background thread,
 with retries and a growing back-off until the bulletin expires. At play time the playout waits (a bounded time,
@@ -35,6 +36,7 @@ from radiod import __version__
 from radiod.audio.recording import MediaLevel, measure
 from radiod.errors import MediaError
 from radiod.protocol.messages import Media
+from radiod.speech.cache import RESERVE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,8 @@ class MediaCache:
         if media.bytes > self.max_bytes:
             raise MediaError(f"{media.url}: {media.bytes} bytes do not fit in the media cache "
                              f"(storage.media_max_mb is {self.max_bytes >> 20})")
+        with self._lock:
+            self._make_room(media.bytes, keep=media.sha256)
         part = self.directory / f".{media.sha256}.{threading.get_ident()}.part"
         try:
             digest, size = self._download(media, part)
@@ -115,11 +119,9 @@ class MediaCache:
                 level = self._measure(part)
             except MediaError as exc:
                 raise BadMedia(f"{media.url}: {exc}") from exc
-            with self._lock:
-                self._make_room(media.bytes, keep=media.sha256)
-                path = self.path(media.sha256)
-                os.replace(part, path)
-                self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
+            path = self.path(media.sha256)
+            os.replace(part, path)
+            self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
             log.info("media %s fetched from %s: %.1f s at %.1f LUFS", media.sha256[:12], media.url,
                      level.duration_s, level.lufs)
             return path, level
@@ -158,17 +160,26 @@ class MediaCache:
         self._level_path(path).unlink(missing_ok=True)
 
     def _make_room(self, incoming: int, *, keep: str) -> None:
-        """Evict until ``incoming`` more bytes fit: least recently used first, the recordings stored bulletins
-        still need after all others (and then still least recently used first)."""
+        """Evict until ``incoming`` more bytes fit within ``max_bytes`` and leave ``RESERVE_BYTES`` free on the
+        disk (the store's SD card, as the speech cache does): least recently used first, the recordings stored
+        bulletins still need after all others. Raises :class:`MediaError` when even that leaves too little."""
         files = [p for p in self.directory.iterdir() if len(p.name) == 64 and p.name != keep]
         total = sum(p.stat().st_size for p in files) + incoming
         needed = set(self.needed())
         for path in sorted(files, key=lambda p: (p.name in needed, p.stat().st_mtime)):
-            if total <= self.max_bytes:
+            if total <= self.max_bytes and self._free() - incoming >= RESERVE_BYTES:
                 break
             total -= path.stat().st_size
             log.info("media cache full: %s removed%s", path.name[:12], " (still needed)" if path.name in needed else "")
             self._remove(path)
+        if (free := self._free()) - incoming < RESERVE_BYTES:
+            raise MediaError(f"{incoming} bytes would leave less than {RESERVE_BYTES >> 20} MB free on "
+                             f"{self.directory}'s disk ({free >> 20} MB free): not fetched")
+
+    def _free(self) -> int:
+        """Bytes an unprivileged writer may still use on the cache's file system."""
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize
 
 
 @dataclass
