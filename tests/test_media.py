@@ -262,6 +262,29 @@ def test_a_recording_fetched_ahead_plays_with_its_server_down_and_one_never_fetc
     events.wait("finished", bulletin="ahead-1", timeout=60)
 
 
+def test_a_restarted_node_fetches_the_recordings_of_its_stored_bulletins(
+    hub: Hub, events: EventLog, recordings: dict[str, Path], start_node: Callable[..., ThreadNode]
+) -> None:
+    url = down_url("speech.m4a")
+    node = start_node()
+    at = rfc3339(time.time() + 3600, node.daemon.tz, ms=False)
+    media = media_of(recordings["m4a"], url)
+    post_media(hub, events, "later-1", media, schedule={"at": [at]})
+    events.wait("accepted", bulletin="later-1")
+    node.stop()  # its server was down all the while
+    port = int(url.split(":")[2].split("/")[0])
+    handler = functools.partial(_Quiet, directory=str(recordings["m4a"].parent))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        again = start_node()
+        cached = again.daemon.config.cache_dir / "media" / media["sha256"]
+        wait_for(cached.exists, 15, "the restarted node to fetch the stored bulletin's recording")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_an_emergency_interrupts_a_recording_which_then_resumes_where_it_stopped(
     hub: Hub, events: EventLog, server: http.server.ThreadingHTTPServer, recordings: dict[str, Path],
     start_node: Callable[..., ThreadNode],
