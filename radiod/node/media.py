@@ -19,6 +19,7 @@ the server does (down, slow, wrong bytes) the daemon goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -70,9 +71,9 @@ class MediaCache:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in self.directory.glob(".*.part"):  # a fetch cut short by a restart
-            stale.unlink(missing_ok=True)
+        for stale in self.directory.glob(".*.part"):  # a fetch cut short by a restart (none if no folder yet)
+            with contextlib.suppress(OSError):
+                stale.unlink(missing_ok=True)
 
     def path(self, sha256: str) -> Path:
         return self.directory / sha256
@@ -84,7 +85,8 @@ class MediaCache:
         level = self._read_level(path)
         if not path.exists() or level is None or (level.rate, level.target_lufs) != (self.rate, self.target_lufs):
             return None
-        os.utime(path)  # least recently used is by mtime
+        with contextlib.suppress(OSError):  # a read-only or full card: the order of eviction is all it costs
+            os.utime(path)  # least recently used is by mtime
         return path, level
 
     def fetch(self, media: Media) -> tuple[Path, MediaLevel]:
@@ -101,13 +103,17 @@ class MediaCache:
                 log.error("media %s: %s; fetching it again", media.sha256[:12], exc)
                 self._remove(path)
             else:
-                self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
+                self._keep(path, level)
                 return path, level
         if media.bytes > self.max_bytes:
             raise MediaError(f"{media.url}: {media.bytes} bytes do not fit in the media cache "
                              f"(storage.media_max_mb is {self.max_bytes >> 20})")
-        with self._lock:
-            self._make_room(media.bytes, keep=media.sha256)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._make_room(media.bytes, keep=media.sha256)
+        except OSError as exc:  # a full or failing card: the daemon plays on, the fetch is tried again later
+            raise MediaError(f"media cache {self.directory}: {exc}") from exc
         part = self.directory / f".{media.sha256}.{threading.get_ident()}.part"
         try:
             digest, size = self._download(media, part)
@@ -119,14 +125,23 @@ class MediaCache:
                 level = self._measure(part)
             except MediaError as exc:
                 raise BadMedia(f"{media.url}: {exc}") from exc
-            path = self.path(media.sha256)
-            os.replace(part, path)
-            self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
+            path = self._keep(part, level, as_name=media.sha256)
             log.info("media %s fetched from %s: %.1f s at %.1f LUFS", media.sha256[:12], media.url,
                      level.duration_s, level.lufs)
             return path, level
         finally:
             part.unlink(missing_ok=True)
+
+    def _keep(self, path: Path, level: MediaLevel, *, as_name: str | None = None) -> Path:
+        """Write ``level`` beside ``path`` (renamed to ``as_name`` first, if given); a card that refuses is a
+        :class:`MediaError`, tried again later like a server that is down."""
+        try:
+            if as_name is not None:
+                path = path.replace(self.path(as_name))
+            self._level_path(path).write_text(json.dumps(asdict(level)), encoding="utf-8")
+        except OSError as exc:
+            raise MediaError(f"media cache {self.directory}: {exc}") from exc
+        return path
 
     def _download(self, media: Media, part: Path) -> tuple[str, int]:
         """Stream ``media.url`` into ``part`` while hashing it, stopping at ``bytes`` + 1; (sha256, size read)."""
