@@ -226,9 +226,10 @@ class MediaFetcher:
         self._slots = threading.Semaphore(MAX_FETCHES)
         self._closing = threading.Event()
 
-    def want(self, media: Media, *, until: float, bulletin: str = "", rev: int = 0) -> None:
-        """Fetch ``media`` now, in the background, retrying until ``until`` (unless it is here already)."""
-        self._job(media, until, {bulletin: rev} if bulletin else {})
+    def want(self, media: Media, *, until: float, bulletin: str, rev: int) -> None:
+        """Fetch ``media`` for ``bulletin`` now, in the background, retrying until ``until`` (unless it is here
+        already)."""
+        self._job(media, until, {bulletin: rev})
 
     def forget(self, bulletin: str) -> None:
         """``bulletin`` was cancelled or replaced by a new rev: a fetch only it wanted stops retrying."""
@@ -252,7 +253,8 @@ class MediaFetcher:
         return self.cache.get(media)
 
     def close(self) -> None:
-        """End the background fetches' retries (a download in progress ends at its next read or time-out)."""
+        """End the background fetches' retries; a download in progress is on a daemon thread, which does not hold
+        up the process's exit."""
         self._closing.set()
         with self._lock:
             for job in self._jobs.values():
