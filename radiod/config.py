@@ -84,6 +84,10 @@ class StorageConfig:
     dir: str = setting("/var/lib/radiod", doc="state: the bulletin store, play log, event outbox")
     cache_dir: str | None = setting(None, doc="synthesized speech cache; default <dir>/cache")
     cache_max_mb: int = setting(512, doc="cache size above which the least recently used entries go", min=16)
+    media_max_mb: int = setting(
+        2048, doc="recordings kept in <cache_dir>/media; the least recently used go first, those still due last",
+        min=16,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,9 +29,17 @@ WAIT_S = 10.0
 
 @dataclass
 class Clip:
-    """A stand-in for a rendered programme: only its length matters to the fake station."""
+    """A stand-in for a rendered programme: only its length matters to the fake station; it has all it needs
+    (:meth:`Programme.ready`) and plays again from the start (:meth:`Programme.starting_at`)."""
 
     seconds: float
+    start_s = 0.0
+
+    def ready(self, stop: threading.Event, until: float) -> None:
+        return None
+
+    def starting_at(self, seconds: float) -> Clip:
+        return self
 
 
 class FakeStation:

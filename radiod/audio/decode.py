@@ -34,8 +34,13 @@ class SourceInfo:
     duration_s: float | None
 
 
-def decode(source: str | Path, rate: int, *, timeout_s: float = OPEN_TIMEOUT_S) -> Iterator[np.ndarray]:
+def decode(
+    source: str | Path, rate: int, *, timeout_s: float = OPEN_TIMEOUT_S, start_s: float = 0.0
+) -> Iterator[np.ndarray]:
     """The first audio stream of ``source`` (a file or an http(s) URL) as float32 mono blocks at ``rate``.
+
+    ``start_s``: from that far into a file (a recording resumed after an emergency), seeked to rather than decoded
+    up to; the samples before it in the first frames after the seek are dropped.
 
     Blocks are as long as the codec's frames (about 20 to 100 ms). Closing the iterator closes the source.
     Raises :class:`MediaError` when the source cannot be opened, has no audio, or breaks off with an error; a
@@ -51,10 +56,19 @@ def decode(source: str | Path, rate: int, *, timeout_s: float = OPEN_TIMEOUT_S) 
             raise MediaError(f"{source} has no audio stream")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        drop: int | None = 0  # samples still to drop before start_s; None: not known until the first frame
+        if start_s > 0:
+            container.seek(round(start_s * 1_000_000))  # in av.time_base; to the nearest point at or before it
+            drop = None
         try:
             for frame in container.decode(stream):
+                if drop is None:  # a frame without a time (rare): taken to be where the seek went
+                    drop = 0 if frame.time is None else max(0, round((start_s - frame.time) * rate))
                 for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1)
+                    block = out.to_ndarray().reshape(-1)
+                    if drop:
+                        block, drop = block[drop:], max(0, drop - len(block))
+                    yield block
             for out in resampler.resample(None):  # what the resampler still holds
                 yield out.to_ndarray().reshape(-1)
         except (av.FFmpegError, OSError) as exc:

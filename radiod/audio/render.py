@@ -111,9 +111,26 @@ class Programme:
         self._primed: _Rendering | None = None
         self._recall = recall
 
+    start_s = 0.0
+    """Where this programme begins in its bulletin's whole programme, in seconds: past 0 only for a recording
+    resumed after an emergency (see :meth:`starting_at`)."""
+
     @property
     def duration_s(self) -> float:
         return self.n_samples / self.rate
+
+    def ready(self, stop: threading.Event, until: float) -> str | None:
+        """Wait, until the wall clock reads ``until`` or ``stop`` is set, for what the programme needs before it
+        can start (a recording still being fetched); the reason it cannot play (a ``skipped`` event's), or None.
+        A programme of speech has all it needs."""
+        del stop, until
+        return None
+
+    def starting_at(self, seconds: float) -> Programme:
+        """The programme that goes on from ``seconds`` into this one, where a pre-empted play stopped. Speech
+        plays again from the start (the listener needs the whole bulletin); a recording overrides this."""
+        del seconds
+        return self
 
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """float32 mono blocks of ``size`` samples (the last may be shorter), in [-1, 1] at ``rate``.

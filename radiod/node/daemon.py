@@ -38,6 +38,7 @@ from radiod.node.control import Progress, daemon_server, install_stack_dump
 from radiod.node.events import EventLog, Publisher
 from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
 from radiod.node.inbox import Inbox
+from radiod.node.media import MediaCache, MediaFetcher
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme, ProgrammeMaker
@@ -48,7 +49,7 @@ from radiod.node.techtest import TechnicianTest
 from radiod.node.trusted_time import TrustedTime
 from radiod.protocol.enums import Priority
 from radiod.protocol.jws import TrustStore
-from radiod.protocol.messages import Bulletin, Command, parse_bulletin_json, parse_message
+from radiod.protocol.messages import Bulletin, Command, Media, parse_bulletin_json, parse_message
 from radiod.protocol.occurrences import occurrences
 from radiod.protocol.outgoing import Check, Health, NextPlay, Playing
 from radiod.protocol.topics import event_topic, health_topic, state_topic, subscriptions, topic_bulletin_id
@@ -125,8 +126,13 @@ class Daemon:
         self.station = Station(config, pin_factory=pin_factory)
         self.station.relays.all_off()
         self.station.relays.on_watchdog(self._on_watchdog)
-        self.maker = ProgrammeMaker(config, self.station.profile)
         self.events = EventLog(self.store, config.node.id, self.tz)
+        self.media = MediaFetcher(
+            MediaCache(config.cache_dir / "media", config.storage.media_max_mb << 20,
+                       self.station.profile.audio.sample_rate, config.audio.loudness_lufs, self._needed_media),
+            self._bad_media,
+        )
+        self.maker = ProgrammeMaker(config, self.station.profile, media=self.media)
         self.trusted_time = TrustedTime(self.store)
         prefix, node = config.mqtt.prefix, config.node.id
         self.topics = {
@@ -207,6 +213,7 @@ class Daemon:
         self.playout.start()
         self.scheduler.start()
         self.scheduler.rebuild(last_alive=last_alive)
+        self._fetch_stored_media()
         self.clock.start()
         self.systemd.ready(f"node {self.config.node.id} running")
         log.info("radiod %s node %s running", __version__, self.config.node.id)
@@ -290,6 +297,7 @@ class Daemon:
         self.clock.stop()
         self.scheduler.shutdown()
         self.playout.close()
+        self.media.close()
         self._guarded(lambda: self.store.put_setting("last_alive", str(time.time())))
         self.publisher.stop()
         self.link.stop()
@@ -444,11 +452,14 @@ class Daemon:
             held = f"{wrong}: only `now` bulletins play until the clock is set"
             extra["warning"] = f"{extra['warning']}; {held}" if "warning" in extra else held
         self.events.emit("accepted", bulletin=bulletin.id, rev=bulletin.rev, **extra)
+        self.media.forget(bulletin.id)  # an earlier rev's recording, if no other bulletin wants it
         if bulletin.cancelled:
             self.scheduler.unschedule(bulletin.id)
         else:
             if bulletin.schedule.now and bulletin.priority == Priority.EMERGENCY and bulletin.status != "test":
                 self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
+            if bulletin.media is not None:  # fetched at once, well ahead of its time
+                self.media.want(bulletin.media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
                 self.playout.warm(lambda: self.maker.warm(bulletin.text, self.maker.voice_for(bulletin)))
@@ -486,6 +497,45 @@ class Daemon:
             result = self._technician_test(command.id)
         self.events.emit("command", action=command.action, result=result, command=command.id)
 
+    # ----- recordings -----
+    def _stored_with_media(self) -> list[Bulletin]:
+        """Stored bulletins, not expired or cancelled, that carry a recording."""
+        found = []
+        for stored in self.store.bulletins(now=time.time()):
+            if '"media"' not in stored.payload:  # most bulletins are text: not parsed again here
+                continue
+            try:
+                bulletin = parse_bulletin_json(stored.payload)
+            except Rejected:  # the scheduler's rebuild reports it; it will not play
+                continue
+            if bulletin.media is not None:
+                found.append(bulletin)
+        return found
+
+    def _fetch_stored_media(self) -> None:
+        """At start: fetch the recordings of stored bulletins that are not in the cache (the fetcher skips those
+        that are)."""
+        for bulletin in self._stored_with_media():
+            assert bulletin.media is not None
+            self.media.want(bulletin.media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
+
+    def _needed_media(self) -> set[str]:
+        """The recordings stored bulletins may still play: the media cache evicts these last. Called on a fetch
+        thread; the store takes reads from any thread. A store that cannot be read leaves plain LRU order."""
+        try:
+            return {b.media.sha256 for b in self._stored_with_media() if b.media is not None}
+        except StoreError as exc:
+            log.error("media cache: cannot read which recordings are still due (%s): least recently used go", exc)
+            return set()
+
+    def _bad_media(self, media: Media, message: str, bulletins: dict[str, int]) -> None:
+        """A server sent other bytes than the hub signed (from a fetch thread): ``rejected``, ``bad_media``, for
+        each bulletin that carries it. The bulletin stays scheduled: a fixed server may still serve it in time."""
+        named: list[tuple[str | None, int | None]] = list(bulletins.items()) or [(None, None)]
+        for bulletin, rev in named:
+            self.events.emit("rejected", reason="bad_media", message=message[:REJECTED_MESSAGE_MAX],
+                             bulletin=bulletin, rev=rev)
+
     # ----- helpers -----
     def _next_occurrence(self, bulletin: Bulletin, now: float) -> str | None:
         if bulletin.schedule.now:
@@ -519,7 +569,8 @@ class Daemon:
         self.store.mark_occurrence(bulletin.id, bulletin.rev, occurrence, occurrence_state("skipped"), detail=reason,
                                    at=now)
         occurrence = self.events.time(now) if occurrence == NOW else occurrence
-        self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason)
+        self.events.emit("skipped", bulletin=bulletin.id, rev=bulletin.rev, occurrence=occurrence, reason=reason,
+                         **_lang(bulletin))
 
     def _report_unfinished_plays(self) -> None:
         """A play that started but never ended: the daemon died mid-play. Report it; it may replay in grace."""
@@ -627,6 +678,11 @@ class Daemon:
         }
 
 
+def _lang(bulletin: Bulletin) -> dict[str, str]:
+    """The optional ``lang`` field of play events: the bulletin's language, when it is not Vietnamese."""
+    return {"lang": bulletin.lang} if bulletin.lang != "vi" else {}
+
+
 class _Reporter:
     """The playout's reports, turned into occurrence records and events."""
 
@@ -660,7 +716,8 @@ class _Reporter:
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
         b = req.bulletin
-        self._d.events.emit(type_, bulletin=b.id, rev=b.rev, occurrence=self._occurrence(req), **extra)
+        self._d.events.emit(type_, bulletin=b.id, rev=b.rev, occurrence=self._occurrence(req), **extra,
+                            **_lang(b))
 
     def _occurrence(self, req: PlayRequest) -> str:
         return self._d.events.time(req.enqueued) if req.occurrence == NOW else req.occurrence

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from radiod.audio.render import Programme
 from radiod.audio.station import Timeline
-from radiod.errors import AudioOutputError, RadiodError, SynthesisError, VoiceError
+from radiod.errors import AudioOutputError, MediaError, RadiodError, SynthesisError, VoiceError
 from radiod.node.programme import BulletinProgramme
 from radiod.protocol.enums import Priority
 from radiod.protocol.messages import Bulletin
@@ -34,6 +34,9 @@ PLAYER_LEAD_S = 0.5
 AUDIO_TRIES = 3
 AUDIO_RETRY_S = 2.0
 """A USB sound card that vanished often comes back within seconds (a loose plug, a brown-out)."""
+READY_WAIT_S = 30.0
+"""How long past its start a play may wait for what its programme still needs (a recording still being fetched:
+:meth:`Programme.ready`) before it is skipped; an emergency or a stop ends the wait at once."""
 REPLAYED_AFTER = frozenset({"preempted", "restart", "shutdown"})
 """Interruptions after which the occurrence may play again: an emergency went first, or the daemon died or was
 stopped (``systemctl restart``, a reboot: it plays after the restart if still within grace). Cancelled,
@@ -62,6 +65,9 @@ class PlayRequest:
     start_at: float | None
     enqueued: float = field(default_factory=time.time)
     programme: Future[BulletinProgramme] | None = None
+    resume_s: float = 0.0
+    """Where in its programme this play starts, in seconds: past 0 for a recording pre-empted by an emergency,
+    which goes on from where it stopped (:meth:`Programme.starting_at`; speech plays again from the start)."""
     warned: int = 0
     """How many of :attr:`warnings` the reporter has already sent (a streamed programme adds some mid-play)."""
 
@@ -323,6 +329,15 @@ class Playout:
         if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
             self._after_stop(current, None)
             return
+        missing = programme.ready(current.stop, max(now, req.start_at or now) + READY_WAIT_S)
+        if current.stop.is_set():  # pre-empted while it waited for its recording
+            self._after_stop(current, None)
+            return
+        if missing is not None:
+            self._reporter.skipped(req, missing)
+            return
+        programme = programme.starting_at(req.resume_s)
+        req.resume_s = programme.start_s
         if not self._reporter.claim(req):
             log.info("%s %s already played: not again", bulletin.id, req.occurrence)
             return
@@ -346,6 +361,9 @@ class Playout:
             except (SynthesisError, VoiceError) as exc:  # a streamed programme synthesizes while it plays
                 self._reporter.failed(req, "synthesis", str(exc))
                 return
+            except MediaError as exc:  # a recording is decoded while it plays
+                self._reporter.failed(req, "media", str(exc))
+                return
             except RadiodError as exc:
                 self._reporter.failed(req, "relays", str(exc))
                 return
@@ -358,7 +376,9 @@ class Playout:
         reason = current.reason or "stopped"
         self._reporter.interrupted(current.req, reason, timeline)
         if reason == "preempted" and time.time() < current.req.bulletin.exp:
-            again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued)
+            played = timeline.audio_end - timeline.audio_start if timeline is not None else 0.0
+            again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued,
+                                resume_s=current.req.resume_s + played)
             again.programme = current.req.programme
             with self._cond:
                 self._queue.append(again)

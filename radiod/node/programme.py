@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radiod.audio.pcm import Pcm, read_wav
+from radiod.audio.recording import recording_programme
 from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme, render_recalled
 from radiod.config import Config
-from radiod.errors import VoiceError
+from radiod.errors import MediaError, VoiceError
 from radiod.node.programme_cache import ProgrammeCache, programme_key
 from radiod.profiles import Profile, load_profile
 from radiod.speech.speaker import Fallback, OnFallback, Speaker
 
 if TYPE_CHECKING:  # the message classes pull in the JWS stack, which `radiod speak` never needs
+    from radiod.node.media import MediaFetcher
     from radiod.protocol.messages import Bulletin
 
 EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
@@ -49,8 +51,17 @@ class BulletinProgramme:
 class ProgrammeMaker:
     """Holds the Speaker (with its cache), the finished-programme cache and the render settings of one node."""
 
-    def __init__(self, config: Config, profile: Profile | None = None, *, hold_chars: int = HOLD_CHARS) -> None:
+    def __init__(
+        self,
+        config: Config,
+        profile: Profile | None = None,
+        *,
+        hold_chars: int = HOLD_CHARS,
+        media: MediaFetcher | None = None,
+    ) -> None:
         self.config = config
+        self.media = media
+        """Where recordings come from (the daemon's); without it a bulletin with media cannot be made."""
         self.hold_chars = hold_chars
         self.profile = profile or load_profile(config.gpio.profile, Path(config.gpio.profiles_dir))
         self.speaker = Speaker(
@@ -78,6 +89,8 @@ class ProgrammeMaker:
         def on_fallback(fb: Fallback) -> None:
             warnings.append(f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}")
 
+        if bulletin.media is not None:
+            return BulletinProgramme(self._recording(bulletin, node_volume, on_fallback), warnings)
         programme = self.make(
             bulletin.text,
             self.voice_for(bulletin),
@@ -90,6 +103,25 @@ class ProgrammeMaker:
             on_fallback=on_fallback,
         )
         return BulletinProgramme(programme, warnings)
+
+    def _recording(self, bulletin: Bulletin, node_volume: float, on_fallback: OnFallback) -> Programme:
+        """A recorded bulletin's programme: its text (if any) read as the introduction, then the recording, which
+        the programme waits for at play time (:meth:`Programme.ready`) if it is still being fetched."""
+        media, fetcher = bulletin.media, self.media
+        if media is None or fetcher is None:
+            raise MediaError(f"bulletin {bulletin.id}: recordings need the daemon's media cache")
+        voice = self.voice_for(bulletin)
+        options = self._options(
+            voice,
+            chime=bulletin.chime,
+            repeat=1,
+            gap_s=bulletin.schedule.gap_s,
+            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            preamble=EXERCISE_NOTICE if bulletin.status == "exercise" else None,
+            on_fallback=on_fallback,
+        )
+        intro = tuple(self.speaker.speak(bulletin.text, voice, on_fallback=on_fallback)) if bulletin.text else ()
+        return recording_programme(intro, lambda stop, until: fetcher.wait(media, stop, until), options)
 
     def voice_for(self, bulletin: Bulletin) -> str:
         """The bulletin's voice if this node has it, else the node's default (see :meth:`unknown_voice`)."""
