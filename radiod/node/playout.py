@@ -62,6 +62,9 @@ class PlayRequest:
     start_at: float | None
     enqueued: float = field(default_factory=time.time)
     programme: Future[BulletinProgramme] | None = None
+    ends_at: float | None = None
+    """A relay's end (wall clock), fixed when the occurrence first starts; kept when it is queued again after an
+    emergency, so the relay resumes until its original end."""
     warned: int = 0
     """How many of :attr:`warnings` the reporter has already sent (a streamed programme adds some mid-play)."""
 
@@ -97,6 +100,11 @@ class Reporter(Protocol):
     def failed(self, req: PlayRequest, reason: str, message: str) -> None: ...
     def skipped(self, req: PlayRequest, reason: str) -> None: ...
 
+    def record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
+        """Record a state without an event: a relay starting again after its signal returned (already claimed),
+        or ending at its end time while silent."""
+        ...
+
 
 class Player(Protocol):
     """The station as the playout sees it."""
@@ -105,6 +113,15 @@ class Player(Protocol):
 
     def play(self, programme: Programme, name: str, *, start_at: float | None, stop: threading.Event,
              on_started: Callable[[float, float], None]) -> Timeline: ...
+
+
+class RelayPlayer(Protocol):
+    """Plays a relay occurrence (:mod:`radiod.node.relay`)."""
+
+    def play(self, req: PlayRequest, made: BulletinProgramme, stop: threading.Event) -> tuple[bool, Timeline | None]:
+        """Play ``req``'s relay to its end, reporting as it goes; (True, the last play's timeline or None) when
+        ``stop`` ended it, for the playout to report why."""
+        ...
 
 
 @dataclass
@@ -134,11 +151,13 @@ class Playout:
         reporter: Reporter,
         *,
         late_limit_s: float,
+        relays: RelayPlayer | None = None,
     ) -> None:
         self._player = player
         self._render = render
         self._reporter = reporter
         self._late_limit = late_limit_s
+        self._relays = relays
         self._queue: list[PlayRequest] = []
         self._current: _Current | None = None
         self._jobs: list[_Job] = []
@@ -314,7 +333,8 @@ class Playout:
             return
         assert req.programme is not None
         try:
-            programme = req.programme.result().programme
+            made = req.programme.result()
+            programme = made.programme
         except (SynthesisError, VoiceError) as exc:
             self._reporter.failed(req, "synthesis", str(exc))
             return
@@ -322,6 +342,11 @@ class Playout:
         assert current is not None
         if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
             self._after_stop(current, None)
+            return
+        if bulletin.relay is not None and self._relays is not None:
+            stopped, last = self._relays.play(req, made, current.stop)
+            if stopped:
+                self._after_stop(current, last)
             return
         if not self._reporter.claim(req):
             log.info("%s %s already played: not again", bulletin.id, req.occurrence)
@@ -360,6 +385,7 @@ class Playout:
         if reason == "preempted" and time.time() < current.req.bulletin.exp:
             again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued)
             again.programme = current.req.programme
+            again.ends_at = current.req.ends_at
             with self._cond:
                 self._queue.append(again)
                 self._cond.notify_all()

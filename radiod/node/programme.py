@@ -9,6 +9,7 @@ A programme rendered whole is kept when first played to its end and replayed fro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,8 @@ class BulletinProgramme:
 
     programme: Programme
     warnings: list[str] = field(default_factory=list)
+    volume: float = 1.0
+    """The level it was made at: a relay's live stream is levelled as it plays, at this volume."""
 
 
 class ProgrammeMaker:
@@ -78,18 +81,21 @@ class ProgrammeMaker:
         def on_fallback(fb: Fallback) -> None:
             warnings.append(f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}")
 
+        volume = node_volume * (bulletin.volume if bulletin.volume is not None else 1.0)
+        if not bulletin.text:  # a relay without a spoken introduction: nothing to render ahead
+            return BulletinProgramme(Programme(self.profile.audio.sample_rate, 0, [], -math.inf, 0.0), volume=volume)
         programme = self.make(
             bulletin.text,
             self.voice_for(bulletin),
             chime=bulletin.chime,
             repeat=bulletin.schedule.repeat,
             gap_s=bulletin.schedule.gap_s,
-            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            volume=volume,
             preamble=EXERCISE_NOTICE if bulletin.status == "exercise" else None,
             stream=bulletin.schedule.now or bulletin.priority == "emergency",
             on_fallback=on_fallback,
         )
-        return BulletinProgramme(programme, warnings)
+        return BulletinProgramme(programme, warnings, volume)
 
     def voice_for(self, bulletin: Bulletin) -> str:
         """The bulletin's voice if this node has it, else the node's default (see :meth:`unknown_voice`)."""
