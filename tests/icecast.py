@@ -122,9 +122,11 @@ class Icecast:
                  if p.exists()]
         return "\n".join(texts)
 
-    def feed(self, *, frequency: float = 1000.0, amplitude: float = 0.125, bitrate: str = "128k") -> Source:
-        """An ffmpeg source sending a sine of ``amplitude`` (peak, 0.125 is -18 dBFS) on the mount, started."""
-        source = Source(self, frequency=frequency, amplitude=amplitude, bitrate=bitrate)
+    def feed(self, *, frequency: float = 1000.0, amplitude: float = 0.125, bitrate: str = "128k",
+             tone_s: float | None = None) -> Source:
+        """An ffmpeg source sending a sine of ``amplitude`` (peak, 0.125 is -18 dBFS) on the mount, started;
+        with ``tone_s``, digital silence after that many seconds (the studio's fader down, the encoder still on)."""
+        source = Source(self, frequency=frequency, amplitude=amplitude, bitrate=bitrate, tone_s=tone_s)
         source.start()
         return source
 
@@ -154,11 +156,15 @@ class Icecast:
 class Source:
     """``ffmpeg -re`` encoding a tone to MP3 and sending it to the Icecast mount: the studio's encoder."""
 
-    def __init__(self, server: Icecast, *, frequency: float, amplitude: float, bitrate: str) -> None:
+    def __init__(self, server: Icecast, *, frequency: float, amplitude: float, bitrate: str,
+                 tone_s: float | None = None) -> None:
         self.server = server
+        tone = f"{amplitude}*sin(2*PI*{frequency}*t)"
+        if tone_s is not None:
+            tone = f"if(lt(t\\,{tone_s})\\,{tone}\\,0)"
         self.command = [
             "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"aevalsrc={amplitude}*sin(2*PI*{frequency}*t):s=44100:c=stereo",
+            "-f", "lavfi", "-i", f"aevalsrc={tone}:s=44100:c=stereo",
             "-c:a", "libmp3lame", "-b:a", bitrate, "-content_type", "audio/mpeg", "-f", "mp3",
             f"icecast://source:{SOURCE_PASSWORD}@{HOST}:{server.port}{MOUNT}",
         ]

@@ -6,9 +6,11 @@ and the relay comes back after it, and the relay ends at its end time."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -17,8 +19,11 @@ from icecast import Icecast
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import read_wav
+from radiod.clock import parse_rfc3339
 from radiod.config import RelayConfig
+from radiod.node.relay import relay_end
 from radiod.protocol.builders import bulletin, tombstone_for
+from radiod.protocol.messages import Relay
 
 NO_SIGNAL_S = 2.0
 AMP = "GPIO26"  # the fast profile's amplifier pin
@@ -75,6 +80,15 @@ def post_relay(hub: Hub, events: EventLog, bulletin_id: str, url: str, duration_
 
 def wavs(node: ThreadNode, bulletin_id: str) -> list[Path]:
     return sorted(node.out_dir.glob(f"{bulletin_id}-r1*.wav"), key=lambda p: p.stat().st_mtime)
+
+
+def tone_end_s(path: Path) -> float:
+    """Where the tone in the WAV ends, in seconds from its start."""
+    pcm = read_wav(path)
+    size = pcm.rate // 50
+    blocks = pcm.samples[: len(pcm.samples) // size * size].reshape(-1, size)
+    loud = np.flatnonzero(np.sqrt(np.mean(blocks**2, axis=1)) > 0.01)
+    return float(loud[-1] + 1) * size / pcm.rate
 
 
 def tone_seconds(path: Path) -> float:
@@ -169,3 +183,34 @@ def test_a_relay_whose_stream_never_comes_is_skipped_without_the_amplifier(
     assert skipped["reason"] == "no_signal"
     assert amp.edges() == []
     assert not events.of(type_="started", bulletin="b-relay-4")
+
+
+def test_a_silent_stream_switches_the_amplifier_off_after_no_signal_s(
+    icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode, amp: AmpHistory
+) -> None:
+    icecast.feed(tone_s=6)  # the studio's fader goes down; the encoder stays on the air, sending silence
+    payload = post_relay(hub, events, "b-relay-5", icecast.url, duration_s=60)
+    started = events.wait("started", bulletin="b-relay-5")[0]
+    gone = events.wait("interrupted", bulletin="b-relay-5", timeout=20)[0]
+    assert gone["reason"] == "no_signal"
+    [wav] = wavs(relay_node, "b-relay-5")
+    silent_from = ms(started["audio_start"]) + tone_end_s(wav) * 1000  # when the loudspeakers went quiet
+    [_, (off, _)] = amp.edges()
+    assert off * 1000 - silent_from <= (NO_SIGNAL_S + OFF_MARGIN_S) * 1000, "not left on over silence"
+    assert off * 1000 - silent_from >= 0, "the tone was played to its end"
+    time.sleep(2.0)  # still silent: the node listens with the amplifier off
+    assert amp.levels() == [True, False]
+    events.publish([(hub.topic(payload), hub.signed(tombstone_for(payload, time.time())), True)])
+    events.wait("interrupted", bulletin="b-relay-5", count=2, timeout=10)
+    assert events.of(type_="interrupted", bulletin="b-relay-5")[1]["reason"] == "cancelled"
+    assert amp.levels() == [True, False]
+
+
+@pytest.mark.parametrize(("start", "until", "end"), [
+    ("2026-12-06T05:30:00+07:00", "06:00", "2026-12-06T06:00:00+07:00"),
+    ("2026-12-06T06:00:00+07:00", "06:00", "2026-12-07T06:00:00+07:00"),  # the first such time *after* the start
+    ("2026-12-06T23:30:00+07:00", "00:15", "2026-12-07T00:15:00+07:00"),
+])
+def test_a_relay_until_a_time_of_day_ends_at_its_next_occurrence(start: str, until: str, end: str) -> None:
+    relay = Relay(url="http://radio.example/live.mp3", until=dt.time.fromisoformat(until))
+    assert relay_end(relay, parse_rfc3339(start), ZoneInfo("Asia/Ho_Chi_Minh")) == parse_rfc3339(end)

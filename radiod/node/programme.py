@@ -82,7 +82,7 @@ class ProgrammeMaker:
             warnings.append(f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}")
 
         volume = node_volume * (bulletin.volume if bulletin.volume is not None else 1.0)
-        if not bulletin.text:  # a relay without a spoken introduction: nothing to render ahead
+        if not bulletin.text and bulletin.status != "exercise":  # a relay without a spoken introduction
             return BulletinProgramme(Programme(self.profile.audio.sample_rate, 0, [], -math.inf, 0.0), volume=volume)
         programme = self.make(
             bulletin.text,
