@@ -10,7 +10,8 @@ warm-up, so the figure is the node's own; output ``null``) on a private broker (
 1. relay start latency: ``--runs`` times, a signed ``now`` bulletin with ``relay: {url, duration_s: 2}`` is
    published; latency = ``audio_start`` of its ``started`` event minus the publish instant. Broken down into
    publish -> accepted (verify, store, schedule) and accepted -> first audio (connect to Icecast, probe the MP3,
-   wait for :data:`radiod.audio.relay.SIGNAL_S` of signal, which Icecast's burst on connect gives at once).
+   wait for :data:`radiod.audio.relay.SIGNAL_S` of signal, which Icecast's burst on connect gives at once); and
+   beside it how long Icecast takes to answer a plain HTTP client with the stream's first byte.
 2. relaying: one relay of ``--seconds`` (default 30); the node's CPU (utime + stime from /proc) over that window
    and its VmRSS every second, beside the same node idle for 10 s before its first relay (PyAV not yet loaded).
 3. decoding a generated ``--minutes`` (default 10) MP3 file, 128 kbit/s stereo at 44.1 kHz: radiod.audio.decode
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def latency_runs(hub: Bench, url: str, runs: int) -> list[dict[str, float]]:
             "accepted": accepted.time("ts") - published,
             "to_audio": started.time("audio_start") - accepted.time("ts"),
         })
+    return out
+
+
+def first_bytes(url: str, runs: int) -> list[float]:
+    """Seconds until a plain HTTP client has the stream's first bytes: Icecast's own share of the latency."""
+    out = []
+    for _ in range(runs):
+        start = time.monotonic()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            response.read(1)
+            out.append(time.monotonic() - start)
     return out
 
 
@@ -142,6 +155,7 @@ def main() -> None:
         time.sleep(2.0)  # past the start-up work that follows the connect
         idle = sample(hub, node.pid, IDLE_S)  # before any relay: PyAV not loaded yet
         runs = latency_runs(hub, icecast.url, args.runs)
+        server = first_bytes(icecast.url, args.runs)
         relaying = relay_cost(hub, node.pid, icecast.url, args.seconds)
 
     print(f"\nrelay start latency, {args.runs} 'now' relay bulletins of a 128 kbit/s MP3 stream on Icecast "
@@ -149,6 +163,7 @@ def main() -> None:
     print(f"  {'publish -> first audio':<30} {summary_ms([r['latency'] for r in runs])}")
     print(f"  {'publish -> accepted':<30} {summary_ms([r['accepted'] for r in runs])}")
     print(f"  {'accepted -> first audio':<30} {summary_ms([r['to_audio'] for r in runs])}")
+    print(f"  {'(Icecast: request -> 1st byte)':<30} {summary_ms(server)}   (urllib, no radiod: the server's share)")
     print("  (runs 1..n, ms: " + ", ".join(f"{r['latency'] * 1000:.0f}" for r in runs) + "; run 1 also imports PyAV)")
 
     print(f"\nnode cost (radiod run, output null), idle {idle['wall']:.0f} s before any relay, then relaying "
