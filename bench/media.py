@@ -33,11 +33,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from measure import HARNESS, cpu_seconds, kb_to_mb, machine, proc_status, summary_ms
+from measure import HARNESS, machine, summary_ms
 
 sys.path.insert(0, str(HARNESS))
 from harness import Bench, Message
 from icecast import Icecast
+from idle import sample
 
 from radiod.audio.decode import decode
 from radiod.protocol.builders import bulletin
@@ -86,16 +87,9 @@ def first_bytes(url: str, runs: int) -> list[float]:
     return out
 
 
-def sample(hub: Bench, pid: int, seconds: float) -> dict:
-    """VmRSS every second for ``seconds``, and the CPU time over the window."""
-    rss: list[float] = []
-    wall0, cpu0 = time.monotonic(), cpu_seconds(pid)
-    while time.monotonic() - wall0 < seconds:
-        hub.check_alive()
-        rss.append(kb_to_mb(proc_status(pid)["VmRSS"]))
-        time.sleep(1.0)
-    wall = time.monotonic() - wall0
-    return {"rss": rss, "wall": wall, "cpu_pct": 100 * (cpu_seconds(pid) - cpu0) / wall}
+def cpu_pct(window: dict) -> float:
+    """The CPU time of a :func:`idle.sample` window in % of one core."""
+    return 100 * window["cpu"] / window["wall"]
 
 
 def relay_cost(hub: Bench, pid: int, url: str, seconds: float) -> dict:
@@ -169,10 +163,10 @@ def main() -> None:
     print(f"\nnode cost (radiod run, output null), idle {idle['wall']:.0f} s before any relay, then relaying "
           f"{relaying['wall']:.0f} s:")
     for label, s in (("idle", idle), ("relaying", relaying)):
-        print(f"  {label:<9} CPU {s['cpu_pct']:5.1f} % of one core   "
+        print(f"  {label:<9} CPU {cpu_pct(s):5.1f} % of one core   "
               f"VmRSS median {statistics.median(s['rss']):5.1f} MB,"
               f" max {max(s['rss']):5.1f} MB")
-    print(f"  relaying costs {relaying['cpu_pct'] - idle['cpu_pct']:+.1f} % CPU and "
+    print(f"  relaying costs {cpu_pct(relaying) - cpu_pct(idle):+.1f} % CPU and "
           f"{statistics.median(relaying['rss']) - statistics.median(idle['rss']):+.1f} MB (PyAV/FFmpeg loaded, "
           "decode thread, buffer)")
 

@@ -151,8 +151,9 @@ class Daemon:
             self._render,
             reporter,
             late_limit_s=config.schedule.grace_s,
-            relays=RelayLoop(self.station, reporter, config.relay, tz=self.tz,
-                             rate=self.station.profile.audio.sample_rate, target_lufs=config.audio.loudness_lufs),
+            relay_player=RelayLoop(self.station, reporter, config.relay, tz=self.tz,
+                                   rate=self.station.profile.audio.sample_rate,
+                                   target_lufs=config.audio.loudness_lufs),
         )
         self.scheduler = Scheduler(
             self.store,

@@ -151,13 +151,13 @@ class Playout:
         reporter: Reporter,
         *,
         late_limit_s: float,
-        relays: RelayPlayer | None = None,
+        relay_player: RelayPlayer | None = None,
     ) -> None:
         self._player = player
         self._render = render
         self._reporter = reporter
         self._late_limit = late_limit_s
-        self._relays = relays
+        self._relay_player = relay_player
         self._queue: list[PlayRequest] = []
         self._current: _Current | None = None
         self._jobs: list[_Job] = []
@@ -343,8 +343,8 @@ class Playout:
         if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
             self._after_stop(current, None)
             return
-        if bulletin.relay is not None and self._relays is not None:
-            stopped, last = self._relays.play(req, made, current.stop)
+        if bulletin.relay is not None and self._relay_player is not None:
+            stopped, last = self._relay_player.play(req, made, current.stop)
             if stopped:
                 self._after_stop(current, last)
             return
