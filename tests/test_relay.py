@@ -140,6 +140,8 @@ def test_the_amplifier_goes_off_when_the_studio_goes_off_the_air_and_on_when_it_
     source.start()
     back = time.time()
     events.wait("started", bulletin="b-relay-2", count=2, timeout=20)
+    store = relay_node.daemon.store
+    assert store.occurrence_state("b-relay-2", 1, "now") == "started", "on the air again: a restart would say so"
     assert events.of(type_="started", bulletin="b-relay-2")[1]["amp_on"] and time.time() - back < 10
     time.sleep(2.0)
     events.publish([(hub.topic(payload), hub.signed(tombstone_for(payload, time.time())), True)])

@@ -76,7 +76,7 @@ class RelayLoop:
                 if not source.wait_for_signal(stop, ends_at):
                     if stop.is_set():
                         return True, None
-                    self._ended_silent(req, source, played=claimed or not first_time)
+                    self._ended_off_air(req, source, played=claimed or not first_time)
                     return False, None
                 programme = LiveProgramme(
                     source, ends_at=ends_at, no_signal_s=self._config.no_signal_s, target_lufs=self._target,
@@ -122,11 +122,12 @@ class RelayLoop:
             self._reporter.failed(req, "relays", str(exc))
         return None
 
-    def _ended_silent(self, req: PlayRequest, source: LiveSource, *, played: bool) -> None:
-        """The end time came while the relay waited for a signal (see the module doc)."""
-        log.warning("relay %s ended at its end time without a signal (%s)", req.bulletin.id,
-                    source.problem or "silence")
+    def _ended_off_air(self, req: PlayRequest, source: LiveSource, *, played: bool) -> None:
+        """The end time came while the relay was off the air: waiting for a signal, or for an emergency to end
+        (see the module doc). The store records it as over, so nothing plays it again."""
+        log.warning("relay %s reached its end time off the air%s", req.bulletin.id,
+                    f" ({source.problem})" if source.problem else "")
         if played:
-            self._reporter.record(req, "interrupted", "no_signal")
+            self._reporter.record(req, "skipped", "ended")
         else:
             self._reporter.skipped(req, "no_signal")
