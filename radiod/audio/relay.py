@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from radiod.audio.decode import decode
+from radiod.audio.decode import OPEN_TIMEOUT_S, decode
 from radiod.audio.limiter import limit
 from radiod.audio.loudness import LoudnessMeter, ShortTermMeter
 from radiod.audio.render import Programme
@@ -76,12 +76,13 @@ class LiveSource:
     """A stream decoded on its own thread into a bounded buffer, reconnecting with backoff until :meth:`close`.
 
     ``last_signal`` is the monotonic time the newest block above ``silence_dbfs`` arrived (None: none yet), so
-    a reader can tell how long the signal has been gone however much audio is still buffered. ``problem`` is
-    the latest reason the stream was lost, for logs.
+    a reader can tell how long the signal has been gone however much audio is still buffered; a stalled
+    connection is given up after ``timeout_s`` without data and opened again. ``problem`` is why the stream is
+    lost now (None while it sends audio), for logs.
     """
 
-    def __init__(self, url: str, rate: int, *, silence_dbfs: float, timeout_s: float, reconnect_max_s: float,
-                 buffer_s: float = BUFFER_S) -> None:
+    def __init__(self, url: str, rate: int, *, silence_dbfs: float, reconnect_max_s: float,
+                 timeout_s: float = OPEN_TIMEOUT_S, buffer_s: float = BUFFER_S) -> None:
         self.url = url
         self.rate = rate
         self.silence_dbfs = silence_dbfs
@@ -179,6 +180,7 @@ class LiveSource:
                     for block in blocks:
                         if self._closed.is_set():
                             return
+                        self.problem = None
                         heard = self._put(block) or heard
                 self.problem = "the stream ended"
             except MediaError as exc:

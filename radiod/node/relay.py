@@ -69,7 +69,7 @@ class RelayLoop:
             req.ends_at = relay_end(relay, req.start_at if req.start_at is not None else time.time(), self._tz)
         ends_at = req.ends_at
         source = LiveSource(relay.url, self._rate, silence_dbfs=self._config.silence_dbfs,
-                            timeout_s=self._config.no_signal_s, reconnect_max_s=self._config.reconnect_max_s).start()
+                            reconnect_max_s=self._config.reconnect_max_s).start()
         claimed = False
         try:
             while True:
