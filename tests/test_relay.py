@@ -19,7 +19,7 @@ from icecast import Icecast
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import read_wav
-from radiod.clock import parse_rfc3339
+from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import RelayConfig
 from radiod.node.relay import relay_end
 from radiod.protocol.builders import bulletin, tombstone_for
@@ -206,6 +206,21 @@ def test_a_silent_stream_switches_the_amplifier_off_after_no_signal_s(
     events.wait("interrupted", bulletin="b-relay-5", count=2, timeout=10)
     assert events.of(type_="interrupted", bulletin="b-relay-5")[1]["reason"] == "cancelled"
     assert amp.levels() == [True, False]
+
+
+def test_a_scheduled_relay_starts_on_its_instant_and_ends_its_duration_later(
+    icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode
+) -> None:
+    icecast.feed()
+    now = int(time.time())
+    at = now + 4
+    payload = bulletin(id="b-relay-6", iat=now, exp=now + 3600, text="", targets=(f"zone-{hub.zone}",), chime=False,
+                       schedule={"at": [rfc3339(at)]}, relay={"url": icecast.url, "duration_s": 3})
+    events.publish([(hub.topic(payload), hub.signed(payload), True)])
+    started = events.wait("started", bulletin="b-relay-6", timeout=15)[0]
+    finished = events.wait("finished", bulletin="b-relay-6", timeout=15)[0]
+    assert abs(ms(started["audio_start"]) - at * 1000) < 100, "clusters in earshot start together"
+    assert abs(ms(finished["audio_end"]) - (at + 3) * 1000) < 100, "the end is counted from the scheduled start"
 
 
 @pytest.mark.parametrize(("start", "until", "end"), [
