@@ -3,9 +3,9 @@ plays, and ended the moment its signal is gone.
 
 :class:`LiveSource` decodes the stream (:func:`radiod.audio.decode.decode`) on a thread into a bounded buffer, so
 a stalled server is seen as no data rather than as a play that hangs, and a reader that falls behind drops the
-oldest audio instead of drifting ever further from live. A connection that breaks is opened again at once and
-then with a growing wait (up to ``reconnect_max_s``), also while the amplifier is on: a short network cut costs a
-moment of silence, not a relay switch-off.
+oldest audio instead of drifting ever further from live. A connection that breaks is opened again half a second
+later, then with a wait that doubles (up to ``reconnect_max_s``), also while the amplifier is on: a short network
+cut costs a moment of silence, not a relay switch-off.
 
 :class:`LiveProgramme` is one stretch of a relay through the station: an optional spoken introduction, then the
 stream. It ends by itself at the relay's end time, or once no audio above ``silence_dbfs`` has arrived for
