@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from harness import SHORT, EventLog, Hub, ThreadNode, ms, node_config, wait_for
+import yaml
+from harness import FAST_PROFILE, SHORT, EventLog, Hub, ThreadNode, ms, node_config, wait_for
 from icecast import Icecast
 
 from radiod.audio.loudness import integrated_lufs
@@ -27,6 +28,8 @@ from radiod.protocol.messages import Relay
 
 NO_SIGNAL_S = 2.0
 AMP = "GPIO26"  # the fast profile's amplifier pin
+WATCHDOG_S = 10
+"""The amplifier watchdog's max_on_s on the test board: a relay on the air longer must not be cut by it."""
 OFF_MARGIN_S = 1.0
 """After no_signal_s, the station's hold (0.2 s), the lines' settle (0.1 s) and the player's block: the amplifier
 is off within this much more."""
@@ -60,9 +63,15 @@ class AmpHistory:
 
 @pytest.fixture
 def relay_node(hub: Hub, tmp_path: Path, start_node: Callable[..., ThreadNode]) -> ThreadNode:
-    config = dataclasses.replace(node_config(hub, tmp_path), relay=RelayConfig(no_signal_s=NO_SIGNAL_S,
-                                                                               reconnect_max_s=1))
-    return start_node(config)
+    """A node on the fast mock board, but with the amplifier watchdog's shortest ``max_on_s`` (10 s)."""
+    profile = yaml.safe_load(FAST_PROFILE)
+    profile["amplifier"]["max_on_s"] = WATCHDOG_S
+    (hub.profiles / "watchdog.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    config = node_config(hub, tmp_path)
+    return start_node(dataclasses.replace(
+        config, relay=RelayConfig(no_signal_s=NO_SIGNAL_S, reconnect_max_s=1),
+        gpio=dataclasses.replace(config.gpio, profile="watchdog"),
+    ))
 
 
 @pytest.fixture
@@ -208,19 +217,21 @@ def test_a_silent_stream_switches_the_amplifier_off_after_no_signal_s(
     assert amp.levels() == [True, False]
 
 
-def test_a_scheduled_relay_starts_on_its_instant_and_ends_its_duration_later(
-    icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode
+def test_a_scheduled_relay_starts_on_its_instant_and_outlasts_the_amplifier_watchdog(
+    icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode, amp: AmpHistory
 ) -> None:
     icecast.feed()
     now = int(time.time())
-    at = now + 4
+    at, duration = now + 4, WATCHDOG_S + 2
     payload = bulletin(id="b-relay-6", iat=now, exp=now + 3600, text="", targets=(f"zone-{hub.zone}",), chime=False,
-                       schedule={"at": [rfc3339(at)]}, relay={"url": icecast.url, "duration_s": 3})
+                       schedule={"at": [rfc3339(at)]}, relay={"url": icecast.url, "duration_s": duration})
     events.publish([(hub.topic(payload), hub.signed(payload), True)])
     started = events.wait("started", bulletin="b-relay-6", timeout=15)[0]
-    finished = events.wait("finished", bulletin="b-relay-6", timeout=15)[0]
+    finished = events.wait("finished", bulletin="b-relay-6", timeout=30)[0]
     assert abs(ms(started["audio_start"]) - at * 1000) < 100, "clusters in earshot start together"
-    assert abs(ms(finished["audio_end"]) - (at + 3) * 1000) < 100, "the end is counted from the scheduled start"
+    assert abs(ms(finished["audio_end"]) - (at + duration) * 1000) < 100, "the end counts from the scheduled start"
+    assert amp.levels() == [True, False], "on the air with signal, the watchdog does not cut a relay"
+    assert relay_node.daemon.watchdog_fired_at is None
 
 
 @pytest.mark.parametrize(("start", "until", "end"), [

@@ -10,7 +10,8 @@ cut costs a moment of silence, not a relay switch-off.
 :class:`LiveProgramme` is one stretch of a relay through the station: an optional spoken introduction, then the
 stream. It ends by itself at the relay's end time, or once no audio above ``silence_dbfs`` has arrived for
 ``no_signal_s`` (no data, or silence), telling which in :attr:`LiveProgramme.ended`; the station then switches
-the amplifier off, so it is never left on over silence longer than that (a TT39 vendor requirement).
+the amplifier off, so it is never left on over silence longer than that (a TT39 vendor requirement). While the
+signal lasts it keeps the amplifier's watchdog from switching off a relay longer than the board's ``max_on_s``.
 
 Loudness: a live stream's integrated loudness is never known in advance, so the gain starts from the loudness of
 the audio buffered when the stream starts and then follows its short-term loudness (BS.1770, the last 3 s) toward
@@ -27,7 +28,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -60,6 +61,9 @@ AGC_DB_PER_S = 0.5
 """How fast the gain follows the stream's short-term loudness: slow, so music keeps its dynamics."""
 AGC_EVERY_S = 0.5
 """How often the gain is corrected."""
+KEEP_ON_EVERY_S = 5.0
+"""How often a relay on the air with signal tells the amplifier's watchdog it is alive (the watchdog's shortest
+``max_on_s`` is 10 s)."""
 AGC_GATE_LUFS = -45.0
 """Below this short-term loudness (a pause, a fade) the gain is held, not raised."""
 
@@ -199,7 +203,8 @@ class LiveProgramme(Programme):
     (:attr:`ended` "end") or ``no_signal_s`` after the signal was last heard ("no_signal")."""
 
     def __init__(self, source: LiveSource, *, ends_at: float, no_signal_s: float, target_lufs: float,
-                 volume: float = 1.0, intro: Programme | None = None) -> None:
+                 volume: float = 1.0, intro: Programme | None = None,
+                 keep_on: Callable[[], None] | None = None) -> None:
         super().__init__(source.rate, 0, [], -math.inf, 0.0)
         self.source = source
         self.ends_at = ends_at
@@ -208,6 +213,8 @@ class LiveProgramme(Programme):
         self.volume = volume
         self.intro = intro
         self.ended: str | None = None
+        self._keep_on = keep_on
+        self._kept_on = time.monotonic()
         self._meter = ShortTermMeter(source.rate)
         self._since_agc = 0
 
@@ -247,10 +254,15 @@ class LiveProgramme(Programme):
             yield out
 
     def _over(self) -> bool:
+        """Whether the relay is over (see :attr:`ended`); while it is not, every :data:`KEEP_ON_EVERY_S` it calls
+        ``keep_on`` (the amplifier watchdog's :meth:`~radiod.audio.relays.Relays.keep_on`)."""
         if time.time() >= self.ends_at:
             self.ended = "end"
         elif self.source.signal_age() > self.no_signal_s:
             self.ended = "no_signal"
+        elif self._keep_on is not None and time.monotonic() - self._kept_on >= KEEP_ON_EVERY_S:
+            self._keep_on()
+            self._kept_on = time.monotonic()
         return self.ended is not None
 
     def _first_gain(self) -> float:

@@ -153,7 +153,7 @@ class Daemon:
             late_limit_s=config.schedule.grace_s,
             relay_player=RelayLoop(self.station, reporter, config.relay, tz=self.tz,
                                    rate=self.station.profile.audio.sample_rate,
-                                   target_lufs=config.audio.loudness_lufs),
+                                   target_lufs=config.audio.loudness_lufs, keep_on=self.station.relays.keep_on),
         )
         self.scheduler = Scheduler(
             self.store,

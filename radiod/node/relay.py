@@ -12,6 +12,9 @@ The loop, on the playout thread (it holds the player, as any play does):
 4. at the end time: ``finished``. If the end comes while it waits for a signal, it ends with no further event (its
    last event already said it went silent); one that never had a signal is ``skipped``, reason ``no_signal``.
 
+While on the air with signal it keeps the amplifier's watchdog from ending a relay longer than the board's
+``max_on_s`` (:meth:`radiod.audio.relays.Relays.keep_on`): the relay switches off by itself on silence.
+
 The end is fixed when the occurrence first starts (its scheduled start, or for ``now`` its first attempt) and holds
 across no-signal gaps and emergencies: a stop (emergency, cancel, stop command, shutdown) ends the loop and the
 playout reports it; after an emergency the playout queues the relay again and it resumes live until that end.
@@ -23,6 +26,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from radiod.audio.relay import LiveProgramme, LiveSource
@@ -53,8 +57,9 @@ class RelayLoop:
     """Plays relay occurrences through ``player``, reporting to ``reporter`` (the playout's :class:`RelayPlayer`)."""
 
     def __init__(self, player: Player, reporter: Reporter, config: RelayConfig, *, tz: ZoneInfo, rate: int,
-                 target_lufs: float) -> None:
+                 target_lufs: float, keep_on: Callable[[], None] | None = None) -> None:
         self._player = player
+        self._keep_on = keep_on  # the amplifier watchdog's Relays.keep_on
         self._reporter = reporter
         self._config = config
         self._tz = tz
@@ -81,6 +86,7 @@ class RelayLoop:
                 programme = LiveProgramme(
                     source, ends_at=ends_at, no_signal_s=self._config.no_signal_s, target_lufs=self._target,
                     volume=made.volume, intro=made.programme if first_time and not claimed else None,
+                    keep_on=self._keep_on,
                 )
                 if not claimed:
                     if not self._reporter.claim(req):
