@@ -67,6 +67,8 @@ class RelayLoop:
         self._target = target_lufs
 
     def play(self, req: PlayRequest, made: BulletinProgramme, stop: threading.Event) -> tuple[bool, Timeline | None]:
+        """The loop of the module doc for one occurrence; ``first_time`` is false when it resumes after an
+        emergency (its end already fixed): then there is no introduction, and its start is now."""
         relay = req.bulletin.relay
         assert relay is not None
         first_time = req.ends_at is None
@@ -81,11 +83,11 @@ class RelayLoop:
                 if not source.wait_for_signal(stop, ends_at):
                     if stop.is_set():
                         return True, None
-                    self._ended_off_air(req, source, played=claimed or not first_time)
+                    self._ended_off_air(req, source, played=not first_time)
                     return False, None
                 programme = LiveProgramme(
                     source, ends_at=ends_at, no_signal_s=self._config.no_signal_s, target_lufs=self._target,
-                    volume=made.volume, intro=made.programme if first_time and not claimed else None,
+                    volume=made.volume, intro=made.programme if first_time else None,
                     keep_on=self._keep_on,
                 )
                 if not claimed:
