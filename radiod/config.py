@@ -112,6 +112,18 @@ class AudioConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelayConfig:
+    no_signal_s: float = setting(
+        10.0, doc="a live relay whose stream sent no audio above silence_dbfs for this long goes off the air "
+        "(amplifier off) until its signal returns", min=1, max=300,
+    )
+    silence_dbfs: float = setting(-50.0, doc="a relayed stream quieter than this (RMS) counts as silence",
+                                  min=-90, max=-20)
+    reconnect_max_s: float = setting(30.0, doc="longest wait between attempts to reach a lost relay stream",
+                                     min=1, max=600)
+
+
+@dataclass(frozen=True, kw_only=True)
 class GpioConfig:
     profile: str = setting("mock", doc="a board in firmware_profiles/, e.g. mock, rpi-relay-hat-2ch")
     profiles_dir: str = setting(default_data_dir("firmware_profiles"), doc="where firmware profiles are")
@@ -200,6 +212,7 @@ class Config:
     security: SecurityConfig = setting(factory=SecurityConfig, doc="which hub keys this node trusts")
     storage: StorageConfig = setting(factory=StorageConfig, doc="where state is kept")
     audio: AudioConfig = setting(factory=AudioConfig, doc="audio output and programme sound")
+    relay: RelayConfig = setting(factory=RelayConfig, doc="live relays of the district or provincial radio")
     gpio: GpioConfig = setting(factory=GpioConfig, doc="relay board")
     speech: SpeechConfig = setting(factory=SpeechConfig, doc="voices and synthesis")
     schedule: ScheduleConfig = setting(factory=ScheduleConfig, doc="when bulletins play")

@@ -59,3 +59,22 @@ def integrated_lufs(clips: Iterable[Pcm]) -> float:
     for clip in clips:
         meter.feed(clip.samples, clip.rate)
     return meter.lufs()
+
+
+class ShortTermMeter:
+    """BS.1770 short-term loudness: the last 3 s of a live feed, for a gain that follows a live stream (a relay)
+    whose integrated loudness is never known in advance."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._state = pyebur128.R128State(1, rate, pyebur128.MeasurementMode.MODE_S)
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Measure ``samples`` (float32 in [-1, 1] at ``rate``), after those fed before."""
+        if len(samples):
+            self._state.add_frames(np.ascontiguousarray(samples, dtype=np.float32), len(samples))
+
+    def lufs(self) -> float:
+        """The loudness of the last 3 s fed; -inf for silence or before 3 s have been fed."""
+        value = pyebur128.get_loudness_shortterm(self._state)
+        return value if math.isfinite(value) else -math.inf

@@ -3,8 +3,9 @@
 Every failure mode must end with the amplifier OFF: a bug that leaves it on blasts a commune's loudspeakers
 (and burns the amplifier) until someone climbs the pole. So every relay starts off, :meth:`Relays.all_off` is
 safe from any thread and from a signal handler, a watchdog forces everything off after the profile's
-``max_on_s``, and :func:`switch_off_on_signals` switches off on SIGTERM/SIGINT before anything else runs. What
-happens when the process dies without running any of this is down to the wiring: see ``docs/wiring.md``.
+``max_on_s`` (for a live relay, ``max_on_s`` after its last sign of life: :meth:`Relays.keep_on`), and
+:func:`switch_off_on_signals` switches off on SIGTERM/SIGINT before anything else runs. What happens when the
+process dies without running any of this is down to the wiring: see ``docs/wiring.md``.
 
 The status LED is an "on air" lamp: it is lit exactly while the amplifier relay is commanded on, so a
 technician at the cabinet can see what radiod believes without a meter.
@@ -130,12 +131,25 @@ class Amplifier:
             return False
         self._switch.set(on=True)
         self.on_since, self.on_mono = time.time(), time.monotonic()
+        self._arm()
+        return True
+
+    def rearm(self) -> bool:
+        """Count ``max_on_s`` again from now, if the amplifier is on (False if it is off): the old timer is
+        cancelled, and made stale should it be firing already."""
+        if self.on_since is None:
+            return False
+        self.disarm()
+        self._generation += 1
+        self._arm()
+        return True
+
+    def _arm(self) -> None:
         timer = threading.Timer(self._max_on_s, self._expired, args=(self._generation,))
         timer.daemon = True  # a pending timer must never keep a stopping daemon alive
         timer.name = "relay-watchdog"
         timer.start()
         self._timer = timer
-        return True
 
     def off(self) -> None:
         """Switch off; the watchdog's timer, if any, is left to fire as a no-op (see :meth:`disarm`)."""
@@ -287,6 +301,13 @@ class Relays:
         with self._lock:
             if self.amplifier.on() and self.led:
                 self.led.on_air()
+
+    def keep_on(self) -> None:
+        """A live relay still on the air says so: the watchdog's ``max_on_s`` counts again from now. A relay of
+        the district radio may last hours, and switches the amplifier off by itself on silence
+        (:mod:`radiod.audio.relay`); if its thread hangs, the calls stop and the watchdog acts as for any play."""
+        with self._lock:
+            self.amplifier.rearm()
 
     def amp_off(self) -> None:
         """Amplifier (and the on-air LED) off; disarms the watchdog."""

@@ -42,6 +42,7 @@ from radiod.node.media import MediaCache, MediaFetcher
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme, ProgrammeMaker
+from radiod.node.relay import RelayLoop
 from radiod.node.scheduler import NOW, Scheduler
 from radiod.node.sdnotify import Notifier
 from radiod.node.store import PlayRecord, Store
@@ -150,11 +151,15 @@ class Daemon:
             tz=self.tz,
         )
         self.publisher = Publisher(self.store, self.link, self.topics["event"], self.events.wakeup)
+        reporter = _Reporter(self)
         self.playout = Playout(
             self.station,
             self._render,
-            _Reporter(self),
+            reporter,
             late_limit_s=config.schedule.grace_s,
+            relay_player=RelayLoop(self.station, reporter, config.relay, tz=self.tz,
+                                   rate=self.station.profile.audio.sample_rate,
+                                   target_lufs=config.audio.loudness_lufs, keep_on=self.station.relays.keep_on),
         )
         self.scheduler = Scheduler(
             self.store,
@@ -700,6 +705,10 @@ class _Reporter:
             self._d.store_error = (time.time(), str(exc))
             self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, state, reason, at))
 
+
+    def record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
+        """A state without an event (a relay on the air again, or ended while silent): see Reporter.record."""
+        self._record(req, outcome, reason)
 
     def claim(self, req: PlayRequest) -> bool:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write

@@ -68,6 +68,9 @@ class PlayRequest:
     resume_s: float = 0.0
     """Where in its programme this play starts, in seconds: past 0 for a recording pre-empted by an emergency,
     which goes on from where it stopped (:meth:`Programme.starting_at`; speech plays again from the start)."""
+    ends_at: float | None = None
+    """A relay's end (wall clock), fixed when the occurrence first starts; kept when it is queued again after an
+    emergency, so the relay resumes until its original end."""
     warned: int = 0
     """How many of :attr:`warnings` the reporter has already sent (a streamed programme adds some mid-play)."""
 
@@ -103,6 +106,11 @@ class Reporter(Protocol):
     def failed(self, req: PlayRequest, reason: str, message: str) -> None: ...
     def skipped(self, req: PlayRequest, reason: str) -> None: ...
 
+    def record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
+        """Record a state without an event: a relay starting again after its signal returned (already claimed),
+        or ending at its end time while silent."""
+        ...
+
 
 class Player(Protocol):
     """The station as the playout sees it."""
@@ -111,6 +119,15 @@ class Player(Protocol):
 
     def play(self, programme: Programme, name: str, *, start_at: float | None, stop: threading.Event,
              on_started: Callable[[float, float], None]) -> Timeline: ...
+
+
+class RelayPlayer(Protocol):
+    """Plays a relay occurrence (:mod:`radiod.node.relay`)."""
+
+    def play(self, req: PlayRequest, made: BulletinProgramme, stop: threading.Event) -> tuple[bool, Timeline | None]:
+        """Play ``req``'s relay to its end, reporting as it goes; (True, the last play's timeline or None) when
+        ``stop`` ended it, for the playout to report why."""
+        ...
 
 
 @dataclass
@@ -140,11 +157,13 @@ class Playout:
         reporter: Reporter,
         *,
         late_limit_s: float,
+        relay_player: RelayPlayer | None = None,
     ) -> None:
         self._player = player
         self._render = render
         self._reporter = reporter
         self._late_limit = late_limit_s
+        self._relay_player = relay_player
         self._queue: list[PlayRequest] = []
         self._current: _Current | None = None
         self._jobs: list[_Job] = []
@@ -320,7 +339,8 @@ class Playout:
             return
         assert req.programme is not None
         try:
-            programme = req.programme.result().programme
+            made = req.programme.result()
+            programme = made.programme
         except (SynthesisError, VoiceError) as exc:
             self._reporter.failed(req, "synthesis", str(exc))
             return
@@ -328,6 +348,11 @@ class Playout:
         assert current is not None
         if current.stop.is_set():  # pre-empted or cancelled while it was being rendered
             self._after_stop(current, None)
+            return
+        if bulletin.relay is not None and self._relay_player is not None:
+            stopped, last = self._relay_player.play(req, made, current.stop)
+            if stopped:
+                self._after_stop(current, last)
             return
         missing = programme.ready(current.stop, max(now, req.start_at or now) + READY_WAIT_S)
         if current.stop.is_set():  # pre-empted while it waited for its recording
@@ -378,7 +403,7 @@ class Playout:
         if reason == "preempted" and time.time() < current.req.bulletin.exp:
             played = timeline.audio_end - timeline.audio_start if timeline is not None else 0.0
             again = PlayRequest(current.req.bulletin, current.req.occurrence, None, current.req.enqueued,
-                                resume_s=current.req.resume_s + played)
+                                resume_s=current.req.resume_s + played, ends_at=current.req.ends_at)
             again.programme = current.req.programme
             with self._cond:
                 self._queue.append(again)

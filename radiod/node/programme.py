@@ -9,6 +9,7 @@ A programme rendered whole is kept when first played to its end and replayed fro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ class BulletinProgramme:
 
     programme: Programme
     warnings: list[str] = field(default_factory=list)
+    volume: float = 1.0
+    """The level it was made at: a relay's live stream is levelled as it plays, at this volume."""
 
 
 class ProgrammeMaker:
@@ -89,22 +92,25 @@ class ProgrammeMaker:
         def on_fallback(fb: Fallback) -> None:
             warnings.append(f"voice {fb.voice} could not read it ({fb.reason}): read with {fb.fallback}")
 
+        volume = node_volume * (bulletin.volume if bulletin.volume is not None else 1.0)
         if bulletin.media is not None:
-            return BulletinProgramme(self._recording(bulletin, node_volume, on_fallback), warnings)
+            return BulletinProgramme(self._recording(bulletin, volume, on_fallback), warnings, volume)
+        if not bulletin.text and bulletin.status != "exercise":  # a relay without a spoken introduction
+            return BulletinProgramme(Programme(self.profile.audio.sample_rate, 0, [], -math.inf, 0.0), volume=volume)
         programme = self.make(
             bulletin.text,
             self.voice_for(bulletin),
             chime=bulletin.chime,
             repeat=bulletin.schedule.repeat,
             gap_s=bulletin.schedule.gap_s,
-            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            volume=volume,
             preamble=EXERCISE_NOTICE if bulletin.status == "exercise" else None,
             stream=bulletin.schedule.now or bulletin.priority == "emergency",
             on_fallback=on_fallback,
         )
-        return BulletinProgramme(programme, warnings)
+        return BulletinProgramme(programme, warnings, volume)
 
-    def _recording(self, bulletin: Bulletin, node_volume: float, on_fallback: OnFallback) -> Programme:
+    def _recording(self, bulletin: Bulletin, volume: float, on_fallback: OnFallback) -> Programme:
         """A recorded bulletin's programme: its text (if any) read as the introduction, then the recording, which
         the programme waits for at play time (:meth:`Programme.ready`) if it is still being fetched."""
         media, fetcher = bulletin.media, self.media
@@ -116,7 +122,7 @@ class ProgrammeMaker:
             chime=bulletin.chime,
             repeat=1,
             gap_s=bulletin.schedule.gap_s,
-            volume=node_volume * (bulletin.volume if bulletin.volume is not None else 1.0),
+            volume=volume,
             preamble=EXERCISE_NOTICE if bulletin.status == "exercise" else None,
             on_fallback=on_fallback,
         )
