@@ -8,6 +8,7 @@ Every command prints a clear message and exits non-zero on bad input; a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,11 @@ EXIT_UNKNOWN = 3
 """`radiod health` is a monitoring plugin: its usage errors are UNKNOWN (3), not CRITICAL (argparse's 2)."""
 
 Handler = Callable[[argparse.Namespace], int]
+
+# numpy's OpenBLAS starts a thread per core on import and spins them up: about 40 ms of CPU per process (more on
+# a Pi's four cores) for linear algebra radiod never does; its audio maths is element-wise. Set before any command
+# imports numpy; a value set by the caller is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _config(args: argparse.Namespace) -> Config:
