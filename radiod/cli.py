@@ -146,12 +146,13 @@ def cmd_speak(args: argparse.Namespace) -> int:
     programme = maker.make(text, args.voice or config.speech.voice, chime=not args.no_chime, repeat=args.repeat)
     if args.output:
         from radiod.audio.pcm import write_wav_blocks
+        from radiod.audio.render import BLOCK
         from radiod.node.programme_cache import CachedProgramme
 
         if isinstance(programme, CachedProgramme):  # the same programme made before: copied from the cache
             programme.write_wav(Path(args.output))
         else:
-            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(8192))
+            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(BLOCK))
         print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
         return 0
     from radiod.audio.station import Station

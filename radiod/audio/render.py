@@ -49,6 +49,7 @@ from radiod.audio.resample import as_float, resample
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BLOCK",
     "CEILING_DBFS",
     "CHIME_PAUSE_S",
     "Programme",
@@ -75,6 +76,9 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 3 s (never more than two sentences) at most 0.9 dB."""
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
+BLOCK = _CHUNK
+"""Block size for a caller free to choose one (a file written whole): the programme's own chunks, handed out as
+they are computed, without copying them into blocks of another size."""
 _RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
 _RECALL_WINDOW = 8  # clips a recalling stream keeps for parts rendered out of order (see _Recall)
 
@@ -127,6 +131,9 @@ class Programme:
         pending: list[np.ndarray] = []
         held = 0
         for chunk in self._limited_chunks():
+            if not held and len(chunk) == size:  # blocks the size of the chunks (radiod speak -o): no copy
+                yield chunk
+                continue
             pending.append(chunk)
             held += len(chunk)
             if held < size:
@@ -243,7 +250,7 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     meter = LoudnessMeter()
     gain = np.float32(10.0 ** (gain_db / 20.0) * volume)
     for clip in clips:
-        meter.feed(limit(as_float(clip.samples) * gain, clip.rate), clip.rate)
+        meter.feed(limit(as_float(clip.samples) * gain, clip.rate, in_place=True), clip.rate)
     return meter.lufs()
 
 
