@@ -238,14 +238,16 @@ class Speaker:
         engine cannot run here, so that a programme read by its fallback voice is never taken for its own.
         Raises :class:`VoiceError` for an unknown voice."""
         voice = self.voice(voice_id)
-        try:
-            engine = self._engine(voice)
-        except VoiceError:
+        with ThreadPoolExecutor(1, thread_name_prefix="engine") as pool:
+            # Finding the engine and its version may run programs (espeak-ng --voices, --version: ~15 ms), which
+            # a second core runs while this thread normalizes the text.
+            ready = pool.submit(self._engine_version, voice)
+            sentences = self._sentences(text, voice)
+            version = ready.result()
+        if version is None:
             return None
-        sentences = self._sentences(text, voice)
         if not sentences:
             return []
-        version = engine.version()
         pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
         return [(cache_key(s.text, voice, version), pause) for s, pause in zip(sentences, pauses, strict=True)]
 
@@ -470,6 +472,13 @@ class Speaker:
         if on_fallback is not None:
             on_fallback(self.last_fallback)
         return self.voice(voice.fallback)
+
+    def _engine_version(self, voice: Voice) -> str | None:
+        """The version of ``voice``'s engine; None when the engine cannot run here."""
+        try:
+            return self._engine(voice).version()
+        except VoiceError:
+            return None
 
     def _engine(self, voice: Voice) -> Engine:
         if voice not in self._engines:
