@@ -143,7 +143,13 @@ def cmd_speak(args: argparse.Namespace) -> int:
     config = _config(args)
     text = _read_text(args)
     maker = ProgrammeMaker(config)
-    programme = maker.make(text, args.voice or config.speech.voice, chime=not args.no_chime, repeat=args.repeat)
+    programme = maker.make(
+        text,
+        args.voice or config.speech.voice,
+        chime=not args.no_chime,
+        repeat=args.repeat,
+        progressive=bool(args.output),  # a file is written as fast as the programme is made: while it is synthesized
+    )
     if args.output:
         from radiod.audio.pcm import write_wav_blocks
         from radiod.audio.render import BLOCK
