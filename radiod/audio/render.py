@@ -259,7 +259,9 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     return meter.lufs()
 
 
-def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, float]:
+def _level(
+    clips: Sequence[Pcm], target: float, volume: float, opening: _Opening | None = None
+) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
     as they come out of the limiter; both measured on the opening of the speech (:func:`_probe_clips`).
 
@@ -269,12 +271,16 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
     took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
     follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
     takes less, so the volume is part of the probe. Whether the limiter acts at all is judged on the probe's peak
-    too (a louder peak later is limited all the same, only without make-up gain).
+    too (a louder peak later is limited all the same, only without make-up gain). ``opening``: those clips'
+    loudness and peak, measured as they arrived (a programme rendered while its speech is synthesized).
     """
     probe = _probe_clips(clips)
-    lufs = integrated_lufs(probe)
+    if opening is None or len(opening.clips) != len(probe):
+        opening = _Opening()
+        for clip in probe:
+            opening.add(clip)
+    lufs, peak = opening.meter.lufs(), opening.peak
     gain_db = _normalizing_gain_db(lufs, target)
-    peak = _peak(probe)
     if math.isinf(lufs) or peak * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
     volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
@@ -292,6 +298,21 @@ def _level(clips: Sequence[Pcm], target: float, volume: float) -> tuple[float, f
         if gain_db == previous[0]:
             break  # at the most make-up allowed: louder would only be more limited
     return lufs, gain_db
+
+
+class _Opening:
+    """Clips measured as they arrive (loudness, peak): what :func:`_level` measures first, taken while the rest of
+    the opening is still being synthesized."""
+
+    def __init__(self) -> None:
+        self.clips: list[Pcm] = []
+        self.meter = LoudnessMeter()
+        self.peak = 0.0
+
+    def add(self, clip: Pcm) -> None:
+        self.clips.append(clip)
+        self.meter.feed(clip.samples, clip.rate)
+        self.peak = max(self.peak, _peak([clip]))
 
 
 def _peak(clips: Sequence[Pcm]) -> float:
@@ -539,6 +560,9 @@ class StreamingProgramme(Programme):
         bulletin stopped during its chime does not go on synthesizing; a later play takes the level itself.
         """
         first = [self._fresh[k] for k in range(len(self._sizes))]  # none is laid out before the level is known
+        opening = _Opening()  # measured as they come, while the next ones are synthesized
+        for clip in first:
+            opening.add(clip)
         heard = sum(map(self._heard_s, first))
         while self._wants_more(heard, len(first)) and not self._ended:
             if stoppable:
@@ -548,9 +572,10 @@ class StreamingProgramme(Programme):
             if not self._receive():
                 break
             first.append(self._fresh[len(first)])
+            opening.add(first[-1])
             heard += self._heard_s(first[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume)
+        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume, opening)
         self._level_known = True
 
     def _heard_s(self, clip: Pcm) -> float:
