@@ -151,7 +151,7 @@ class ProgrammeMaker:
                 on_fallback(fallback)
 
         held = self._held(text, voice_id)  # synthesized in parallel batches and held: fastest, the clips fit in memory
-        if held and progressive:
+        if held and progressive and self.speaker.cache is not None:  # the repeats read the clips again from the cache
             programme: Programme = StreamingProgramme(
                 lambda: self.speaker.speak_iter(text, voice_id, on_fallback=heard), options, probe=True
             )

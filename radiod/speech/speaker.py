@@ -310,6 +310,7 @@ class Speaker:
         tried: list[str],
         on_fallback: OnFallback | None,
     ) -> Iterator[Pcm]:
+        """:meth:`speak_iter` from the point its voice is chosen; a failure hands what is left to the fallback."""
         given = 0
         try:
             for clip in self._clips(sentences, voice, engine):
@@ -321,6 +322,7 @@ class Speaker:
             yield from self._speak_iter(sentences[given:], voice, engine, tried, on_fallback)
 
     def _speak(self, text: str, voice: Voice, engine: Engine) -> list[Pcm]:
+        """All the clips of ``text`` read by ``voice``; a failure is the caller's to fall back from."""
         return list(self._clips(self._sentences(text, voice), voice, engine))
 
     def _clips(self, sentences: list[_Sentence], voice: Voice, engine: Engine) -> Iterator[Pcm]:
