@@ -8,6 +8,7 @@ Every command prints a clear message and exits non-zero on bad input; a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,11 @@ EXIT_UNKNOWN = 3
 """`radiod health` is a monitoring plugin: its usage errors are UNKNOWN (3), not CRITICAL (argparse's 2)."""
 
 Handler = Callable[[argparse.Namespace], int]
+
+# numpy's OpenBLAS starts a thread per core on import and spins them up: about 40 ms of CPU per process (more on
+# a Pi's four cores) for linear algebra radiod never does; its audio maths is element-wise. Set before any command
+# imports numpy; a value set by the caller is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -140,15 +146,22 @@ def cmd_speak(args: argparse.Namespace) -> int:
     config = _config(args)
     text = _read_text(args)
     maker = ProgrammeMaker(config)
-    programme = maker.make(text, args.voice or config.speech.voice, chime=not args.no_chime, repeat=args.repeat)
+    programme = maker.make(
+        text,
+        args.voice or config.speech.voice,
+        chime=not args.no_chime,
+        repeat=args.repeat,
+        progressive=bool(args.output),  # a file is written as fast as the programme is made: while it is synthesized
+    )
     if args.output:
         from radiod.audio.pcm import write_wav_blocks
+        from radiod.audio.render import BLOCK
         from radiod.node.programme_cache import CachedProgramme
 
         if isinstance(programme, CachedProgramme):  # the same programme made before: copied from the cache
             programme.write_wav(Path(args.output))
         else:
-            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(8192))
+            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(BLOCK))
         print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
         return 0
     from radiod.audio.station import Station

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import article_text
 
 from radiod.audio.pcm import read_wav, to_int16
-from radiod.audio.render import Programme
+from radiod.audio.render import PROBE_S, Programme
 from radiod.config import Config, load_config
 from radiod.node.programme import ProgrammeMaker
 from radiod.node.programme_cache import CachedProgramme
@@ -60,6 +61,26 @@ def test_the_same_programme_again_is_replayed_from_disk_sample_for_sample(tmp_pa
     assert np.max(np.abs(as_float - first.to_pcm().samples)) <= 0.5 / 32767 + 1e-7  # 16-bit rounding only
     assert replay.speech_lufs == first.speech_lufs and replay.gain_db == first.gain_db
     assert entries(config) == [entry]
+
+
+def test_a_programme_rendered_while_its_speech_is_synthesized_is_the_whole_one_and_kept(tmp_path: Path) -> None:
+    """radiod speak -o renders as the speech arrives (progressive): the same samples as the programme made whole,
+    kept the same way, and replayed. The text is longer than the opening the level is measured on."""
+    text = article_text()[:4000]
+    for name in ("whole", "progressive"):
+        (tmp_path / name).mkdir()
+    whole = ProgrammeMaker(config_in(tmp_path / "whole")).make(text, "vi-north", repeat=2)
+    config = config_in(tmp_path / "progressive")
+    progressive = ProgrammeMaker(config).make(text, "vi-north", repeat=2, progressive=True)
+    assert np.array_equal(played(progressive), played(whole))
+    assert (progressive.n_samples, progressive.spans) == (whole.n_samples, whole.spans)
+    speech_s = sum(span.stop - span.start for span in whole.spans if span.kind == "speech") / whole.rate
+    assert speech_s > 2 * PROBE_S  # in each of the two repeats, more speech than the level is measured on
+    assert len(entries(config)) == 1
+    replay = ProgrammeMaker(config).make(text, "vi-north", repeat=2, progressive=True)
+    assert isinstance(replay, CachedProgramme)
+    assert np.array_equal(played(replay), played(whole))
+    assert (replay.speech_lufs, replay.gain_db) == (whole.speech_lufs, whole.gain_db)
 
 
 def test_anything_that_changes_a_sample_is_a_miss(tmp_path: Path) -> None:

@@ -148,6 +148,23 @@ def test_long_text_is_read_completely_in_parallel() -> None:
     assert sum(together) > len(text.split()) / 6  # at most 6 syllables a second: nothing was skipped
 
 
+def test_clips_handed_out_as_they_are_read_are_the_clips_of_speak(tmp_path: Path) -> None:
+    """speak_iter (radiod speak -o renders while the rest is synthesized): the first clip comes once the first
+    run is read, before the others are; all together they are exactly speak's, a repeated sentence included."""
+    text = article_start(3000) + "Xin chào bà con.\nXin chào bà con.\n"
+    speaker = Speaker(VOICES, tmp_path / "cache", workers=2)
+    sentences = speaker.sentences(text, "vi-north")
+    clips = speaker.speak_iter(text, "vi-north")
+    first = next(clips)
+    assert 0 < len(cache_files(tmp_path / "cache")) < len(set(sentences))  # the later runs are not kept yet
+    handed = [first, *clips]
+    spoken = Speaker(VOICES, None, workers=2).speak(text, "vi-north")
+    assert len(handed) == len(spoken) == len(sentences)
+    for one, other in zip(handed, spoken, strict=True):
+        assert one.rate == other.rate and np.array_equal(one.samples, other.samples)
+    assert speaker.stats.misses == len(set(sentences)) and speaker.stats.engine_runs >= 2
+
+
 def test_one_sentence_over_1000_bytes_is_read_to_the_end() -> None:
     speaker = Speaker(VOICES, None)
     clause_s = speech_span_s(speaker.speak(CLAUSE.capitalize() + ".", "vi-north")[0])

@@ -77,7 +77,7 @@ class Part:
             curve = _fade_curve(np.arange(self.fade), self.fade)
             out[: self.fade] *= curve
             out[len(out) - self.fade :] *= curve[::-1]
-        return limit(out, rate)
+        return limit(out, rate, in_place=True)  # ``out`` is this render's own array
 
 
 def _fade_curve(idx: np.ndarray, length: int) -> np.ndarray:

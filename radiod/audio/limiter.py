@@ -34,23 +34,27 @@ def _sliding_min(values: np.ndarray, width: int) -> np.ndarray:
     return np.minimum(suffix[: n - width + 1], prefix[width - 1 : n])
 
 
-def limit(samples: np.ndarray, rate: int) -> np.ndarray:
+def limit(samples: np.ndarray, rate: int, *, in_place: bool = False) -> np.ndarray:
     """``samples`` (float32) limited to the ceiling as one block, as if silence came before and after them.
 
     A programme limits each clip (a sentence, a chime) on its own: clips meet at faded edges, so a clip's peaks
     never need the gain to start falling in the clip before it, and the same clip comes out the same wherever
     it lies (a repeat replays exactly what was played). Returns ``samples`` itself when no sample is over.
+    ``in_place``: the caller owns ``samples`` (float32) and lets them be limited where they are, saving a copy of
+    the clip (a renderer limits every sentence of every play).
     """
     x = samples.astype(np.float32, copy=False)
     n = len(x)
     a = max(1, round(ATTACK_S * rate))  # the segment length, and the look-ahead
     hold = max(1, round(HOLD_S * rate))
     span = -(-(hold - 1) // a) + 1  # segments whose minimum covers the last ``hold`` samples
-    n_seg = -(-n // a)
-    if n_seg == 0:
+    if n == 0:
         return x
-    rows = np.concatenate([x, np.zeros(n_seg * a - n, dtype=np.float32)]).reshape(n_seg, a)
+    whole = n // a * a  # the segments of the block but a shorter last one, peaked without copying the block
+    rows = x[:whole].reshape(-1, a)
     peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+    if whole < n:
+        peak = np.append(peak, np.float32(np.abs(x[whole:]).max()))
     if peak.max() <= CEILING:
         return x
     needed = np.minimum(np.float32(1.0), np.float32(CEILING) / np.maximum(peak, np.float32(1e-12)))
@@ -62,7 +66,7 @@ def limit(samples: np.ndarray, rate: int) -> np.ndarray:
     s0, s1 = int(low[0]), int(low[-1]) + 1
     ramp = (np.arange(a) / a).astype(np.float32)
     gain = held[s0:s1, None] + (following[s0:s1] - held[s0:s1])[:, None] * ramp[None, :]
-    out = x.copy()
+    out = x if in_place and x is samples else x.copy()
     lo, hi = s0 * a, min(n, s1 * a)
     out[lo:hi] *= gain.ravel()[: hi - lo]
     np.clip(out[lo:hi], -CEILING, CEILING, out=out[lo:hi])  # the gain keeps within the ceiling; this absorbs rounding

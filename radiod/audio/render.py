@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -49,6 +49,7 @@ from radiod.audio.resample import as_float, resample
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BLOCK",
     "CEILING_DBFS",
     "CHIME_PAUSE_S",
     "Programme",
@@ -65,7 +66,7 @@ MAX_MAKEUP_DB = 6.0  # at most this much extra gain for what the limiter takes o
 LEVEL_TOLERANCE_DB = 0.3  # the limited speech is brought this close to the target
 _LEVEL_PROBES = 4  # limiter passes at most, each one a correction of the gain
 _FIRST_SLOPE = 0.5  # on espeak-ng speech near the target, 1 dB more gain comes out ~0.5 dB louder after the limiter
-PROBE_S = 90.0  # speech the loudness and the limiter's make-up gain are measured on (see _probe_clips)
+PROBE_S = 60.0  # speech the loudness and the limiter's make-up gain are measured on: its first (see _probe_clips)
 STREAM_LEVEL_S = 3.0
 STREAM_LEVEL_SENTENCES = 2
 """A streamed programme's speech gain is measured on its first sentences, until they hold ``STREAM_LEVEL_S`` of
@@ -75,6 +76,9 @@ read louder than the rest: on the corpus, the first 1 s set the whole text up to
 3 s (never more than two sentences) at most 0.9 dB."""
 
 _CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
+BLOCK = _CHUNK
+"""Block size for a caller free to choose one (a file written whole): the programme's own chunks, handed out as
+they are computed, without copying them into blocks of another size."""
 _RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
 _RECALL_WINDOW = 8  # clips a recalling stream keeps for parts rendered out of order (see _Recall)
 
@@ -144,6 +148,9 @@ class Programme:
         pending: list[np.ndarray] = []
         held = 0
         for chunk in self._limited_chunks():
+            if not held and len(chunk) == size:  # blocks the size of the chunks (radiod speak -o): no copy
+                yield chunk
+                continue
             pending.append(chunk)
             held += len(chunk)
             if held < size:
@@ -243,15 +250,21 @@ def _normalizing_gain_db(lufs: float, target: float) -> float:
     return 0.0 if math.isinf(lufs) else min(target - lufs, MAX_GAIN_DB)
 
 
-def _probe_clips(clips: Sequence[Pcm]) -> list[Pcm]:
-    """Clips spread evenly over ``clips``, about ``PROBE_S`` of them: one voice reads a long text at much the
-    same loudness all through it, and the limiter takes much the same off it, so both are measured on a sample
-    (a 10-minute article's loudness costs a sixth as much, within 0.1 LU of the whole)."""
-    total = sum(len(c.samples) / c.rate for c in clips)
-    if total <= PROBE_S:
-        return list(clips)
-    step = total / PROBE_S
-    return list(clips[:: max(1, math.floor(step))])
+def _probe_clips(clips: Iterable[Pcm]) -> list[Pcm]:
+    """The clips of the first ``PROBE_S`` of speech (all of a shorter one): one voice reads a long text at much the
+    same loudness all through it, and the limiter takes much the same off it, so both are measured on its opening
+    (for a 14-minute text, a fourteenth of the work; on our corpus, read by each voice, within 0.1 LU of the
+    whole; 30 s would be within 0.35 LU). The opening, rather than clips spread over the speech, so that a
+    programme can be levelled, and rendered, while the rest of its speech is still being synthesized
+    (:class:`StreamingProgramme` with ``probe``), and comes out the same."""
+    probe: list[Pcm] = []
+    held_s = 0.0
+    for clip in clips:
+        if held_s >= PROBE_S:
+            break
+        probe.append(clip)
+        held_s += len(clip.samples) / clip.rate
+    return probe
 
 
 def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
@@ -260,26 +273,32 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     meter = LoudnessMeter()
     gain = np.float32(10.0 ** (gain_db / 20.0) * volume)
     for clip in clips:
-        meter.feed(limit(as_float(clip.samples) * gain, clip.rate), clip.rate)
+        meter.feed(limit(as_float(clip.samples) * gain, clip.rate, in_place=True), clip.rate)
     return meter.lufs()
 
 
-def _level(clips: Sequence[Pcm], target: float, volume: float, peak: float | None = None) -> tuple[float, float]:
+def _level(
+    clips: Sequence[Pcm], target: float, volume: float, opening: _Opening | None = None
+) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
-    as they come out of the limiter; both measured on clips spread over the speech (:func:`_probe_clips`).
+    as they come out of the limiter; both measured on the opening of the speech (:func:`_probe_clips`).
 
     Speech at -16 LUFS often peaks above the ceiling (espeak-ng's peaks sit ~18 dB above its loudness), and
-    the limiter then takes up to ~1 dB off the loudness. So clips spread over the speech (:func:`_probe_clips`)
-    are run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
+    the limiter then takes up to ~1 dB off the loudness. So the opening of the speech (:func:`_probe_clips`)
+    is run through the limiter at their own rate (no resampling: cheap), and the gain corrected by what it
     took, until within LEVEL_TOLERANCE_DB. The limiter takes more the more gain it gets, so each correction
     follows the slope seen so far (secant; ``_FIRST_SLOPE`` before there is one). At a lower volume the limiter
-    takes less, so the volume is part of the probe. ``peak``: the speech's peak, when ``clips`` are only a sample
-    of it (:class:`_Probe`); else the peak of ``clips``.
+    takes less, so the volume is part of the probe. Whether the limiter acts at all is judged on the probe's peak
+    too (a louder peak later is limited all the same, only without make-up gain). ``opening``: those clips'
+    loudness and peak, measured as they arrived (a programme rendered while its speech is synthesized).
     """
     probe = _probe_clips(clips)
-    lufs = integrated_lufs(probe)
+    if opening is None or len(opening.clips) != len(probe):
+        opening = _Opening()
+        for clip in probe:
+            opening.add(clip)
+    lufs, peak = opening.meter.lufs(), opening.peak
     gain_db = _normalizing_gain_db(lufs, target)
-    peak = _peak(clips) if peak is None else peak
     if math.isinf(lufs) or peak * 10.0 ** (gain_db / 20.0) * volume <= CEILING:
         return lufs, gain_db  # the limiter will not touch it
     volume_db = 20.0 * math.log10(volume)  # volume > 0 here: the peak test above passes at volume 0
@@ -297,6 +316,21 @@ def _level(clips: Sequence[Pcm], target: float, volume: float, peak: float | Non
         if gain_db == previous[0]:
             break  # at the most make-up allowed: louder would only be more limited
     return lufs, gain_db
+
+
+class _Opening:
+    """Clips measured as they arrive (loudness, peak): what :func:`_level` measures first, taken while the rest of
+    the opening is still being synthesized."""
+
+    def __init__(self) -> None:
+        self.clips: list[Pcm] = []
+        self.meter = LoudnessMeter()
+        self.peak = 0.0
+
+    def add(self, clip: Pcm) -> None:
+        self.clips.append(clip)
+        self.meter.feed(clip.samples, clip.rate)
+        self.peak = max(self.peak, _peak([clip]))
 
 
 def _peak(clips: Sequence[Pcm]) -> float:
@@ -359,38 +393,21 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
 
 
-class _Probe:
-    """Clips spread evenly over a speech read once, without knowing its length beforehand: every ``stride``-th,
-    the stride doubling (every other clip kept let go) whenever they hold more than twice ``PROBE_S``; and the
-    peak of the whole speech. What :func:`_level` needs, without holding the speech."""
-
-    def __init__(self) -> None:
-        self.clips: list[Pcm] = []
-        self.peak = 0.0
-        self._stride = 1
-        self._seen = 0
-
-    def add(self, clip: Pcm) -> None:
-        self.peak = max(self.peak, _peak([clip]))
-        if self._seen % self._stride == 0:
-            self.clips.append(clip)
-            if sum(len(c.samples) / c.rate for c in self.clips) > 2 * PROBE_S:
-                self.clips, self._stride = self.clips[::2], 2 * self._stride
-        self._seen += 1
-
-
 def render_recalled(speech: Iterator[Pcm], read_again: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> Programme:
     """:func:`render_programme` for a speech too long to hold: ``speech`` gives its clips in order (the Speaker's
     stream, which keeps each in its cache); they are read once to lay out and level the programme, keeping only
-    clips spread over it (:class:`_Probe`), and read again in order from ``read_again()`` as it plays
+    those of its opening (:func:`_probe_clips`), and read again in order from ``read_again()`` as it plays
     (:class:`_Recall`). An 80-minute bulletin is 200 MB of clips; this holds a few of them at a time.
     """
     sizes: list[tuple[int, int]] = []
-    probe = _Probe()
+    probe: list[Pcm] = []  # the opening, as _probe_clips takes it
+    probe_s = 0.0
     for clip in speech:
         sizes.append((len(clip.samples), clip.rate))
-        probe.add(clip)
-    speech_lufs, gain_db = _level(probe.clips, opts.target_lufs, opts.volume, probe.peak)
+        if probe_s < PROBE_S:
+            probe.append(clip)
+            probe_s += len(clip.samples) / clip.rate
+    speech_lufs, gain_db = _level(probe, opts.target_lufs, opts.volume)
     del probe
     _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
     recall = _Recall(read_again)
@@ -435,9 +452,16 @@ class StreamingProgramme(Programme):
     Played again (a pre-empted bulletin, an output retried), it replays the clips received (recalled) and opens
     a new stream for the rest, skipping the sentences it has (read from the Speaker's cache when there is one).
     One play at a time: :meth:`blocks` must not run on two threads at once.
+
+    ``probe``: level the speech as :func:`render_programme` does, on its first ``PROBE_S`` (:func:`_probe_clips`),
+    rather than on its first sentences: the programme then comes out the same as the whole one, while it can be
+    rendered as the rest of its speech is synthesized (``radiod speak -o``, which writes it as fast as it can).
     """
 
-    def __init__(self, open_speech: Callable[[], Iterator[Pcm]], opts: RenderOptions) -> None:
+    def __init__(
+        self, open_speech: Callable[[], Iterator[Pcm]], opts: RenderOptions, *, probe: bool = False
+    ) -> None:
+        self._probe = probe
         self._again = _Recall(open_speech)  # the clips read again: for the repeats, and a replay
         super().__init__(opts.rate, 0, [], -math.inf, 0.0, recall=self._again)
         self.complete = False
@@ -474,10 +498,15 @@ class StreamingProgramme(Programme):
 
     def _known_until(self, start: int) -> int:
         """Lay out clips, waiting for them, until the layout reaches past ``start`` or is complete: the next clip
-        is waited for only when nothing more can be computed without it."""
-        while not self.complete and self._timeline.pos <= start:
+        is waited for only when nothing more can be computed without it; with ``probe`` (no listener waiting), also
+        until ``_RENDER_AHEAD`` parts lie past ``start``, so that they are rendered on the render threads meanwhile."""
+        while not self.complete and (self._timeline.pos <= start or self._renders_ahead(start)):
             self._extend()
         return self._timeline.pos
+
+    def _renders_ahead(self, start: int) -> bool:
+        """Whether to lay out more (waiting for its speech) so the render threads have parts past ``start``."""
+        return self._probe and len(self._starts) - bisect.bisect_right(self._starts, start) < _RENDER_AHEAD
 
     def _extend(self) -> None:
         """Lay out the next speech clip, waiting for it; after the last one, the rest of the programme."""
@@ -549,8 +578,11 @@ class StreamingProgramme(Programme):
         bulletin stopped during its chime does not go on synthesizing; a later play takes the level itself.
         """
         first = [self._fresh[k] for k in range(len(self._sizes))]  # none is laid out before the level is known
-        heard = sum(map(_speech_s, first))
-        while heard < STREAM_LEVEL_S and len(first) < STREAM_LEVEL_SENTENCES and not self._ended:
+        opening = _Opening()  # measured as they come, while the next ones are synthesized
+        for clip in first:
+            opening.add(clip)
+        heard = sum(map(self._heard_s, first))
+        while self._wants_more(heard, len(first)) and not self._ended:
             if stoppable:
                 with self._lock:
                     if self._release_pending:
@@ -558,10 +590,22 @@ class StreamingProgramme(Programme):
             if not self._receive():
                 break
             first.append(self._fresh[len(first)])
-            heard += _speech_s(first[-1])
+            opening.add(first[-1])
+            heard += self._heard_s(first[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume)
+        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume, opening)
         self._level_known = True
+
+    def _heard_s(self, clip: Pcm) -> float:
+        """What a clip counts towards the level's measure: its speech, or with ``probe`` its length (as
+        :func:`_probe_clips` counts)."""
+        return len(clip.samples) / clip.rate if self._probe else _speech_s(clip)
+
+    def _wants_more(self, heard_s: float, sentences: int) -> bool:
+        """Whether the level waits for another sentence (see ``STREAM_LEVEL_S`` and ``probe``)."""
+        if self._probe:
+            return heard_s < PROBE_S
+        return heard_s < STREAM_LEVEL_S and sentences < STREAM_LEVEL_SENTENCES
 
     def _release(self) -> None:
         """End the stream's synthesis after a play; a later play opens a new one (nothing to do once it ended)."""

@@ -156,6 +156,7 @@ class ProgrammeMaker:
         volume: float = 1.0,
         preamble: str | None = None,
         stream: bool = False,
+        progressive: bool = False,
         on_fallback: OnFallback | None = None,
     ) -> Programme:
         """Synthesize ``text`` (and an optional spoken ``preamble``) and render it at the board's rate.
@@ -166,7 +167,10 @@ class ProgrammeMaker:
         synthesized first: in parallel and held, up to ``hold_chars`` (:data:`HOLD_CHARS`) spoken characters;
         beyond, with a speech cache, into the cache one clip at a time and read back from it as the programme
         plays (:func:`render_recalled`), so a long bulletin is never held in memory whole. Either way a
-        :class:`VoiceError` is raised here. ``on_fallback`` hears of each voice replaced by its fallback for this
+        :class:`VoiceError` is raised here. ``progressive`` (``radiod speak -o``, which writes the programme as fast as
+        it can): a text that would be held is rendered as its speech arrives (levelled on its opening, as a whole
+        one is, so it comes out the same), while the rest is synthesized; a :class:`SynthesisError` then comes from
+        ``blocks()``. ``on_fallback`` hears of each voice replaced by its fallback for this
         text, also later, while a streamed programme plays.
         """
         options = self._options(
@@ -184,14 +188,19 @@ class ProgrammeMaker:
             if on_fallback is not None:
                 on_fallback(fallback)
 
-        if self._held(text, voice_id):  # synthesized in parallel batches and held: fastest, and the clips fit in memory
+        held = self._held(text, voice_id)  # synthesized in parallel batches and held: fastest, the clips fit in memory
+        if held and progressive and self.speaker.cache is not None:  # the repeats read the clips again from the cache
+            programme: Programme = StreamingProgramme(
+                lambda: self.speaker.speak_iter(text, voice_id, on_fallback=heard), options, probe=True
+            )
+        elif held:
             programme = render_programme(self.speaker.speak(text, voice_id, on_fallback=heard), options)
         else:
             speech = self.speaker.stream(text, voice_id, on_fallback=heard, keep_up=False)
             programme = render_recalled(speech, lambda: self.speaker.stream(text, voice_id, keep_up=False), options)
         if key is None or self.programmes is None or fell_back:  # read by another voice than the key says
             return programme
-        return self.programmes.recording(programme, key)
+        return self.programmes.recording(programme, key, valid=lambda: not fell_back)
 
     def warm(self, text: str, voice_id: str) -> None:
         """Synthesize ``text`` into the speech cache ahead of its play (a neural voice reads at about real time on

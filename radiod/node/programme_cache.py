@@ -29,7 +29,7 @@ import struct
 import threading
 import weakref
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import BinaryIO
@@ -44,7 +44,7 @@ from radiod.speech.cache import PROGRAMMES_DIR, SpeechCache
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 """Bump when rendering changes what a programme sounds like (levelling, limiter, fades, layout, default chimes),
 so programmes rendered by older code are never replayed."""
 
@@ -125,16 +125,25 @@ class ProgrammeCache:
             os.utime(path)  # recently used: eviction keeps it
         return CachedProgramme(file, rate, n_samples, speech_lufs, gain_db)
 
-    def recording(self, programme: Programme, key: str) -> Programme:
-        """``programme``, stored under ``key`` the first time it is played to its end (if it fits the bound)."""
+    def recording(self, programme: Programme, key: str, *, valid: Callable[[], bool] | None = None) -> Programme:
+        """``programme``, stored under ``key`` the first time it is played to its end (if it fits the bound).
+
+        A programme still laid out as it plays (a :class:`~radiod.audio.render.StreamingProgramme`) is checked
+        against the bound again once it is whole. ``valid``: asked then whether it is still the programme ``key``
+        names (one whose voice fell back while it was made is not), else it is not kept.
+        """
         size = 2 * programme.n_samples
-        if size > MAX_SHARE * self.speech_cache.max_bytes:
-            log.info("programme cache: not keeping a %.0f MB programme (at most %.0f%% of the cache)",
-                     size / 2**20, 100 * MAX_SHARE)  # fmt: skip
-            return programme
-        if not self.speech_cache.make_room(_HEADER.size + size):  # the store's space on the card comes first
-            return programme
-        return RecordingProgramme(programme, self, key)
+        if not self.within_share(size) or not self.speech_cache.make_room(_HEADER.size + size):
+            return programme  # the store's space on the card comes first
+        return RecordingProgramme(programme, self, key, valid)
+
+    def within_share(self, size: int) -> bool:
+        """Whether a programme of ``size`` bytes of samples is small enough to keep (see ``MAX_SHARE``)."""
+        if size <= MAX_SHARE * self.speech_cache.max_bytes:
+            return True
+        log.info("programme cache: not keeping a %.0f MB programme (at most %.0f%% of the cache)",
+                 size / 2**20, 100 * MAX_SHARE)  # fmt: skip
+        return False
 
 
 def _check(file: BinaryIO) -> tuple[int, int, float, float]:
@@ -221,12 +230,16 @@ class CachedProgramme(Programme):
 class RecordingProgramme(Programme):
     """A rendered programme that stores itself in the cache as it is first played to its end."""
 
-    def __init__(self, programme: Programme, cache: ProgrammeCache, key: str) -> None:
+    def __init__(
+        self, programme: Programme, cache: ProgrammeCache, key: str, valid: Callable[[], bool] | None = None
+    ) -> None:
         super().__init__(programme.rate, programme.n_samples, [], programme.speech_lufs, programme.gain_db)
         self.spans = programme.spans
         self._inner = programme
         self._cache = cache
         self._key = key
+        self._valid = valid
+        self._checked_n_samples = programme.n_samples  # checked against the bound by ProgrammeCache.recording
         self._recorded = False
         self._lock = threading.Lock()  # one recording at a time, should two plays overlap
 
@@ -253,13 +266,32 @@ class RecordingProgramme(Programme):
                 if writer is not None and not writer.write(samples):
                     writer = None
                 yield block, samples
-            if writer is not None and writer.commit(self):
+            self._sync()
+            if writer is not None and self._keeps() and writer.commit(self):
                 self._recorded = True
         finally:
             if writer is not None:
                 writer.abort()
             if locked:
                 self._lock.release()
+
+
+    def _sync(self) -> None:
+        """Take the inner programme's length, spans and level, final once it has played to its end (a streaming one
+        lays itself out, and learns its level, as it plays)."""
+        inner = self._inner
+        self.n_samples, self.spans, self.speech_lufs, self.gain_db = (
+            inner.n_samples, inner.spans, inner.speech_lufs, inner.gain_db
+        )
+
+    def _keeps(self) -> bool:
+        """Whether the programme just played may be kept: still the one its key names, and within the bound."""
+        if self._valid is not None and not self._valid():
+            return False
+        if self.n_samples == self._checked_n_samples:
+            return True
+        # grown as it played: its entry is on the card already, so only the store's reserve is checked again
+        return self._cache.within_share(2 * self.n_samples) and self._cache.speech_cache.make_room(0)
 
 
 class _Writer:

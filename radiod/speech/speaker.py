@@ -238,14 +238,16 @@ class Speaker:
         engine cannot run here, so that a programme read by its fallback voice is never taken for its own.
         Raises :class:`VoiceError` for an unknown voice."""
         voice = self.voice(voice_id)
-        try:
-            engine = self._engine(voice)
-        except VoiceError:
+        with ThreadPoolExecutor(1, thread_name_prefix="engine") as pool:
+            # Finding the engine and its version may run programs (espeak-ng --voices, --version: ~15 ms), which
+            # a second core runs while this thread normalizes the text.
+            ready = pool.submit(self._engine_version, voice)
+            sentences = self._sentences(text, voice)
+            version = ready.result()
+        if version is None:
             return None
-        sentences = self._sentences(text, voice)
         if not sentences:
             return []
-        version = engine.version()
         pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
         return [(cache_key(s.text, voice, version), pause) for s, pause in zip(sentences, pauses, strict=True)]
 
@@ -288,10 +290,46 @@ class Speaker:
             voice, engine = self._resolve(self._fall_back(voice, error, tried, on_fallback), tried, on_fallback)
         return self._stream(self._sentences(text, voice), voice, engine, tried, on_fallback, keep_up=keep_up)
 
+    def speak_iter(self, text: str, voice_id: str, *, on_fallback: OnFallback | None = None) -> Iterator[Pcm]:
+        """The clips :meth:`speak` returns, each handed out once it and those before it are ready: synthesized in
+        parallel runs as :meth:`speak` does (not one sentence at a time, as :meth:`stream`), so that a programme can
+        be rendered while the rest of its speech is synthesized (``radiod speak -o``). A voice that fails before
+        the first clip is handed out is replaced by its fallback for the whole text, as in :meth:`speak`; after,
+        for the rest of it, as in :meth:`stream`. Closing the iterator early cancels the runs not yet started.
+        Raises :class:`VoiceError` here, and :class:`SynthesisError` from the iteration when no voice is left.
+        """
+        tried: list[str] = []
+        voice, engine = self._resolve(self.voice(voice_id), tried, on_fallback)
+        return self._speak_iter(self._sentences(text, voice), voice, engine, tried, on_fallback)
+
+    def _speak_iter(
+        self,
+        sentences: list[_Sentence],
+        voice: Voice,
+        engine: Engine,
+        tried: list[str],
+        on_fallback: OnFallback | None,
+    ) -> Iterator[Pcm]:
+        """:meth:`speak_iter` from the point its voice is chosen; a failure hands what is left to the fallback."""
+        given = 0
+        try:
+            for clip in self._clips(sentences, voice, engine):
+                yield clip
+                given += 1
+        except SynthesisError as exc:
+            fallback = self._fall_back(voice, exc, tried, on_fallback)
+            voice, engine = self._resolve(fallback, tried, on_fallback)
+            yield from self._speak_iter(sentences[given:], voice, engine, tried, on_fallback)
+
     def _speak(self, text: str, voice: Voice, engine: Engine) -> list[Pcm]:
-        sentences = self._sentences(text, voice)
+        """All the clips of ``text`` read by ``voice``; a failure is the caller's to fall back from."""
+        return list(self._clips(self._sentences(text, voice), voice, engine))
+
+    def _clips(self, sentences: list[_Sentence], voice: Voice, engine: Engine) -> Iterator[Pcm]:
+        """Each sentence's clip in order, as soon as it is ready: the cached ones at once, the others synthesized
+        in parallel chunks (see the module doc), a chunk's clips once that chunk and those before it are read."""
         if not sentences:
-            return []
+            return
         started = time.monotonic()
         pauses = [s.pause_s for s in sentences[:-1]] + [0.0]
         padding: dict[str, float] = {}  # each distinct sentence, with the longest pause it is followed by
@@ -304,27 +342,42 @@ class Speaker:
         hits = len(padded)
         missing = [spoken for spoken in padding if spoken not in padded]
         chunks = _chunks(missing, self.workers)
-        if chunks:
-            with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="speech") as pool:
-                # The workers only run the engine; each chunk is finished and cached here as it arrives, while
-                # the next ones are read, so no worker sits in Python with its core idle. map() drops each
-                # chunk's result once it is taken: a 9-minute text is held once, not twice.
-                results = pool.map(lambda chunk: self._read(engine, voice, chunk), chunks)
-                for chunk, raw in zip(chunks, results, strict=True):
+        later = Counter(s.text for s in sentences)  # a clip is let go after its sentence's last time
+        pool = ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="speech") if chunks else None
+        failed = False
+        try:
+            # The workers only run the engine; each chunk is finished and cached here as it arrives, while the next
+            # ones are read, so no worker sits in Python with its core idle. map() drops each chunk's result once it
+            # is taken: a 9-minute text is held once, not twice.
+            read = (lambda chunk: self._read(engine, voice, chunk), chunks)
+            arriving = zip(chunks, pool.map(*read), strict=True) if pool else None
+            for sentence, pause in zip(sentences, pauses, strict=True):
+                while sentence.text not in padded:
+                    assert arriving is not None  # a sentence not cached is in a chunk
+                    chunk, raw = next(arriving)
                     padded.update(zip(chunk, self._keep(voice, chunk, raw, keys, padding), strict=True))
-            if self.cache:
-                self.cache.evict()
-        self._count(
-            hits=hits,
-            misses=len(missing),
-            corrupt=(self.cache.corrupt if self.cache else 0) - corrupt_before,
-            engine_runs=len(chunks),
-        )
+                later[sentence.text] -= 1
+                clip = padded[sentence.text] if later[sentence.text] else padded.pop(sentence.text)
+                yield _shorten(clip, padding[sentence.text], pause)
+        except SynthesisError:
+            failed = True  # counted by the voice that reads the text instead
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                if self.cache:
+                    self.cache.evict()
+            if not failed:
+                self._count(
+                    hits=hits,
+                    misses=len(missing),
+                    corrupt=(self.cache.corrupt if self.cache else 0) - corrupt_before,
+                    engine_runs=len(chunks),
+                )
         log.info(
             "voice %s: %d sentences, %d from cache, %d synthesized in %d runs, %.2f s",
             voice.id, len(sentences), hits, len(missing), len(chunks), time.monotonic() - started,
         )  # fmt: skip
-        return [_shorten(padded[s.text], padding[s.text], pause) for s, pause in zip(sentences, pauses, strict=True)]
 
     def _stream(
         self,
@@ -470,6 +523,13 @@ class Speaker:
         if on_fallback is not None:
             on_fallback(self.last_fallback)
         return self.voice(voice.fallback)
+
+    def _engine_version(self, voice: Voice) -> str | None:
+        """The version of ``voice``'s engine; None when the engine cannot run here."""
+        try:
+            return self._engine(voice).version()
+        except VoiceError:
+            return None
 
     def _engine(self, voice: Voice) -> Engine:
         if voice not in self._engines:
