@@ -38,7 +38,7 @@ def test_every_command_takes_config_by_the_same_rule(tmp_path: Path, monkeypatch
             continue  # these read no node or operator config
         option = next((a for a in sub._actions if "--config" in a.option_strings), None)
         assert option is not None and not option.required, f"radiod {name}: --config must be optional"
-        rule = "$RADIOD_HUB_CONFIG" if name == "hub" else "$RADIOD_CONFIG"  # the hub service has its own file
+        rule = "$RADIOD_HUB_CONFIG" if name in ("hub", "media") else "$RADIOD_CONFIG"  # the hub service's own file
         assert rule in (option.help or ""), f"radiod {name} --help must state the rule"
     mine = tmp_path / "mine.yaml"
     monkeypatch.setenv("RADIOD_CONFIG", str(mine))
