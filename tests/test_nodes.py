@@ -52,6 +52,9 @@ def test_nodes_offline_first_with_failing_checks(
 ) -> None:
     up = ThreadNode(node_config(hub, tmp_path, "n01"))
     down = ThreadNode(node_config(hub, tmp_path, "n02"))
+    # A node publishes its health just after it connects: on a loaded machine, not yet when connect returns.
+    wait_for(lambda: collect_retained(hub.config().mqtt, "t", f"{PREFIX}/node/n02/health", settle_s=0.3), 30,
+             "n02's health report before it goes down")
     down.stop()
     now = time.time()
     storm = health("n03", now, "crit", [
