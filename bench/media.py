@@ -37,10 +37,10 @@ from measure import HARNESS, machine, summary_ms
 
 sys.path.insert(0, str(HARNESS))
 from harness import Bench, Message
-from icecast import Icecast
 from idle import sample
 
 from radiod.audio.decode import decode
+from radiod.hub.localstream import Icecast
 from radiod.protocol.builders import bulletin
 
 RATE = 48_000  # the mock board's rate, the rate a relay is decoded to

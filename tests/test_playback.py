@@ -209,6 +209,22 @@ def test_stop_before_the_warm_up_switches_nothing(relays: Relays, output: Output
     )
 
 
+def test_a_programme_longer_than_the_watchdog_plays_to_its_end(output: Output, factory: MockFactory) -> None:
+    """A recording longer than the board's max_on_s (two hours against 30 minutes on a Pi; here 1.5 s against
+    0.5 s) is not cut by the watchdog: the play arms it for its own length."""
+    profile = short_profile()
+    profile = dataclasses.replace(profile, amplifier=dataclasses.replace(profile.amplifier, max_on_s=0.5))
+    with Relays(profile, factory) as relays:
+        fired = threading.Event()
+        relays.on_watchdog(lambda _: fired.set())
+        programme = tone_programme(1.5)
+        history = PinHistory(factory, ["GPIO26"])
+        timeline = play(programme, relays, output, name="long", stop=threading.Event())
+        assert timeline.completed and not fired.is_set()
+        amp_on, amp_off = history.on_off("GPIO26")
+        assert amp_off - amp_on >= programme.duration_s + WARMUP_S + HOLD_S - ROUNDING_S
+
+
 def test_low_active_board_drives_its_pins_low_while_playing(output: Output, factory: MockFactory) -> None:
     with Relays(short_profile("relay-board-4ch"), factory) as relays:
         history = PinHistory(factory, ["GPIO5", "GPIO6"])

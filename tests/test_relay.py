@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import yaml
 from harness import FAST_PROFILE, SHORT, EventLog, Hub, ThreadNode, ms, node_config, wait_for
-from icecast import Icecast
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import read_wav
 from radiod.clock import parse_rfc3339, rfc3339
 from radiod.config import RelayConfig
+from radiod.hub.localstream import Icecast
 from radiod.node.relay import relay_end
 from radiod.protocol.builders import bulletin, tombstone_for
 from radiod.protocol.messages import Relay

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from radiod.audio import relays as relays_module
 from radiod.audio.relays import Relays, make_pin_factory, switch_off_on_signals
 from radiod.errors import RelayError
 from radiod.profiles import Profile, Relay, load_profile
@@ -158,6 +159,22 @@ def test_watchdog_is_disarmed_by_amp_off_and_rearmed_by_amp_on(factory: MockFact
         assert not fired.wait(0.3)  # now 0.5 s after the first amp_on, 0.1 s before the second timer
         assert relays.state()["amplifier"] is True
         assert fired.wait(1.0)  # the second timer, due 0.4 s after the second amp_on
+        assert relays.state()["amplifier"] is False
+
+
+def test_a_play_known_to_last_longer_than_max_on_s_is_allowed_its_length(
+    factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording of two hours on a board whose watchdog cuts at 30 minutes: the play says how long it needs, and
+    the watchdog fires only WATCHDOG_MARGIN_S after that (here 0.1 s), should the play hang."""
+    monkeypatch.setattr(relays_module, "WATCHDOG_MARGIN_S", 0.1)
+    fired = threading.Event()
+    with Relays(mock_profile(max_on_s=0.2), factory) as relays:
+        relays.on_watchdog(lambda _: fired.set())
+        relays.amp_on(expected_s=0.5)
+        assert not fired.wait(0.45), "cut before the play's own length"
+        assert relays.state()["amplifier"] is True
+        assert fired.wait(1.0), "a play that hangs past its length and the margin is still switched off"
         assert relays.state()["amplifier"] is False
 
 

@@ -74,13 +74,13 @@ class Part:
         clip = self.clip.load() if isinstance(self.clip, LazyClip) else self.clip
         out = resample(clip.samples, clip.rate, rate) * np.float32(self.gain)
         if self.fade:
-            curve = _fade_curve(np.arange(self.fade), self.fade)
+            curve = fade_curve(np.arange(self.fade), self.fade)
             out[: self.fade] *= curve
             out[len(out) - self.fade :] *= curve[::-1]
         return limit(out, rate, in_place=True)  # ``out`` is this render's own array
 
 
-def _fade_curve(idx: np.ndarray, length: int) -> np.ndarray:
+def fade_curve(idx: np.ndarray, length: int) -> np.ndarray:
     """Raised cosine from ~0 at index 0 to ~1 at index length - 1."""
     return (0.5 - 0.5 * np.cos(np.pi * (idx + 0.5) / length)).astype(np.float32)
 

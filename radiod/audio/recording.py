@@ -28,18 +28,18 @@ from pathlib import Path
 import numpy as np
 
 from radiod.audio.decode import decode
-from radiod.audio.layout import CHIME_PAUSE_S, RenderOptions, Span, Step, Timeline, _fade_curve
+from radiod.audio.layout import CHIME_PAUSE_S, RenderOptions, Span, Step, Timeline, fade_curve
 from radiod.audio.limiter import ATTACK_S, CEILING, HOLD_S, limit
 from radiod.audio.loudness import LoudnessMeter
 from radiod.audio.pcm import Pcm
 from radiod.audio.render import (
-    _CHUNK,
+    CHUNK,
     LEVEL_TOLERANCE_DB,
     MAX_GAIN_DB,
     MAX_MAKEUP_DB,
     Programme,
-    _level,
-    _leveled_chimes,
+    leveled_chimes,
+    speech_level,
 )
 from radiod.errors import MediaError
 
@@ -79,7 +79,7 @@ class StreamLimiter:
     gain that falls before it and holds after it, as over one whole block; every sample out is within the
     ceiling. Output lags input by the look-ahead; :meth:`flush` gives the rest."""
 
-    def __init__(self, rate: int, chunk: int = _CHUNK) -> None:
+    def __init__(self, rate: int, chunk: int = CHUNK) -> None:
         self._rate = rate
         self._chunk = chunk
         self._ahead = max(1, round(ATTACK_S * rate))
@@ -269,7 +269,7 @@ class RecordingProgramme(Programme):
                 if sent < fade_in:
                     chunk = chunk.copy()
                     idx = np.arange(sent, min(fade_in, sent + len(chunk)))
-                    chunk[: len(idx)] *= _fade_curve(idx, fade_in)
+                    chunk[: len(idx)] *= fade_curve(idx, fade_in)
                 sent += len(chunk)
                 if previous is not None and len(previous):
                     yield previous
@@ -282,7 +282,7 @@ class RecordingProgramme(Programme):
                                np.zeros(want - sent, dtype=np.float32)])
         if fade_out and len(last) >= fade_out:
             last = last.copy()
-            last[len(last) - fade_out :] *= _fade_curve(np.arange(fade_out), fade_out)[::-1]
+            last[len(last) - fade_out :] *= fade_curve(np.arange(fade_out), fade_out)[::-1]
         if len(last):
             yield last
 
@@ -291,9 +291,9 @@ def recording_programme(intro: tuple[Pcm, ...], resolve: Resolve, opts: RenderOp
     """The programme of a recorded bulletin: opening chime, ``opts.preamble`` and the spoken ``intro`` (either may
     be empty) levelled as speech, the recording (``resolve``: see :data:`Resolve`), the closing chime. Played
     once: a recording is long, and a bulletin's ``repeat`` applies to text."""
-    chimes = _leveled_chimes(opts)
-    speech_lufs, gain_db = _level(intro, opts.target_lufs, opts.volume)
-    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    chimes = leveled_chimes(opts)
+    speech_lufs, gain_db = speech_level(intro, opts.target_lufs, opts.volume)
+    _, preamble_gain_db = speech_level(opts.preamble, opts.target_lufs, opts.volume)
     head = Timeline(opts.rate, opts.fade_s, opts.volume)
     steps = [Step("chime", *chimes[0]), Step("pause", seconds=CHIME_PAUSE_S)] if chimes else []
     steps += [Step("preamble", clip, preamble_gain_db) for clip in opts.preamble]

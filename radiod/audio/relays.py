@@ -41,6 +41,8 @@ _FACTORIES: dict[str, tuple[str, str, str]] = {
 AMPLIFIER = "amplifier"
 STATUS_LED = "status_led"
 HISTORY_LENGTH = 64
+WATCHDOG_MARGIN_S = 60.0
+"""A play of known length longer than ``max_on_s`` is switched off this long after its expected end, if it hangs."""
 LedPattern = Literal["off", "ok", "no_broker", "fault"]
 LED_PATTERNS: dict[str, tuple[float, float]] = {"ok": (0.1, 1.9), "no_broker": (1.0, 1.0), "fault": (0.2, 0.2)}
 """Status LED (on, off) seconds per pattern; steady on means on air."""
@@ -115,6 +117,7 @@ class Amplifier:
     def __init__(self, switch: _Switch, max_on_s: float, expired: Callable[[int], None]) -> None:
         self._switch = switch
         self._max_on_s = max_on_s
+        self._limit_s = max_on_s  # this switch-on's: longer for a play known to last longer (see on())
         self._expired = expired
         self.on_since: float | None = None  # time.time() of the switch-on, None while off
         self.on_mono = 0.0
@@ -125,10 +128,12 @@ class Amplifier:
     def is_active(self) -> bool:
         return self._switch.is_active
 
-    def on(self) -> bool:
-        """Switch on and arm the watchdog; False (and nothing done) if already on."""
+    def on(self, expected_s: float = 0.0) -> bool:
+        """Switch on and arm the watchdog for ``max_on_s``, or ``expected_s`` if that is longer (a recording of
+        known length); False (and nothing done) if already on."""
         if self.on_since is not None:
             return False
+        self._limit_s = max(self._max_on_s, expected_s)
         self._switch.set(on=True)
         self.on_since, self.on_mono = time.time(), time.monotonic()
         self._arm()
@@ -145,7 +150,7 @@ class Amplifier:
         return True
 
     def _arm(self) -> None:
-        timer = threading.Timer(self._max_on_s, self._expired, args=(self._generation,))
+        timer = threading.Timer(self._limit_s, self._expired, args=(self._generation,))
         timer.daemon = True  # a pending timer must never keep a stopping daemon alive
         timer.name = "relay-watchdog"
         timer.start()
@@ -296,10 +301,14 @@ class Relays:
         """Call ``callback(on_for_s)`` (from the watchdog's thread) after the watchdog forced everything off."""
         self._on_watchdog = callback
 
-    def amp_on(self) -> None:
-        """Amplifier (and the on-air LED) on, and arm the watchdog; a no-op if it is already on."""
+    def amp_on(self, expected_s: float = 0.0) -> None:
+        """Amplifier (and the on-air LED) on, and arm the watchdog; a no-op if it is already on.
+
+        ``expected_s``: how long the play will hold it on, when known (warm-up, programme, hold): the watchdog
+        then fires :data:`WATCHDOG_MARGIN_S` after that if it is longer than ``max_on_s``, so a signed two-hour
+        recording plays to its end and a play that hangs is still switched off."""
         with self._lock:
-            if self.amplifier.on() and self.led:
+            if self.amplifier.on(expected_s + WATCHDOG_MARGIN_S if expected_s else 0.0) and self.led:
                 self.led.on_air()
 
     def keep_on(self) -> None:

@@ -16,7 +16,7 @@ Loudness: the speech (and, separately, the preamble, which may come from another
 BS.1770 (:mod:`radiod.audio.loudness`) and given the gain that brings it to ``target_lufs``; the chimes sit
 ``CHIME_LEVEL_LU`` below. Then ``volume`` scales everything. The look-ahead limiter (:mod:`radiod.audio.limiter`)
 keeps every sample within ``CEILING_DBFS``; what it takes off the loudness is measured and made up before the
-programme is played (see :func:`_level`).
+programme is played (see :func:`speech_level`).
 
 Streaming (for ``now`` and emergency bulletins): the loudness of the whole speech is known only once it is all
 synthesized, which for a long text read by a neural voice on a Pi means minutes of silence before the first word.
@@ -75,8 +75,8 @@ synthesized while the amplifier warms up and the opening chime plays. A bulletin
 read louder than the rest: on the corpus, the first 1 s set the whole text up to 1.9 dB off the target, the first
 3 s (never more than two sentences) at most 0.9 dB."""
 
-_CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
-BLOCK = _CHUNK
+CHUNK = 1 << 16  # output samples computed at a time (~1.4 s at 48 kHz): a few hundred kB of working memory
+BLOCK = CHUNK
 """Block size for a caller free to choose one (a file written whole): the programme's own chunks, handed out as
 they are computed, without copying them into blocks of another size."""
 _RENDER_AHEAD = 2  # parts rendered ahead of the one playing, each on its own thread
@@ -180,7 +180,7 @@ class Programme:
 
     def to_pcm(self) -> Pcm:
         """The whole programme in memory: for tests and short programmes only."""
-        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(_CHUNK)]), self.rate)
+        return Pcm(np.concatenate([np.zeros(0, dtype=np.float32), *self.blocks(CHUNK)]), self.rate)
 
     def _known_until(self, start: int) -> int:
         """How far the programme is laid out, once it reaches past ``start`` (or is complete)."""
@@ -188,7 +188,7 @@ class Programme:
         return self.n_samples
 
     def _limited_chunks(self) -> Iterator[np.ndarray]:
-        """The programme in chunks of up to ``_CHUNK`` samples.
+        """The programme in chunks of up to ``CHUNK`` samples.
 
         Parts are rendered on ``_RENDER_AHEAD`` worker threads, the next ones while the current one is taken
         (resampling and limiting run outside the GIL): a play at real time never waits for a part, and
@@ -198,7 +198,7 @@ class Programme:
         try:
             start = 0
             while start < (known := self._known_until(start)):
-                stop = min(start + _CHUNK, known)
+                stop = min(start + CHUNK, known)
                 yield self._samples(start, stop, rendering)
                 start = stop
         finally:
@@ -277,7 +277,7 @@ def _limited_lufs(clips: Sequence[Pcm], gain_db: float, volume: float) -> float:
     return meter.lufs()
 
 
-def _level(
+def speech_level(
     clips: Sequence[Pcm], target: float, volume: float, opening: _Opening | None = None
 ) -> tuple[float, float]:
     """(measured loudness, gain in dB before ``volume``) that brings ``clips`` to ``target`` + the volume in dB
@@ -319,7 +319,7 @@ def _level(
 
 
 class _Opening:
-    """Clips measured as they arrive (loudness, peak): what :func:`_level` measures first, taken while the rest of
+    """Clips measured as they arrive (loudness, peak): what :func:`speech_level` measures first, taken while the rest of
     the opening is still being synthesized."""
 
     def __init__(self) -> None:
@@ -369,7 +369,7 @@ def _chime_at_rate(chime: Pcm, rate: int) -> tuple[Pcm, float]:
     return entry
 
 
-def _leveled_chimes(opts: RenderOptions) -> list[tuple[Pcm, float]]:
+def leveled_chimes(opts: RenderOptions) -> list[tuple[Pcm, float]]:
     """[(opening, gain in dB), (closing, gain in dB)] at the output rate, ``CHIME_LEVEL_LU`` under the target;
     [] without chimes."""
     chimes: list[tuple[Pcm, float]] = []
@@ -385,10 +385,10 @@ def render_programme(speech: Sequence[Pcm], opts: RenderOptions) -> Programme:
 
     The cost here is measuring loudness: a few passes over the speech at its own rate, no resampling.
     """
-    speech_lufs, gain_db = _level(speech, opts.target_lufs, opts.volume)
-    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    speech_lufs, gain_db = speech_level(speech, opts.target_lufs, opts.volume)
+    _, preamble_gain_db = speech_level(opts.preamble, opts.target_lufs, opts.volume)
     timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
-    for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
+    for step in layout(opts, leveled_chimes(opts), preamble_gain_db):
         timeline.lay(step, speech, gain_db)
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db)
 
@@ -407,13 +407,13 @@ def render_recalled(speech: Iterator[Pcm], read_again: Callable[[], Iterator[Pcm
         if probe_s < PROBE_S:
             probe.append(clip)
             probe_s += len(clip.samples) / clip.rate
-    speech_lufs, gain_db = _level(probe, opts.target_lufs, opts.volume)
+    speech_lufs, gain_db = speech_level(probe, opts.target_lufs, opts.volume)
     del probe
-    _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
+    _, preamble_gain_db = speech_level(opts.preamble, opts.target_lufs, opts.volume)
     recall = _Recall(read_again)
     clips = [LazyClip(n, rate, functools.partial(recall.clip, k)) for k, (n, rate) in enumerate(sizes)]
     timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
-    for step in layout(opts, _leveled_chimes(opts), preamble_gain_db):
+    for step in layout(opts, leveled_chimes(opts), preamble_gain_db):
         timeline.lay(step, clips, gain_db)
     return Programme(opts.rate, timeline.pos, timeline.parts, speech_lufs, gain_db, recall=recall)
 
@@ -432,7 +432,7 @@ class StreamingProgramme(Programme):
 
     ``open_speech()`` gives the speech clip by clip as it is synthesized (``Speaker.stream``); it is called here,
     so a voice that cannot be used fails here. Synthesis starts at once, on a thread (the level thread) that
-    waits for the first sentences (``STREAM_LEVEL_S``) and fixes the speech's gain from them (``_level``, limiter
+    waits for the first sentences (``STREAM_LEVEL_S``) and fixes the speech's gain from them (``speech_level``, limiter
     make-up included), so the amplifier can warm up and the opening chime play meanwhile. The layout is
     :func:`render_programme`'s, made as the blocks reach it: a clip is taken from the stream only when its first
     sample is about to be computed, and waited for if it is late (a sound card then has nothing to play; the
@@ -473,8 +473,8 @@ class StreamingProgramme(Programme):
         self._fresh: dict[int, Pcm] = {}  # clips received whose part has not been rendered yet, by index
         self._placed = 0  # how many of them are laid out (in the first repeat)
         self._ended = False  # the stream gave its last clip
-        _, preamble_gain_db = _level(opts.preamble, opts.target_lufs, opts.volume)
-        self._plan = layout(opts, _leveled_chimes(opts), preamble_gain_db)
+        _, preamble_gain_db = speech_level(opts.preamble, opts.target_lufs, opts.volume)
+        self._plan = layout(opts, leveled_chimes(opts), preamble_gain_db)
         self._first_speech = next(i for i, step in enumerate(self._plan) if step.kind == "speech")
         self._timeline = Timeline(opts.rate, opts.fade_s, opts.volume)
         self._parts = self._timeline.parts  # the same list: Programme._raw sees each part once it is placed
@@ -593,7 +593,7 @@ class StreamingProgramme(Programme):
             opening.add(first[-1])
             heard += self._heard_s(first[-1])
         opts = self._opts
-        self.speech_lufs, self.gain_db = _level(first, opts.target_lufs, opts.volume, opening)
+        self.speech_lufs, self.gain_db = speech_level(first, opts.target_lufs, opts.volume, opening)
         self._level_known = True
 
     def _heard_s(self, clip: Pcm) -> float:

@@ -97,7 +97,8 @@ def play(
     result: PlayResult | None = None
     lines_closed = False
     try:
-        relays.amp_on()
+        # the watchdog allows what this play needs when it is longer than max_on_s (a recording of two hours)
+        relays.amp_on(AMP_SLACK_S + amplifier.warmup_s + programme.duration_s + amplifier.hold_s + LINE_SETTLE_S)
         amp_on = time.time()
         programme.prime()  # rendered during the warm-up, so the first sample is on time
         due_wall = max(amp_on if start_at is None else start_at, amp_on + amplifier.warmup_s)

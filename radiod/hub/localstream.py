@@ -1,5 +1,5 @@
-"""A real Icecast server on a free loopback port, and ffmpeg feeding it a live tone: the district radio as a node
-hears it, for the relay tests and bench/media.py.
+"""A real Icecast server on a free loopback port, and ffmpeg feeding it live: the district radio as a node hears
+it, for ``make demo``, the relay tests and bench/media.py (as :mod:`radiod.hub.localbroker` is the hub's broker).
 
 Icecast (Debian's ``icecast2``) runs with its own config in a private directory. It refuses to run as root unless
 the config names a user to drop to (``<changeowner>``); Debian's package makes the user ``icecast2`` (group
@@ -26,7 +26,7 @@ from types import TracebackType
 from radiod.hub.localbroker import free_port, terminate
 
 HOST = "127.0.0.1"
-SOURCE_PASSWORD = "radiod-source"
+SOURCE_PASSWORD = "radiod-source"  # noqa: S105 - a loopback-only server of the demo and the tests
 MOUNT = "/live.mp3"
 ICECAST_USER, ICECAST_GROUP = "icecast2", "icecast"
 
@@ -123,17 +123,18 @@ class Icecast:
         return "\n".join(texts)
 
     def feed(self, *, frequency: float = 1000.0, amplitude: float = 0.125, bitrate: str = "128k",
-             tone_s: float | None = None) -> Source:
+             tone_s: float | None = None, loop: Path | None = None) -> Source:
         """An ffmpeg source sending a sine of ``amplitude`` (peak, 0.125 is -18 dBFS) on the mount, started;
-        with ``tone_s``, digital silence after that many seconds (the studio's fader down, the encoder still on)."""
-        source = Source(self, frequency=frequency, amplitude=amplitude, bitrate=bitrate, tone_s=tone_s)
+        with ``tone_s``, digital silence after that many seconds (the studio's fader down, the encoder still on);
+        with ``loop``, that audio file over and over instead of the sine (a programme, for the demo)."""
+        source = Source(self, frequency=frequency, amplitude=amplitude, bitrate=bitrate, tone_s=tone_s, loop=loop)
         source.start()
         return source
 
     def mounted(self) -> bool:
         """Whether a source is on the mount now (Icecast answers 404 for a mount without one)."""
         try:
-            with urllib.request.urlopen(self.url, timeout=2) as response:
+            with urllib.request.urlopen(self.url, timeout=2) as response:  # noqa: S310 - our own http:// URL
                 return bool(response.read(1))
         except (urllib.error.URLError, OSError):
             return False
@@ -154,17 +155,20 @@ class Icecast:
 
 
 class Source:
-    """``ffmpeg -re`` encoding a tone to MP3 and sending it to the Icecast mount: the studio's encoder."""
+    """``ffmpeg -re`` encoding a tone (or a looped file) to MP3 and sending it to the Icecast mount: the studio's
+    encoder."""
 
     def __init__(self, server: Icecast, *, frequency: float, amplitude: float, bitrate: str,
-                 tone_s: float | None = None) -> None:
+                 tone_s: float | None = None, loop: Path | None = None) -> None:
         self.server = server
         tone = f"{amplitude}*sin(2*PI*{frequency}*t)"
         if tone_s is not None:
             tone = f"if(lt(t\\,{tone_s})\\,{tone}\\,0)"
+        given = ["-f", "lavfi", "-i", f"aevalsrc={tone}:s=44100:c=stereo"]
+        if loop is not None:
+            given = ["-stream_loop", "-1", "-i", str(loop)]
         self.command = [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
-            "-f", "lavfi", "-i", f"aevalsrc={tone}:s=44100:c=stereo",
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re", *given,
             "-c:a", "libmp3lame", "-b:a", bitrate, "-content_type", "audio/mpeg", "-f", "mp3",
             f"icecast://source:{SOURCE_PASSWORD}@{HOST}:{server.port}{MOUNT}",
         ]
