@@ -94,9 +94,12 @@ def probe(source: str | Path, *, timeout_s: float = OPEN_TIMEOUT_S) -> SourceInf
 
 
 def _av() -> ModuleType:
-    """PyAV, imported on first use: it loads all of FFmpeg, which a node that only reads text never needs."""
+    """PyAV, imported on first use: it loads all of FFmpeg, which a node that only reads text never needs.
+
+    FFmpeg's own log stays off (PyAV's default): a relay whose station goes off the air would fill the journal
+    with its errors ("Stream ends prematurely"), while the exceptions it raises already say what the node
+    reports."""
     import av
     import av.error
 
-    av.logging.set_level(av.logging.ERROR)  # FFmpeg's own chatter ("Estimating duration...") is not ours
     return av
