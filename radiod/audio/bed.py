@@ -44,6 +44,8 @@ HOLD_S = 0.3
 music swell."""
 BED_FADE_S = 2.0
 """The bed fades out over the programme's last seconds."""
+BED_FADE_IN_S = 0.5
+"""And fades in over its first: the music does not start with a click."""
 _FRAME_S = 0.01  # the sidechain's frame
 _SOUNDING = 10.0 ** (-45.0 / 20.0)  # a frame of speech whose RMS is over this (dBFS) is speech sounding
 _SPOKEN = frozenset({"speech", "preamble"})
@@ -159,10 +161,15 @@ class BedProgramme(Programme):
         music, ducker, limiter = _Looped(path, self.rate), _Ducker(self.rate), StreamLimiter(self.rate)
         held: list[tuple[np.ndarray, np.ndarray]] = []  # (speech, bed)
         held_n = pos = 0
+        fade_in = round(BED_FADE_IN_S * self.rate)
         try:
             for block in speech:
                 self._sync()
-                held.append((block, music.take(len(block)) * gain * ducker.gains(self._key(block, pos))))
+                bed = music.take(len(block)) * gain * ducker.gains(self._key(block, pos))
+                if pos < fade_in:
+                    idx = np.arange(pos, min(fade_in, pos + len(block)))
+                    bed[: len(idx)] *= fade_curve(idx, fade_in)
+                held.append((block, bed))
                 pos += len(block)
                 held_n += len(block)
                 if held_n - fade_n >= CHUNK:
