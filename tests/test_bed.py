@@ -6,6 +6,7 @@ chord of sines, encoded by ffmpeg."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import subprocess
@@ -17,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness import EventLog, Hub, ThreadNode
+from harness import Broker, EventLog, Hub, ThreadNode
+from test_hub_media import node_reads, operator_yaml
 from test_media import _Quiet, down_url, media_of, read_wav, url_of
 
 from radiod.audio.loudness import integrated_lufs
 from radiod.audio.pcm import Pcm
+from radiod.cli import main
 from radiod.errors import Rejected
 from radiod.protocol import builders
 from radiod.protocol.messages import parse_bulletin_json
@@ -146,3 +149,21 @@ def test_a_bed_plays_under_the_speech_ducked_and_a_missing_one_is_left_out(
     chord = max(spectrum[np.abs(freqs - hz) < 5].max() for hz in CHORD_HZ)
     assert chord > 30 * np.median(spectrum), "the chord, not noise, in the pause"
     assert rms_db(bed[-rate // 20 :]) < rms_db(pause) - 20, "faded out at the end"
+
+
+# ---------------------------------------------------------------- radiod post --bed
+
+
+def test_post_bed_url_points_at_it_and_a_bed_without_text_is_refused(
+    hub: Hub, broker: Broker, server: http.server.ThreadingHTTPServer, music: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = url_of(server, music)
+    config = operator_yaml(hub, tmp_path)
+    assert main(["post", "--config", config, "--bed", url, "--at", "23:59", TEXT]) == 0
+    assert f"bed:   music under the text, {url}" in capsys.readouterr().out
+    bulletin = node_reads(hub, broker)
+    assert bulletin.bed is not None and bulletin.bed.url == url and bulletin.bed.format == "mp3"
+    assert bulletin.bed.sha256 == hashlib.sha256(music.read_bytes()).hexdigest() and bulletin.text == TEXT
+    assert main(["post", "--config", config, "--bed", url, "--media", url]) == 1
+    assert "--bed: music lies under the text to read" in capsys.readouterr().err
