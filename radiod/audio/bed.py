@@ -29,6 +29,7 @@ from radiod.audio.decode import decode
 from radiod.audio.layout import RenderOptions, Span, fade_curve
 from radiod.audio.recording import MediaLevel, Resolve, StreamLimiter
 from radiod.audio.render import CHUNK, Programme
+from radiod.errors import MediaError
 
 __all__ = ["BED_FADE_S", "BED_LU", "DUCK_DB", "BedProgramme", "OnMissing"]
 
@@ -60,6 +61,7 @@ class _Looped:
     def __init__(self, path: Path, rate: int) -> None:
         self._path, self._rate = path, rate
         self._source = decode(path, rate)
+        self._heard = False  # audio came since the file was last opened
         self._rest = np.zeros(0, dtype=np.float32)
 
     def take(self, n: int) -> np.ndarray:
@@ -67,12 +69,15 @@ class _Looped:
         got, held = [self._rest], len(self._rest)
         while held < n:
             block = next(self._source, None)
-            if block is None:  # the file ended: again from its start (measure() found audio in it)
+            if block is None:  # the file ended: again from its start
+                if not self._heard:  # it would loop for ever
+                    raise MediaError(f"{self._path.name}: the music bed holds no audio")
                 self._source.close()
-                self._source = decode(self._path, self._rate)
+                self._source, self._heard = decode(self._path, self._rate), False
                 continue
             got.append(block)
             held += len(block)
+            self._heard = self._heard or bool(len(block))
         joined = np.concatenate(got)
         self._rest = joined[n:]
         return joined[:n]
