@@ -232,6 +232,7 @@ def cmd_post(args: argparse.Namespace) -> int:
     text = _read_text(args, required=False)
     if not text and not (media or relay):
         raise RadiodError("give the text to read, or -f FILE, or a programme: --media, --relay")
+    bed = _bed(args, operator, text, media or relay)
     req = PostRequest(
         text=text,
         targets=targets_from(args.zone or (), args.node or ()),
@@ -254,6 +255,7 @@ def cmd_post(args: argparse.Namespace) -> int:
         lang=args.lang,
         media=media,
         relay=relay,
+        bed=bed,
     )
     plan = operator.plan(req)
     nodes = NodeList.build(operator.config) if args.preview else known_nodes(operator.config)
@@ -298,6 +300,19 @@ def _programme(args: argparse.Namespace, operator: Operator) -> tuple[dict | Non
         print(f"media: {info.url}: {describe(info)}", file=sys.stderr)
         return info.descriptor(), None, date_until
     return None, None, date_until
+
+
+def _bed(args: argparse.Namespace, operator: Operator, text: str, programme: dict | None) -> dict | None:
+    """``post --bed FILE|URL``: music under the text, added to the hub's library as --media is."""
+    from radiod.hub.media import describe
+
+    if not args.bed:
+        return None
+    if not text or programme:
+        raise RadiodError("--bed: music lies under the text to read, which it needs; not with --media or --relay")
+    info = operator.media(args.bed, "--bed")
+    print(f"bed: {info.url}: {describe(info)}", file=sys.stderr)
+    return info.descriptor()
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -574,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     programme = p.add_argument_group("recordings and relays (the text, if any, is read first)")
     programme.add_argument("--media", metavar="FILE|URL", help="play a recording: a FILE is checked and added to "
                            "the hub's library (hub.media_dir), a URL is fetched once to measure it")
+    programme.add_argument("--bed", metavar="FILE|URL", help="music under the text, ducked while it is read: a "
+                           "FILE or URL as with --media")
     programme.add_argument("--relay", metavar="URL", help="relay a live stream (with --duration or --until HH:MM)")
     programme.add_argument("--duration", metavar="LEN", help="with --relay: how long, e.g. 30m, 90s, 1h30m")
     p.add_argument("--lang", default="vi", metavar="TAG",

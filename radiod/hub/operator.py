@@ -62,6 +62,7 @@ _FLAGS = (
     ("title", "--title"),
     ("text", "the text"),
     ("media", "--media"),
+    ("bed", "--bed"),
     ("relay.url", "--relay"),
     ("relay.duration_s", "--duration"),
     ("relay.until", "--until"),
@@ -188,6 +189,7 @@ class PostRequest:
     lang: str = "vi"
     media: dict[str, Any] | None = None
     relay: dict[str, Any] | None = None
+    bed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,7 @@ class Operator:
             lang=req.lang,
             media=req.media,
             relay=req.relay,
+            bed=req.bed,
         )
         bulletin = check(payload)
         if not next_plays(bulletin, self.tz, now, 1):
@@ -303,9 +306,10 @@ class Operator:
                                 f"{rfc3339(exp, self.tz, ms=False)} ({why}): nothing would ever be heard")
         return Plan(payload, bulletin, why)
 
-    def media(self, source: str) -> MediaInfo:
-        """``--media FILE|URL``: a file is checked and kept in the hub's library (hub.media_dir, served at
-        hub.media_base_url); a URL is fetched once and measured, and the bulletin points at it."""
+    def media(self, source: str, flag: str = "--media") -> MediaInfo:
+        """``--media FILE|URL`` (or ``--bed``, named by ``flag``): a file is checked and kept in the hub's library
+        (hub.media_dir, served at hub.media_base_url); a URL is fetched once and measured, and the bulletin points
+        at it."""
         from radiod.hub.media import MediaLibrary, media_at
 
         try:
@@ -313,11 +317,11 @@ class Operator:
                 return media_at(source)
             base_url = self.config.hub.media_base_url
             if not base_url:
-                raise OperatorError(f"--media {source}: set hub.media_base_url to the URL the nodes fetch "
+                raise OperatorError(f"{flag} {source}: set hub.media_base_url to the URL the nodes fetch "
                                     f"{self.config.hub.media_dir} from, or give the recording's URL")
             return MediaLibrary(Path(self.config.hub.media_dir), base_url).add(Path(source))
         except MediaError as exc:
-            raise OperatorError(f"--media {exc}") from None
+            raise OperatorError(f"{flag} {exc}") from None
 
     def bulletin(self, req: PostRequest, now: float | None = None) -> dict[str, Any]:
         """The checked bulletin payload for ``req`` (see :meth:`plan`)."""
@@ -389,6 +393,8 @@ class Operator:
             what = [f"what:  relay of {bulletin.relay.url} {length}"]
         if what and bulletin.text:
             what[0] += ", after the text"
+        if bulletin.bed is not None:
+            what.append(f"bed:   music under the text, {bulletin.bed.url}")
         if bulletin.lang != "vi":
             what.append(f"lang:  {bulletin.lang}")
         return [

@@ -463,8 +463,8 @@ class Daemon:
         else:
             if bulletin.schedule.now and bulletin.priority == Priority.EMERGENCY and bulletin.status != "test":
                 self.emergency_due = (bulletin.id, time.monotonic() + HOLD_BACKLOG_S)
-            if bulletin.media is not None:  # fetched at once, well ahead of its time
-                self.media.want(bulletin.media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
+            for media in _files(bulletin):  # fetched at once, well ahead of its time
+                self.media.want(media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
             self.scheduler.schedule(bulletin, stored_at=now)
             if not bulletin.schedule.now and bulletin.status != "test":
                 self.playout.warm(lambda: self.maker.warm(bulletin.text, self.maker.voice_for(bulletin)))
@@ -504,16 +504,16 @@ class Daemon:
 
     # ----- recordings -----
     def _stored_with_media(self) -> list[Bulletin]:
-        """Stored bulletins, not expired or cancelled, that carry a recording."""
+        """Stored bulletins, not expired or cancelled, that carry a recording or a music bed."""
         found = []
         for stored in self.store.bulletins(now=time.time()):
-            if '"media"' not in stored.payload:  # most bulletins are text: not parsed again here
+            if '"media"' not in stored.payload and '"bed"' not in stored.payload:  # most are text: not parsed again
                 continue
             try:
                 bulletin = parse_bulletin_json(stored.payload)
             except Rejected:  # the scheduler's rebuild reports it; it will not play
                 continue
-            if bulletin.media is not None:
+            if _files(bulletin):
                 found.append(bulletin)
         return found
 
@@ -521,14 +521,14 @@ class Daemon:
         """At start: fetch the recordings of stored bulletins that are not in the cache (the fetcher skips those
         that are)."""
         for bulletin in self._stored_with_media():
-            assert bulletin.media is not None
-            self.media.want(bulletin.media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
+            for media in _files(bulletin):
+                self.media.want(media, until=bulletin.exp, bulletin=bulletin.id, rev=bulletin.rev)
 
     def _needed_media(self) -> set[str]:
         """The recordings stored bulletins may still play: the media cache evicts these last. Called on a fetch
         thread; the store takes reads from any thread. A store that cannot be read leaves plain LRU order."""
         try:
-            return {b.media.sha256 for b in self._stored_with_media() if b.media is not None}
+            return {media.sha256 for b in self._stored_with_media() for media in _files(b)}
         except StoreError as exc:
             log.error("media cache: cannot read which recordings are still due (%s): least recently used go", exc)
             return set()
@@ -681,6 +681,11 @@ class Daemon:
                 for p in self.store.last_plays(10)
             ],
         }
+
+
+def _files(bulletin: Bulletin) -> list[Media]:
+    """What the media cache fetches for ``bulletin``: its recording, its music bed."""
+    return [media for media in (bulletin.media, bulletin.bed) if media is not None]
 
 
 def _lang(bulletin: Bulletin) -> dict[str, str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from radiod.audio.bed import BedProgramme, OnMissing
 from radiod.audio.pcm import Pcm, read_wav
 from radiod.audio.recording import recording_programme
 from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, render_programme, render_recalled
@@ -108,7 +109,19 @@ class ProgrammeMaker:
             stream=bulletin.schedule.now or bulletin.priority == "emergency",
             on_fallback=on_fallback,
         )
+        if bulletin.bed is not None:
+            programme = self._bedded(bulletin, programme, volume, warnings.append)
         return BulletinProgramme(programme, warnings, volume)
+
+    def _bedded(self, bulletin: Bulletin, speech: Programme, volume: float, on_missing: OnMissing) -> Programme:
+        """``speech`` with the bulletin's music bed under it, waited for at play time like a recording; a bed
+        still missing then is ``on_missing``'s warning, and the speech plays alone."""
+        bed, fetcher = bulletin.bed, self.media
+        if bed is None or fetcher is None:
+            raise MediaError(f"bulletin {bulletin.id}: a music bed needs the daemon's media cache")
+        options = RenderOptions(rate=self.profile.audio.sample_rate, target_lufs=self.config.audio.loudness_lufs,
+                                volume=volume)
+        return BedProgramme(speech, lambda stop, until: fetcher.wait(bed, stop, until), options, on_missing)
 
     def _recording(self, bulletin: Bulletin, volume: float, on_fallback: OnFallback) -> Programme:
         """A recorded bulletin's programme: its text (if any) read as the introduction, then the recording, which

@@ -76,10 +76,12 @@ def bulletin(
     author: str | None = None,
     media: Mapping[str, Any] | None = None,
     relay: Mapping[str, Any] | None = None,
+    bed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A bulletin; ``schedule`` defaults to ``now``, ``title`` to the text's first line. ``media`` (``url``,
     ``sha256``, ``bytes``, ``duration_s``, ``format``) or ``relay`` (``url`` and ``duration_s`` or ``until``) add
-    a recording or a live stream after the text, which may then be empty."""
+    a recording or a live stream after the text, which may then be empty. ``bed`` (as ``media``) is music under
+    the text, ducked while it speaks."""
     payload = {
         **_envelope("bulletin", id, iat, exp, targets),
         "rev": rev,
@@ -96,6 +98,8 @@ def bulletin(
         payload["media"] = dict(media)
     if relay:
         payload["relay"] = dict(relay)
+    if bed:
+        payload["bed"] = dict(bed)
     if voice:
         payload["voice"] = voice
     if volume is not None:

@@ -129,6 +129,7 @@ class Bulletin:
     author: str | None = None  # who posted it on the hub's console, for logs and reports
     media: Media | None = None  # a recording played after the text (if any)
     relay: Relay | None = None  # a live stream played after the text (if any)
+    bed: Media | None = None  # music under the spoken text, ducked while it speaks (text only)
     raw: str = ""  # the payload JSON as received, for the store
 
 
@@ -257,7 +258,10 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         if media is not None and relay is not None:
             raise _Invalid("relay", "a bulletin carries media or relay, not both")
         # text is what is read out; with a recording or a relay it is an optional spoken introduction
-        text = _get(obj, "text", _text, default=None if media or relay else _REQUIRED) or ""
+        bed = _get(obj, "bed", _media, default=None)
+        text = _get(obj, "text", _text, default=None if media or relay or bed else _REQUIRED) or ""
+        if bed is not None and (not text or media or relay):  # a bed lies under speech: text, and nothing else
+            raise _Invalid("bed", "music under speech needs text, and no media or relay")
         lang = _get(
             obj,
             "lang",
@@ -295,6 +299,7 @@ def _bulletin(obj: dict[str, Any], raw: str, topic_id: str | None) -> Bulletin:
         author=author,
         media=media,
         relay=relay,
+        bed=bed,
     )
 
 
