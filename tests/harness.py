@@ -550,6 +550,23 @@ class Bench(Hub):
         self.events.publish([(self.topic(payload), self.signed(tombstone_for(payload, time.time())), True)])
 
 
+def systemd_analyze(unit: Path, tmp_path: Path) -> tuple[str, float | None]:
+    """``systemd-analyze verify`` of ``unit`` (with this checkout's radiod) must pass without a word about the
+    unit (an unknown key is only a warning to systemd); returns its output and the overall exposure level that
+    ``systemd-analyze security --offline`` rates, None where this systemd cannot rate a file (systemd < 250)."""
+    copy = unit_with_this_radiod(unit, tmp_path)
+    verified = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60,
+                              check=False)
+    assert verified.returncode == 0 and unit.name not in verified.stderr, verified.stderr
+    rated = subprocess.run(["systemd-analyze", "security", "--offline=true", str(copy)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    if "--offline" in rated.stderr:
+        return rated.stderr, None
+    level = re.search(rf"Overall exposure level for {re.escape(unit.name)}: ([0-9.]+)", rated.stdout)
+    assert level, rated.stdout + rated.stderr
+    return rated.stdout, float(level[1])
+
+
 def unit_with_this_radiod(unit: Path, tmp_path: Path) -> Path:
     """The systemd ``unit`` with ExecStart pointing at this checkout's radiod: ``systemd-analyze verify`` checks
     that the program exists."""
