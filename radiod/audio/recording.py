@@ -55,13 +55,12 @@ _MEASURE_PASSES = 3  # limiter passes at most when measuring what it takes off a
 
 @dataclass(frozen=True)
 class MediaLevel:
-    """What :func:`measure` found in a recording: its length at ``rate``, its loudness and peak, and the gain
+    """What :func:`measure` found in a recording: its length at ``rate``, its loudness, and the gain
     (dB, before the volume) that brings it to ``target_lufs`` as it comes out of the limiter."""
 
     rate: int
     samples: int
     lufs: float
-    peak: float
     gain_db: float
     target_lufs: float
 
@@ -146,7 +145,7 @@ def measure(path: Path, rate: int, target_lufs: float) -> MediaLevel:
     gain_db = 0.0 if math.isinf(lufs) else min(target_lufs - lufs, MAX_GAIN_DB)
     if not math.isinf(lufs) and peak * 10.0 ** (gain_db / 20.0) > CEILING:
         gain_db = _made_up(path, rate, target_lufs, gain_db)
-    return MediaLevel(rate, samples, lufs, peak, gain_db, target_lufs)
+    return MediaLevel(rate, samples, lufs, gain_db, target_lufs)
 
 
 def _made_up(path: Path, rate: int, target: float, gain_db: float) -> float:
