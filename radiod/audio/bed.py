@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from radiod.audio.decode import decode
-from radiod.audio.layout import RenderOptions, Span, fade_curve
+from radiod.audio.layout import Span, fade_curve
 from radiod.audio.recording import MediaLevel, Resolve, StreamLimiter
 from radiod.audio.render import CHUNK, Programme
 from radiod.errors import MediaError
@@ -117,12 +117,12 @@ class BedProgramme(Programme):
     module doc. A bed not there at play time (:meth:`ready`) is reported through ``on_missing`` and the speech
     plays alone: the words matter more than the music."""
 
-    def __init__(self, speech: Programme, resolve: Resolve, opts: RenderOptions, on_missing: OnMissing) -> None:
+    def __init__(self, speech: Programme, resolve: Resolve, volume: float, on_missing: OnMissing) -> None:
         super().__init__(speech.rate, speech.n_samples, [], speech.speech_lufs, speech.gain_db)
         self.spans = speech.spans
         self._speech = speech
         self._resolve = resolve
-        self._volume = opts.volume
+        self._volume = volume
         self._on_missing = on_missing
         self._file: tuple[Path, MediaLevel] | None = None
         self._asked = False

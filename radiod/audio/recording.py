@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from radiod.audio.decode import decode
-from radiod.audio.layout import CHIME_PAUSE_S, RenderOptions, Span, Step, Timeline, fade_curve
+from radiod.audio.layout import CHIME_PAUSE_S, RenderOptions, Span, Step, Timeline, fade_curve, layout
 from radiod.audio.limiter import ATTACK_S, CEILING, HOLD_S, limit
 from radiod.audio.loudness import LoudnessMeter
 from radiod.audio.pcm import Pcm
@@ -55,13 +55,12 @@ _MEASURE_PASSES = 3  # limiter passes at most when measuring what it takes off a
 
 @dataclass(frozen=True)
 class MediaLevel:
-    """What :func:`measure` found in a recording: its length at ``rate``, its loudness and peak, and the gain
+    """What :func:`measure` found in a recording: its length at ``rate``, its loudness, and the gain
     (dB, before the volume) that brings it to ``target_lufs`` as it comes out of the limiter."""
 
     rate: int
     samples: int
     lufs: float
-    peak: float
     gain_db: float
     target_lufs: float
 
@@ -146,7 +145,7 @@ def measure(path: Path, rate: int, target_lufs: float) -> MediaLevel:
     gain_db = 0.0 if math.isinf(lufs) else min(target_lufs - lufs, MAX_GAIN_DB)
     if not math.isinf(lufs) and peak * 10.0 ** (gain_db / 20.0) > CEILING:
         gain_db = _made_up(path, rate, target_lufs, gain_db)
-    return MediaLevel(rate, samples, lufs, peak, gain_db, target_lufs)
+    return MediaLevel(rate, samples, lufs, gain_db, target_lufs)
 
 
 def _made_up(path: Path, rate: int, target: float, gain_db: float) -> float:
@@ -291,21 +290,19 @@ def recording_programme(intro: tuple[Pcm, ...], resolve: Resolve, opts: RenderOp
     """The programme of a recorded bulletin: opening chime, ``opts.preamble`` and the spoken ``intro`` (either may
     be empty) levelled as speech, the recording (``resolve``: see :data:`Resolve`), the closing chime. Played
     once: a recording is long, and a bulletin's ``repeat`` applies to text."""
-    chimes = leveled_chimes(opts)
     speech_lufs, gain_db = speech_level(intro, opts.target_lufs, opts.volume)
     _, preamble_gain_db = speech_level(opts.preamble, opts.target_lufs, opts.volume)
-    head = Timeline(opts.rate, opts.fade_s, opts.volume)
-    steps = [Step("chime", *chimes[0]), Step("pause", seconds=CHIME_PAUSE_S)] if chimes else []
-    steps += [Step("preamble", clip, preamble_gain_db) for clip in opts.preamble]
-    steps.append(Step("speech"))
+    steps = layout(replace(opts, repeat=1), leveled_chimes(opts), preamble_gain_db)  # a text bulletin's, once
+    cut = next(i for i, step in enumerate(steps) if step.kind == "speech") + 1  # the recording follows the speech
     if intro or opts.preamble:
-        steps.append(Step("pause", seconds=CHIME_PAUSE_S))
-    for step in steps:
-        head.lay(step, intro, gain_db)
+        steps.insert(cut, Step("pause", seconds=CHIME_PAUSE_S))
+        cut += 1
+    head = Timeline(opts.rate, opts.fade_s, opts.volume)
     tail = Timeline(opts.rate, opts.fade_s, opts.volume)
-    if chimes:
-        tail.lay(Step("pause", seconds=CHIME_PAUSE_S), (), 0.0)
-        tail.lay(Step("chime", *chimes[1]), (), 0.0)
+    for step in steps[:cut]:
+        head.lay(step, intro, gain_db)
+    for step in steps[cut:]:
+        tail.lay(step, (), 0.0)
     return RecordingProgramme(
         Programme(opts.rate, head.pos, head.parts, speech_lufs, gain_db),
         Programme(opts.rate, tail.pos, tail.parts, -math.inf, 0.0),

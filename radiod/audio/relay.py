@@ -270,7 +270,8 @@ class LiveProgramme(Programme):
         meter = LoudnessMeter()
         for block in self.source.buffered():
             meter.feed(block, self.rate)
-        return _bounded(self.target_lufs - meter.lufs()) if math.isfinite(meter.lufs()) else 0.0
+        lufs = meter.lufs()
+        return _bounded(self.target_lufs - lufs) if math.isfinite(lufs) else 0.0
 
     def _chunk(self) -> np.ndarray | None:
         """About :data:`CHUNK_S` of the stream (less if less is buffered), levelled and limited; None if dry."""

@@ -119,9 +119,7 @@ class ProgrammeMaker:
         bed, fetcher = bulletin.bed, self.media
         if bed is None or fetcher is None:
             raise MediaError(f"bulletin {bulletin.id}: a music bed needs the daemon's media cache")
-        options = RenderOptions(rate=self.profile.audio.sample_rate, target_lufs=self.config.audio.loudness_lufs,
-                                volume=volume)
-        return BedProgramme(speech, lambda stop, until: fetcher.wait(bed, stop, until), options, on_missing)
+        return BedProgramme(speech, lambda stop, until: fetcher.wait(bed, stop, until), volume, on_missing)
 
     def _recording(self, bulletin: Bulletin, volume: float, on_fallback: OnFallback) -> Programme:
         """A recorded bulletin's programme: its text (if any) read as the introduction, then the recording, which
