@@ -135,7 +135,7 @@ class ProgrammeCache:
         size = 2 * programme.n_samples
         if not self.within_share(size) or not self.speech_cache.make_room(_HEADER.size + size):
             return programme  # the store's space on the card comes first
-        return RecordingProgramme(programme, self, key, valid)
+        return CachingProgramme(programme, self, key, valid)
 
     def within_share(self, size: int) -> bool:
         """Whether a programme of ``size`` bytes of samples is small enough to keep (see ``MAX_SHARE``)."""
@@ -227,7 +227,7 @@ class CachedProgramme(Programme):
             yield block.astype(np.float32) / np.float32(32767.0)
 
 
-class RecordingProgramme(Programme):
+class CachingProgramme(Programme):
     """A rendered programme that stores itself in the cache as it is first played to its end."""
 
     def __init__(
