@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from radiod import schema
 from radiod.cli import main
@@ -37,11 +38,31 @@ def test_example_config_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ok" in capsys.readouterr().out
 
 
-def test_example_config_documents_every_key() -> None:
-    text = EXAMPLE.read_text(encoding="utf-8")
-    for key, _doc, _default in schema.field_docs(Config):
-        leaf = key.rsplit(".", 1)[-1]
-        assert re.search(rf"^\s*#?\s*{leaf}:.*#", text, re.MULTILINE), f"{key} is not documented in the example"
+def example_lines() -> dict[str, str]:
+    """Each key of the example (``section.key``, or ``section``) -> its line, commented-out keys included."""
+    lines: dict[str, str] = {}
+    section = ""
+    for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
+        if top := re.match(r"^(\w+):", line):
+            section = top[1]
+            lines[section] = line
+        elif key := re.match(r"^  #? ?(\w+):", line):
+            lines[f"{section}.{key[1]}"] = line
+    return lines
+
+
+def test_example_config_documents_every_key_in_its_section_with_its_default() -> None:
+    """A technician copies the example: every key is there, in its own section (``relay.reconnect_max_s`` is not
+    ``mqtt.reconnect_max_s``), with a comment, and the value shown is the default unless the comment says example."""
+    lines = example_lines()
+    values = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for key, _doc, default in schema.field_docs(Config):
+        assert key in lines and "#" in lines[key], f"{key} is not documented in its section of the example"
+        section, _, leaf = key.partition(".")
+        shown = values.get(section) if not leaf else (values.get(section) or {}).get(leaf, default)
+        if not leaf or "example" in lines[key].split("#", 1)[1]:
+            continue
+        assert shown == default, f"{key}: the example shows {shown!r}, the default is {default!r}"
 
 
 def test_unknown_key_names_path_line_and_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

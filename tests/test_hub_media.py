@@ -210,12 +210,20 @@ def test_post_media_url_is_fetched_once_to_measure_it_and_points_at_that_url(
     hub: Hub, broker: Broker, recordings: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = recordings["tone.mp3"].parent
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
+    asked: list[str] = []
+
+    class Counting(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            super().do_GET()
+
+    handler = lambda *a, **k: Counting(*a, directory=str(folder), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/tone.mp3"
         assert main(["post", "--config", operator_yaml(hub, tmp_path), "--media", url, "Tiếp theo là nhạc hiệu."]) == 0
+        assert asked == ["/tone.mp3"], "the hub downloads it once, to measure it"
         capsys.readouterr()
         assert main(["post", "--config", operator_yaml(hub, tmp_path), "--media", url + ".missing"]) == 1
         assert f"--media {url}.missing: the server answered 404" in capsys.readouterr().err

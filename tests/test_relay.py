@@ -108,6 +108,7 @@ def tone_seconds(path: Path) -> float:
     return float(np.count_nonzero(np.sqrt(np.mean(blocks**2, axis=1)) > 0.01)) * size / pcm.rate
 
 
+@pytest.mark.timing  # the amplifier's switching and the start, to tens of ms of wall time
 def test_a_now_relay_plays_the_stream_at_programme_loudness_and_ends_on_time(
     icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode, amp: AmpHistory
 ) -> None:
@@ -217,6 +218,7 @@ def test_a_silent_stream_switches_the_amplifier_off_after_no_signal_s(
     assert amp.levels() == [True, False]
 
 
+@pytest.mark.timing  # the amplifier's switching and the start, to tens of ms of wall time
 def test_a_scheduled_relay_starts_on_its_instant_and_outlasts_the_amplifier_watchdog(
     icecast: Icecast, hub: Hub, events: EventLog, relay_node: ThreadNode, amp: AmpHistory
 ) -> None:
