@@ -32,7 +32,7 @@ def test_sigkill_mid_play_is_reported_and_replayed(hub: Hub, events: EventLog, t
     config = node_config(hub, tmp_path)
     node = ProcessNode(config, tmp_path)
     try:
-        bid = hub.post(LONG)["id"]
+        bid = hub.post(LONG, lang="tyz")["id"]  # a Tày programme: reported as such, also across the kill
         events.wait("started", bulletin=bid, timeout=60)
         node.kill()
         node = ProcessNode(config, tmp_path)
@@ -41,6 +41,7 @@ def test_sigkill_mid_play_is_reported_and_replayed(hub: Hub, events: EventLog, t
         events.wait("finished", bulletin=bid, timeout=60)
         once_each = sorted({(e["seq"], e["type"]) for e in events.of(bulletin=bid)})  # one per seq, as the hub keeps
         assert [type_ for _, type_ in once_each] == ["accepted", "started", "interrupted", "started", "finished"]
+        assert {e.get("lang") for e in events.of(bulletin=bid) if e["type"] != "accepted"} == {"tyz"}
         assert seq_gaps(events) == []
     finally:
         assert node.terminate() == 0

@@ -582,8 +582,13 @@ class Daemon:
         for play in self.store.unfinished_plays():
             self.store.mark_occurrence(play.id, play.rev, play.occurrence,
                                        occurrence_state("interrupted", "restart"), detail="restart", at=time.time())
+            stored = self.store.get_bulletin(play.id)
+            try:
+                extra = _lang(parse_bulletin_json(stored.payload)) if stored is not None else {}
+            except Rejected:  # a payload this version no longer reads: the event goes without its language
+                extra = {}
             self.events.emit("interrupted", bulletin=play.id, rev=play.rev, occurrence=play.occurrence,
-                             reason="restart")
+                             reason="restart", **extra)
 
     def _on_watchdog(self, on_for: float) -> None:
         log.error("amplifier on for %.0f s: watchdog switched it off", on_for)
