@@ -203,7 +203,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
     @signed_in()
     async def home(request: Request) -> Response:
         items = []
-        for b in recorder.bulletins(db)[:50]:
+        for b in recorder.bulletins(db, 50):
             found = reports.delivery(db, b["id"], config.expected_nodes(), config.nodes.zones)
             items.append((b, found))
         return page(request, "home.html", items=items, now=time.time())
