@@ -39,7 +39,7 @@ from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
 from radiod.hub.media import MediaInfo, MediaLibrary, length_text
 from radiod.hub.nodes import NodeList
-from radiod.hub.operator import Operator, OperatorError, PostRequest, parse_length
+from radiod.hub.operator import COMMAND_LIFETIME_S, Operator, OperatorError, PostRequest, parse_length
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
 from radiod.protocol import builders
@@ -68,7 +68,6 @@ LANG_LABEL = {"vi": "tiếng Việt", "tyz": "tiếng Tày", "nut": "tiếng Nù
 MEDIA_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "m4a": "audio/mp4", "ogg": "audio/ogg", "opus": "audio/ogg",
                "flac": "audio/flac", "wav": "audio/wav"}
 WEEKDAYS = ["Thứ hai", "Thứ ba", "Thứ tư", "Thứ năm", "Thứ sáu", "Thứ bảy", "Chủ nhật"]
-STOP_COMMAND_LIFETIME_S = 120
 
 
 @dataclass
@@ -650,7 +649,7 @@ def _stop_all(operator: Operator) -> str:
     """Sign and send a ``stop`` command to every node; returns its id."""
     now = int(time.time())
     command_id = f"c-stop-{dt.datetime.fromtimestamp(now, operator.tz).strftime('%Y%m%d-%H%M%S')}"
-    payload = builders.command(id=command_id, iat=now, exp=now + STOP_COMMAND_LIFETIME_S, action=Action.STOP)
+    payload = builders.command(id=command_id, iat=now, exp=now + COMMAND_LIFETIME_S, action=Action.STOP)
     publish_once(operator.config.mqtt, "console-stop", [(command_topic(operator.prefix, "all"),
                                                          operator.sign(payload), False)], timeout=10)
     return command_id
