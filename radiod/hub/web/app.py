@@ -14,9 +14,10 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -82,6 +83,7 @@ class Console:
     wait_changed: Callable[[int, float], int] | None
     tz: ZoneInfo
     maker: ProgrammeMaker | None = None  # the preview's, made on first use: loading voices takes a moment
+    maker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def library(self) -> MediaLibrary:
@@ -92,11 +94,17 @@ class Console:
         return Path(self.config.cache_dir) / "preview"
 
     def programme_maker(self) -> ProgrammeMaker:
-        if self.maker is None:
-            from radiod.node.programme import ProgrammeMaker
+        with self.maker_lock:
+            if self.maker is None:
+                from radiod.node.programme import ProgrammeMaker
 
-            self.maker = ProgrammeMaker(self.config.operator_config())
-        return self.maker
+                self.maker = ProgrammeMaker(self.config.operator_config())
+            return self.maker
+
+    def preview(self, payload: dict[str, Any], token: str) -> views.Preview:
+        """The spoken preview of ``payload``; blocks (the first call loads the profile and the voices, then speech
+        is synthesized), so the routes run it in the thread pool, never on the event loop."""
+        return views.render_preview(payload, self.programme_maker(), self.preview_dir, token)
 
 
 def _env() -> Environment:
@@ -269,9 +277,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
             token = secrets.token_urlsafe(12)
             spoken = {k: v for k, v in plan.payload.items() if k not in ("media", "relay")}  # the introduction
             try:
-                preview = await run_in_threadpool(
-                    views.render_preview, spoken, console.programme_maker(), console.preview_dir, token
-                )
+                preview = await run_in_threadpool(console.preview, spoken, token)
             except RadiodError as exc:
                 return page(request, "post.html", status_code=400, preview=None, problems=[*problems, str(exc)],
                             **common)
