@@ -459,8 +459,9 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         if request.method == "POST":
             form: FormData = request.state.form
             try:
-                made = await run_in_threadpool(accounts.add_user, db, _text(form, "name").strip(),
-                                               _text(form, "password"), _text(form, "role"))
+                account = await run_in_threadpool(accounts.new_account, _text(form, "name").strip(),
+                                                  _text(form, "password"), _text(form, "role"))
+                made = accounts.store_user(db, *account)  # on the event loop, which owns the connection
                 accounts.audit(db, request.state.user.name, "user_add", name=made.name, role=str(made.role))
             except accounts.AccountError as exc:
                 problems, status_code = [str(exc)], 400
