@@ -40,7 +40,7 @@ from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
 from radiod.hub.media import MediaInfo, MediaLibrary, length_text
 from radiod.hub.nodes import NodeList
-from radiod.hub.operator import COMMAND_LIFETIME_S, Operator, OperatorError, PostRequest, parse_length
+from radiod.hub.operator import COMMAND_LIFETIME_S, Operator, OperatorError, PostRequest, relay_for
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
 from radiod.protocol import builders
@@ -581,11 +581,9 @@ def _programme(v: dict[str, Any], library: MediaLibrary) -> tuple[dict | None, d
     duration, until = str(v.get("relay_duration", "")).strip(), str(v.get("relay_until", "")).strip()
     if bool(duration) == bool(until):
         raise ValueError("Tiếp sóng: nhập thời lượng (ví dụ 30m, 1h30m) hoặc giờ kết thúc, chỉ một trong hai.")
-    if until:
-        return None, {"url": url, "until": until}
     try:
-        return None, {"url": url, "duration_s": parse_length(duration)}
-    except OperatorError:
+        return None, relay_for(url, duration or None, until or None)
+    except OperatorError:  # both or neither is refused above: what is left is a length it cannot read
         raise ValueError(f"Thời lượng «{duration}»: viết như 30m, 90s hoặc 1h30m, tối đa 6 giờ.") from None
 
 
