@@ -72,6 +72,13 @@ def init(db: sqlite3.Connection) -> None:
 
 def add_user(db: sqlite3.Connection, name: str, password: str, role: Role | str) -> User:
     """Create an account; raises AccountError naming what is wrong."""
+    user, hashed = new_account(name, password, role)
+    return store_user(db, user, hashed)
+
+
+def new_account(name: str, password: str, role: Role | str) -> tuple[User, str]:
+    """The account checked and its password hashed, without the database: the slow half of :func:`add_user`,
+    which the console runs in its thread pool while the connection stays on the event loop."""
     if not re.fullmatch(USER_PATTERN, name):
         raise AccountError(f"user name {name!r}: lower-case letters, digits, - and _, at most 32")
     if len(password) < MIN_PASSWORD:
@@ -80,13 +87,18 @@ def add_user(db: sqlite3.Connection, name: str, password: str, role: Role | str)
         role = Role(role)
     except ValueError:
         raise AccountError(f"role {role!r}: one of {', '.join(Role)}") from None
+    return User(name, role), _hasher.hash(password)
+
+
+def store_user(db: sqlite3.Connection, user: User, hashed: str) -> User:
+    """Keep an account made by :func:`new_account`; AccountError when the name is taken."""
     init(db)
     with db:
-        if db.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
-            raise AccountError(f"user {name!r} exists already")
+        if db.execute("SELECT 1 FROM users WHERE name=?", (user.name,)).fetchone():
+            raise AccountError(f"user {user.name!r} exists already")
         db.execute("INSERT INTO users (name, hash, role, created) VALUES (?,?,?,?)",
-                   (name, _hasher.hash(password), str(role), time.time()))
-    return User(name, role)
+                   (user.name, hashed, str(user.role), time.time()))
+    return user
 
 
 def verify(db: sqlite3.Connection, name: str, password: str) -> User | None:

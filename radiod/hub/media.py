@@ -249,11 +249,16 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename, as :func:`_copy_atomically`; no ``.incoming-`` left on failure."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _finite(value: float) -> float | None:

@@ -315,10 +315,11 @@ def deliveries(db: sqlite3.Connection, bulletin_id: str) -> dict[str, str]:
             if any(s in types for s in DELIVERY_ORDER)}
 
 
-def bulletins(db: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every bulletin seen, newest first, each as :func:`bulletin` gives it."""
+def bulletins(db: sqlite3.Connection, limit: int = -1) -> list[dict[str, Any]]:
+    """Every bulletin seen (the newest ``limit`` of them, when given), newest first, each as :func:`bulletin`
+    gives it: the console's home page reads 50, not every bulletin of the hub's life."""
     ids = [r["id"] for r in db.execute("SELECT id, min(first_seen) AS seen FROM bulletins GROUP BY id"
-                                       " ORDER BY seen DESC")]
+                                       " ORDER BY seen DESC LIMIT ?", (limit,))]
     return [found for i in ids if (found := bulletin(db, i)) is not None]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,12 @@ def _month_range(month: str) -> tuple[str, str]:
     return f"{year}-{mon:02d}", following
 
 
+def _bulletin_events(db: sqlite3.Connection, month: str) -> Iterator[sqlite3.Row]:
+    """The events of ``month`` ('YYYY-MM') about a bulletin (a command's events are no play)."""
+    start, end = _month_range(month)
+    return (row for row in recorder.events_between(db, start, end) if row["bulletin"] is not None)
+
+
 @dataclass
 class PlayCount:
     """Plays of one node or one bulletin in a month."""
@@ -101,12 +107,9 @@ class PlayCount:
 
 def monthly(db: sqlite3.Connection, month: str) -> tuple[list[PlayCount], list[PlayCount]]:
     """(per node, per bulletin) play counts of ``month`` ('YYYY-MM'), each sorted by name."""
-    start, end = _month_range(month)
     per_node: dict[str, PlayCount] = {}
     per_bulletin: dict[str, PlayCount] = {}
-    for row in recorder.events_between(db, start, end):
-        if row["bulletin"] is None:
-            continue
+    for row in _bulletin_events(db, month):
         per_node.setdefault(row["node"], PlayCount(row["node"])).add(row, row["bulletin"])
         per_bulletin.setdefault(row["bulletin"], PlayCount(row["bulletin"])).add(row, row["node"])
     return _played(per_node), _played(per_bulletin)
@@ -116,12 +119,9 @@ def by_language(db: sqlite3.Connection, month: str) -> list[PlayCount]:
     """Play counts of ``month`` per programme language (BCP 47 tag), for the district's question how much the
     loudspeakers carried in Tày, Nùng, Hmong...: the language a node reported in its event (nodes name it when it
     is not ``vi``), else the bulletin's own ``lang``, else ``vi``."""
-    start, end = _month_range(month)
     langs: dict[str, str] = {}
     per_lang: dict[str, PlayCount] = {}
-    for row in recorder.events_between(db, start, end):
-        if row["bulletin"] is None:
-            continue
+    for row in _bulletin_events(db, month):
         if row["bulletin"] not in langs:
             langs[row["bulletin"]] = (recorder.bulletin(db, row["bulletin"]) or {}).get("lang") or "vi"
         lang = row["lang"] or langs[row["bulletin"]]

@@ -14,9 +14,10 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -39,7 +40,7 @@ from radiod.hub.accounts import LoginThrottle, Role, User
 from radiod.hub.config import HubServiceConfig
 from radiod.hub.media import MediaInfo, MediaLibrary, length_text
 from radiod.hub.nodes import NodeList
-from radiod.hub.operator import Operator, OperatorError, PostRequest, parse_length
+from radiod.hub.operator import COMMAND_LIFETIME_S, Operator, OperatorError, PostRequest, relay_for
 from radiod.hub.session import publish_once
 from radiod.hub.web import sessions, views
 from radiod.protocol import builders
@@ -68,7 +69,6 @@ LANG_LABEL = {"vi": "tiếng Việt", "tyz": "tiếng Tày", "nut": "tiếng Nù
 MEDIA_TYPES = {"mp3": "audio/mpeg", "aac": "audio/aac", "m4a": "audio/mp4", "ogg": "audio/ogg", "opus": "audio/ogg",
                "flac": "audio/flac", "wav": "audio/wav"}
 WEEKDAYS = ["Thứ hai", "Thứ ba", "Thứ tư", "Thứ năm", "Thứ sáu", "Thứ bảy", "Chủ nhật"]
-STOP_COMMAND_LIFETIME_S = 120
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Console:
     wait_changed: Callable[[int, float], int] | None
     tz: ZoneInfo
     maker: ProgrammeMaker | None = None  # the preview's, made on first use: loading voices takes a moment
+    maker_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def library(self) -> MediaLibrary:
@@ -93,11 +94,17 @@ class Console:
         return Path(self.config.cache_dir) / "preview"
 
     def programme_maker(self) -> ProgrammeMaker:
-        if self.maker is None:
-            from radiod.node.programme import ProgrammeMaker
+        with self.maker_lock:
+            if self.maker is None:
+                from radiod.node.programme import ProgrammeMaker
 
-            self.maker = ProgrammeMaker(self.config.operator_config())
-        return self.maker
+                self.maker = ProgrammeMaker(self.config.operator_config())
+            return self.maker
+
+    def preview(self, payload: dict[str, Any], token: str) -> views.Preview:
+        """The spoken preview of ``payload``; blocks (the first call loads the profile and the voices, then speech
+        is synthesized), so the routes run it in the thread pool, never on the event loop."""
+        return views.render_preview(payload, self.programme_maker(), self.preview_dir, token)
 
 
 def _env() -> Environment:
@@ -203,7 +210,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
     @signed_in()
     async def home(request: Request) -> Response:
         items = []
-        for b in recorder.bulletins(db)[:50]:
+        for b in recorder.bulletins(db, 50):
             found = reports.delivery(db, b["id"], config.expected_nodes(), config.nodes.zones)
             items.append((b, found))
         return page(request, "home.html", items=items, now=time.time())
@@ -270,9 +277,7 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
             token = secrets.token_urlsafe(12)
             spoken = {k: v for k, v in plan.payload.items() if k not in ("media", "relay")}  # the introduction
             try:
-                preview = await run_in_threadpool(
-                    views.render_preview, spoken, console.programme_maker(), console.preview_dir, token
-                )
+                preview = await run_in_threadpool(console.preview, spoken, token)
             except RadiodError as exc:
                 return page(request, "post.html", status_code=400, preview=None, problems=[*problems, str(exc)],
                             **common)
@@ -454,8 +459,9 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
         if request.method == "POST":
             form: FormData = request.state.form
             try:
-                made = await run_in_threadpool(accounts.add_user, db, _text(form, "name").strip(),
-                                               _text(form, "password"), _text(form, "role"))
+                account = await run_in_threadpool(accounts.new_account, _text(form, "name").strip(),
+                                                  _text(form, "password"), _text(form, "role"))
+                made = accounts.store_user(db, *account)  # on the event loop, which owns the connection
                 accounts.audit(db, request.state.user.name, "user_add", name=made.name, role=str(made.role))
             except accounts.AccountError as exc:
                 problems, status_code = [str(exc)], 400
@@ -575,11 +581,9 @@ def _programme(v: dict[str, Any], library: MediaLibrary) -> tuple[dict | None, d
     duration, until = str(v.get("relay_duration", "")).strip(), str(v.get("relay_until", "")).strip()
     if bool(duration) == bool(until):
         raise ValueError("Tiếp sóng: nhập thời lượng (ví dụ 30m, 1h30m) hoặc giờ kết thúc, chỉ một trong hai.")
-    if until:
-        return None, {"url": url, "until": until}
     try:
-        return None, {"url": url, "duration_s": parse_length(duration)}
-    except OperatorError:
+        return None, relay_for(url, duration or None, until or None)
+    except OperatorError:  # both or neither is refused above: what is left is a length it cannot read
         raise ValueError(f"Thời lượng «{duration}»: viết như 30m, 90s hoặc 1h30m, tối đa 6 giờ.") from None
 
 
@@ -650,7 +654,7 @@ def _stop_all(operator: Operator) -> str:
     """Sign and send a ``stop`` command to every node; returns its id."""
     now = int(time.time())
     command_id = f"c-stop-{dt.datetime.fromtimestamp(now, operator.tz).strftime('%Y%m%d-%H%M%S')}"
-    payload = builders.command(id=command_id, iat=now, exp=now + STOP_COMMAND_LIFETIME_S, action=Action.STOP)
+    payload = builders.command(id=command_id, iat=now, exp=now + COMMAND_LIFETIME_S, action=Action.STOP)
     publish_once(operator.config.mqtt, "console-stop", [(command_topic(operator.prefix, "all"),
                                                          operator.sign(payload), False)], timeout=10)
     return command_id
