@@ -32,7 +32,6 @@ UNIT = REPO_ROOT / "systemd" / "radiod-hub.service"
 needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="not a systemd machine")
 
 
-
 @needs_systemd_analyze
 def test_systemd_accepts_the_hub_unit_and_rates_its_hardening_ok(tmp_path: Path) -> None:
     rated, level = systemd_analyze(UNIT, tmp_path)
