@@ -19,8 +19,9 @@ from radiod.clock import rfc3339
 from radiod.config import load_config
 from radiod.hub.localbroker import Broker
 from radiod.hub.session import publish_once
+from radiod.node.play_record import PlayRecorder
 from radiod.node.programme import ProgrammeMaker
-from radiod.node.store import Store
+from radiod.node.store import PlayRecord, Store
 from radiod.protocol.jws import sign
 from radiod.speech.cache import SpeechCache
 
@@ -186,6 +187,25 @@ def test_a_store_on_a_full_disk_opens_in_memory_with_what_the_file_holds(tiny_di
         store.close()
     with Store(path) as store:
         assert store.get_bulletin("b-old") is not None and store.get_bulletin("b-new") is not None
+
+
+def test_play_states_refused_by_a_full_disk_are_written_in_the_order_they_happened(tiny_disk: Path) -> None:
+    """An emergency starts while the card is full; space returns before it is stopped. The store must end with
+    "skipped" after "started" (a play cut by `stop` is never played again), not the refused "started" written
+    last, which would replay it after a restart."""
+    path = tiny_disk / "state" / "radiod.db"
+    with Store(path) as store:
+        refusals: list[str] = []
+        plays = PlayRecorder(store, 100, on_error=refusals.append)
+        filler = fill(tiny_disk)
+        assert plays.claim(PlayRecord("b-1", 1, "now-1", "started", "", 1.0))  # refused: it plays all the same
+        assert refusals and len(plays) == 1
+        filler.unlink()
+        plays.mark(PlayRecord("b-1", 1, "now-1", "skipped", "stopped", 2.0))  # the store would take it now
+        assert not plays.claim(PlayRecord("b-1", 1, "now-1", "started", "", 3.0))  # a second trigger: done
+        assert plays.flush() and len(plays) == 0
+        assert [p.state for p in store.play_history("b-1")] == ["started", "skipped"]
+        assert store.unfinished_plays() == []
 
 
 def test_the_wal_does_not_eat_the_space_freed_on_a_full_disk(tiny_disk: Path) -> None:

@@ -40,6 +40,7 @@ from radiod.node.health import RunningNode, VoiceCheck, daemon_checks, worst
 from radiod.node.inbox import Inbox
 from radiod.node.media import MediaCache, MediaFetcher
 from radiod.node.mqtt_link import Incoming, LinkEvent, MqttLink
+from radiod.node.play_record import PlayRecorder
 from radiod.node.playout import Playout, PlayRequest, occurrence_state
 from radiod.node.programme import BulletinProgramme, ProgrammeMaker
 from radiod.node.relay import RelayLoop
@@ -179,9 +180,9 @@ class Daemon:
         # the store takes them later, they are written but not played or carried out a second time.
         self._from_memory: set[tuple[str, int]] = set()
         self._commands_from_memory: set[str] = set()
-        # Play states the store refused (from the playout thread), written in order once it takes writes, so a
-        # play from memory is not played again after a restart.
-        self.unrecorded: deque[PlayRecord] = deque(maxlen=UNAPPLIED_MAX)
+        # Play states (from the playout thread), held in order while the store refuses them, so a play from memory
+        # is not played again after a restart.
+        self.plays = PlayRecorder(self.store, UNAPPLIED_MAX, on_error=self._store_refused)
         self.voice_check = VoiceCheck(config.speech.voice, Path(config.speech.voices_dir), config.speech.timeout_s)
         self.techtest = TechnicianTest(
             self.station, self.maker, self.events, voice=config.speech.voice, volume=self._node_volume
@@ -318,27 +319,22 @@ class Daemon:
             work()
         except StoreError as exc:
             log.error("store: %s", exc)
-            self.store_error = (time.time(), str(exc))
+            self._store_refused(str(exc))
             if isinstance(keep, Incoming):
                 self._unapplied.append(keep)
 
+    def _store_refused(self, message: str) -> None:
+        """Note the latest store failure for health (from any thread)."""
+        self.store_error = (time.time(), message)
+
     def _store_waiting(self) -> bool:
-        return bool(self._unapplied or self.unrecorded or self.events.backlog or self.store.unwritable)
+        return bool(self._unapplied or self.plays or self.events.backlog or self.store.unwritable)
 
     def _retry_store(self) -> None:
-        """A store in memory goes onto its file first; then events held in RAM (their order is the seq order),
-        then the messages not yet applied."""
-        if not self.store.persist():
+        """A store in memory goes onto its file first; then play states and events held in RAM (each in its
+        order), then the messages not yet applied."""
+        if not self.store.persist() or not self.plays.flush():
             return
-        while self.unrecorded:
-            play = self.unrecorded[0]
-            try:
-                self.store.mark_occurrence(play.id, play.rev, play.occurrence, play.state, detail=play.detail,
-                                           at=play.at)
-            except StoreError as exc:
-                self.store_error = (time.time(), str(exc))
-                return
-            self.unrecorded.popleft()
         self.events.flush()
         while self._unapplied and not self.events.backlog:
             item = self._unapplied.popleft()
@@ -396,7 +392,7 @@ class Daemon:
                 self.trusted_time.saw(parsed.iat)
             except StoreError as exc:  # kept in memory and written at a later message: the message goes on
                 log.error("store: %s", exc)
-                self.store_error = (time.time(), str(exc))
+                self._store_refused(str(exc))
         if isinstance(parsed, Command):
             self._on_command(parsed, msg.topic)
         else:
@@ -706,15 +702,8 @@ class _Reporter:
 
     def _record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
         b = req.bulletin
-        state = occurrence_state(outcome, reason)
-        at = time.time()
-        try:
-            self._d.store.mark_occurrence(b.id, b.rev, req.occurrence, state, detail=reason, at=at)
-        except StoreError as exc:  # the play goes on; its event still reaches the hub from RAM
-            log.error("cannot record %s of %s %s yet: %s", state, b.id, req.occurrence, exc)
-            self._d.store_error = (time.time(), str(exc))
-            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, state, reason, at))
-
+        self._d.plays.mark(PlayRecord(b.id, b.rev, req.occurrence, occurrence_state(outcome, reason), reason,
+                                      time.time()))
 
     def record(self, req: PlayRequest, outcome: str, reason: str = "") -> None:
         """A state without an event (a relay on the air again, or ended while silent): see Reporter.record."""
@@ -724,14 +713,7 @@ class _Reporter:
         """The exactly-once step: recorded as started unless it already played. A store that refuses the write
         must not silence the loudspeakers: the play goes on, unrecorded."""
         b = req.bulletin
-        at = time.time()
-        try:
-            return self._d.store.claim_occurrence(b.id, b.rev, req.occurrence, at=at)
-        except StoreError as exc:
-            log.error("cannot record the start of %s %s yet: %s", b.id, req.occurrence, exc)
-            self._d.store_error = (time.time(), str(exc))
-            self._d.unrecorded.append(PlayRecord(b.id, b.rev, req.occurrence, "started", "", at))
-            return True
+        return self._d.plays.claim(PlayRecord(b.id, b.rev, req.occurrence, "started", "", time.time()))
 
     def _emit(self, req: PlayRequest, type_: str, **extra: Any) -> None:
         b = req.bulletin
