@@ -4,11 +4,13 @@ delivery per bulletin ("played on N of M", naming the missing); the monthly repo
 from __future__ import annotations
 
 import csv
+import json
 import io
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from harness import PREFIX, SHORT, EventLog, Hub, ThreadNode, wait_for
 
@@ -17,7 +19,8 @@ from radiod.hub import recorder, reports
 from radiod.hub.config import HubServiceConfig, load_hub_config
 from radiod.hub.localbroker import Broker
 from radiod.hub.recorder import Recorder
-from radiod.protocol.outgoing import Event
+from radiod.protocol.outgoing import Check, Event, Health
+from radiod.protocol.topics import event_topic, health_topic
 from radiod.schema import to_plain
 
 
@@ -91,6 +94,41 @@ def test_events_sent_while_the_hub_is_down_arrive_once_after_hub_and_broker_rest
     seqs = [r["seq"] for r in read(database).execute("SELECT seq FROM events WHERE node='n01' ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1)), "events lost or doubled"
     assert len(seqs) == len({e["seq"] for e in events.of("n01")})
+
+
+def test_health_reports_sent_while_the_hub_is_down_do_not_push_the_events_out(
+    broker: Broker, start_recorder: Callable[[], Recorder], database: Path,
+) -> None:
+    """200 nodes report health every minute: over a hub outage of six minutes that is more than the broker queues
+    for one session (max_queued_messages, 1000 by default); the plays reported after it must still all arrive."""
+    nodes = [f"n{i:03d}" for i in range(200)]
+    rec = start_recorder()
+    rec.stop()  # the hub goes down; its session stays on the broker
+    now = "2026-11-03T06:30:00+07:00"
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="nodes")
+    client.max_inflight_messages_set(100)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        sent = []
+        for _minute in range(6):
+            for node in nodes:
+                health = Health(node=node, ts=now, status="ok", version="1", checks=(Check("clock", "ok", "synced"),))
+                sent.append(client.publish(health_topic(PREFIX, node), health.to_json(), qos=1, retain=True))
+        for node in nodes:
+            event = Event(type="finished", node=node, ts="2026-11-03T06:30:12.000+07:00", seq=1, bulletin="b-1",
+                          rev=1, duration_s=12.5)
+            sent.append(client.publish(event_topic(PREFIX, node), json.dumps(event.to_dict()), qos=1))
+        for info in sent:
+            info.wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    start_recorder()
+    wait_for(lambda: len(stored(database, "b-1", "finished")) == len(nodes), 30, "every node's play in the database")
+    wait_for(lambda: sum(r["health_status"] == "ok" for r in recorder.nodes(read(database))) == len(nodes), 15,
+             "every node's latest health, retained, after the outage")
 
 
 def test_an_event_delivered_twice_is_stored_once(database: Path) -> None:

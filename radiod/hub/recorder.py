@@ -4,10 +4,11 @@ Why a recorder: ``radiod watch`` shows events as they pass, but the commune has 
 bulletin play, and where not?" and report each month to the district. So the hub keeps what nodes send.
 
 Nothing lost, nothing doubled: the recorder's MQTT session is persistent (a fixed client id, ``clean_start``
-off, a session that outlives a hub restart by :data:`SESSION_EXPIRY_S`) and subscribes at QoS 1, so the broker
-keeps the events sent while the hub is down; the messages are acknowledged by hand (paho's ``manual_ack``) only
-after the database transaction holding them has committed, so a hub that dies in between gets them again; and an
-event is stored once per ``(node, seq)``, the node's own sequence number, so what comes again is ignored.
+off, a session that outlives a hub restart by :data:`SESSION_EXPIRY_S`) and subscribes to events at QoS 1, so the
+broker keeps the events sent while the hub is down (state and health are retained: each connection brings the
+latest again); the messages are acknowledged by hand (paho's ``manual_ack``) only after the database transaction
+holding them has committed, so a hub that dies in between gets them again; and an event is stored once per
+``(node, seq)``, the node's own sequence number, so what comes again is ignored.
 
 paho's callbacks run on its network thread and only enqueue (DEVELOPERS.md); one writer thread stores batches.
 Readers (the console, the reports) open their own connections: SQLite in WAL mode lets them read while it writes.
@@ -173,8 +174,18 @@ class Recorder:
         if code.is_failure:
             log.warning("broker %s:%s refused the recorder: %s", self.mqtt.host, self.mqtt.port, code)
             return
-        filters = [node_topic(self.prefix, "+", "+"), bulletins_filter(self.prefix)]
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        # Events and bulletins at QoS 1: the broker keeps them while the hub is down. State and health at QoS 0:
+        # they are retained, so each (re)subscription here brings every node's latest, and the broker queues none
+        # of the minutely health reports for an absent hub, where 200 nodes would fill the session's queue
+        # (max_queued_messages) in five minutes and push the events behind them out.
+        client.subscribe([
+            (node_topic(self.prefix, "+", "event"), SubscribeOptions(qos=1)),
+            (bulletins_filter(self.prefix), SubscribeOptions(qos=1)),
+            (node_topic(self.prefix, "+", "state"), SubscribeOptions(qos=0)),
+            (node_topic(self.prefix, "+", "health"), SubscribeOptions(qos=0)),
+        ])
+        # A session kept from a hub before this split still holds its one QoS 1 filter over every node topic.
+        client.unsubscribe(node_topic(self.prefix, "+", "+"))
         self.connected.set()
         log.info("recorder connected to %s:%s (session present: %s)", self.mqtt.host, self.mqtt.port,
                  flags.session_present)
