@@ -192,6 +192,11 @@ def test_clerk_posts_with_preview_sees_it_play_cancels_and_exports_the_report(
     month = dt.datetime.now().astimezone().strftime("%Y-%m")
     browser.get(f"{console}/reports?month={month}")
     shot(browser, "reports")
+    browser.set_window_size(*PHONE)  # on a phone every figure is still there, the table scrolls sideways
+    hidden = browser.execute_script(
+        "return [...document.querySelectorAll('table.report th')].filter(th => !th.offsetParent).length")
+    browser.set_window_size(*DESKTOP)
+    assert hidden == 0
     body = browser.execute_async_script(
         "fetch(arguments[0]).then(r => r.text()).then(arguments[1])", f"{console}/reports/{month}/nodes.csv")
     rows = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
