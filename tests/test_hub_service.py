@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from harness import PREFIX, systemd_analyze, wait_for
 from radiod.config import REPO_ROOT
 from radiod.hub import accounts, recorder
 from radiod.hub.config import HubServiceConfig, WebConfig
-from radiod.hub.hubsetup import write_test_pki
+from radiod.hub.hubsetup import HubSetup, setup_hub
 from radiod.hub.localbroker import Broker
 from radiod.hub.service import HubService
 
@@ -101,9 +102,10 @@ def test_hub_process_creates_an_admin_notifies_systemd_serves_and_stops_on_sigte
 def test_the_console_speaks_https_with_a_certificate_from_the_hubs_ca_and_secure_cookies(
     broker: Broker, tmp_path: Path
 ) -> None:
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    write_test_pki(pki, "hub.local")
+    setup_hub(HubSetup(prefix=PREFIX, hosts=("hub.local",), nodes=("n01",), out=tmp_path / "setup"),
+              mosquitto_passwd=None)
+    pki = tmp_path / "setup" / "web"  # hub-setup's folder for the console
+    assert stat.S_IMODE((pki / "server.key").stat().st_mode) == 0o600
     port = free_port()
     config = HubServiceConfig(mqtt=broker.mqtt_config(prefix=PREFIX), database=str(tmp_path / "hub.db"),
                               cache_dir=str(tmp_path / "cache"),

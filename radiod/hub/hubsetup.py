@@ -10,6 +10,8 @@ The output folder (``--out``)::
     ca/ca.key, ca/ca.crt     the hub's certificate authority: keep it, off the nodes; needed to add a node
     hub/                     installed in /etc/mosquitto/radiod (``--hub-dir``), radiod.conf in conf.d
         radiod.conf acl passwd ca.crt server.crt server.key
+    web/                     the hub console's HTTPS identity (hub.yaml ``web.tls_cert``/``tls_key``), its own
+        server.crt server.key ca.crt   key, so the console's service never reads the broker's
     nodes/<id>/              copied to /etc/radiod/mqtt (``--client-dir``) on node <id>
         radiod.yaml ca.crt client.crt client.key [<kid>.pub.pem ...]
     operators/<name>/        the same, for an operator's PC or the hub itself
@@ -114,6 +116,7 @@ class Report:
             f"{self.out / 'ca'}: {'new' if self.new_ca else 'kept'} CA; keep a copy, off the nodes: it adds nodes",
             f"{self.out / 'hub'}: install in {self.hub_dir}, radiod.conf in /etc/mosquitto/conf.d, then restart "
             "mosquitto (see hub/README.md)",
+            f"{self.out / 'web'}: the console's HTTPS certificate, for hub.yaml web.tls_cert and web.tls_key",
         ]
         lines += [f"  {name}: {state}" for name, state in self.logins.items()]
         if changed:
@@ -157,13 +160,15 @@ def setup_hub(setup: HubSetup, *, mosquitto_passwd: str | None) -> Report:
 
     ca = None if setup.force else _attempt(problems, _existing_ca, ca_dir)
     server_key = None if setup.force else _attempt(problems, _existing_key, hub / "server.key")
+    web_key = None if setup.force else _attempt(problems, _existing_key, out / "web" / "server.key")
     logins = [
         _existing_login(name, role, out / f"{role}s" / name, setup.force, problems)
         for role, names in (("node", setup.nodes), ("operator", setup.operators))
         for name in names
     ]
     if ca is None and not problems and not setup.force:
-        issued = [p for p in [hub / "server.key", *(login.folder / "client.key" for login in logins)] if p.exists()]
+        keys = [hub / "server.key", out / "web" / "server.key", *(login.folder / "client.key" for login in logins)]
+        issued = [p for p in keys if p.exists()]
         if issued:
             problems.append(
                 f"{ca_dir / 'ca.key'}: missing, but {issued[0]} exists: a new CA would make every certificate it "
@@ -202,6 +207,10 @@ def setup_hub(setup: HubSetup, *, mosquitto_passwd: str | None) -> Report:
     server_usage = ExtendedKeyUsageOID.SERVER_AUTH
     _ensure_cert(hub / "server.crt", ca, server_key, common_name=setup.hosts[0], sans=sans, usage=server_usage)
     _write(hub / "ca.crt", ca_pem, 0o644)
+    _mkdir(out / "web")  # the console's certificate names the same hosts: operators reach it by the hub's name
+    web_key = _ensure_key(out / "web" / "server.key", web_key)
+    _ensure_cert(out / "web" / "server.crt", ca, web_key, common_name=setup.hosts[0], sans=sans, usage=server_usage)
+    _write(out / "web" / "ca.crt", ca_pem, 0o644)
 
     states: dict[str, str] = {}
     passwords: dict[str, str] = {}
