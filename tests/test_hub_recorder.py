@@ -4,8 +4,8 @@ delivery per bulletin ("played on N of M", naming the missing); the monthly repo
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path

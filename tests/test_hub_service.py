@@ -67,7 +67,8 @@ def test_hub_process_creates_an_admin_notifies_systemd_serves_and_stops_on_sigte
         "web": {"port": port}, "nodes": {"expected": ["n01"]},
     }), encoding="utf-8")
     radiod = [sys.executable, "-m", "radiod.cli", "hub"]
-    added = subprocess.run([*radiod, "user", "add", "--config", str(config), "chu-tich", "--role", "admin",
+    # --config before "user add", as `radiod hub --config F` is written to start the service
+    added = subprocess.run([*radiod, "--config", str(config), "user", "add", "chu-tich", "--role", "admin",
                             "--password-stdin"], input="mat-khau-dai\n", capture_output=True, text=True,
                            timeout=60, check=False)
     assert added.returncode == 0, added.stderr

@@ -25,16 +25,19 @@ HUB_CONFIG_ENV = "RADIOD_HUB_CONFIG"
 
 def register(command: Register) -> None:
     """Add ``hub`` (and ``hub user add``) with cli.py's ``command(name, handler, help, parents)``."""
+    config_help = (f"the hub's config: F, else ${HUB_CONFIG_ENV}, else {DEFAULT_HUB_CONFIG_PATH} "
+                   "(the node's --config rule, with the hub's own file)")
     config_opt = argparse.ArgumentParser(add_help=False)
-    config_opt.add_argument("--config", metavar="F", default=None,
-                            help=f"the hub's config: F, else ${HUB_CONFIG_ENV}, else {DEFAULT_HUB_CONFIG_PATH} "
-                            "(the node's --config rule, with the hub's own file)")
+    config_opt.add_argument("--config", metavar="F", default=None, help=config_help)
+    # On "user add" and "media add" too, SUPPRESSed: a --config given before them is not overwritten by a default
+    config_sub = argparse.ArgumentParser(add_help=False)
+    config_sub.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help=config_help)
     p = command("hub", cmd_hub, "the hub service: records every node's reports and serves the web console",
                 [config_opt])
     users = p.add_subparsers(dest="hub_command", metavar="user")
     user = users.add_parser("user", help="console accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create a console account", description="create a console account; the "
-                          "password is asked for, or read from stdin with --password-stdin", parents=[config_opt])
+                          "password is asked for, or read from stdin with --password-stdin", parents=[config_sub])
     add.add_argument("name", help="user name (lower-case letters, digits, - and _)")
     add.add_argument("--role", choices=["operator", "approver", "admin"], default="operator",
                      help="operator: normal and priority bulletins; approver: also emergencies and stop all; "
@@ -48,7 +51,7 @@ def register(command: Register) -> None:
     add = actions.add_parser("add", help="check, measure and keep a recording; prints its URL and sha256",
                              description="check that FILE decodes, measure its duration and loudness, and keep it "
                              "in media.dir as <sha256>.<format>, served at media.base_url; adding it again is "
-                             "harmless", parents=[config_opt])
+                             "harmless", parents=[config_sub])
     add.add_argument("file", metavar="FILE", help="mp3, m4a/aac, ogg/opus, flac or wav")
     add.set_defaults(handler=cmd_media_add)
 
