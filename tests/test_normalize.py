@@ -312,6 +312,33 @@ def test_explain_marks_every_span_it_guessed() -> None:
     assert spans["UBND"].unsure == ""
 
 
+@pytest.mark.parametrize(("text", "source", "spoken"), [
+    ("ĐT 0912 345 678", "ĐT", "điện thoại"),
+    ("ĐT: 0203.3856.123", "ĐT", "điện thoại"),
+    ("BCH Đoàn thanh niên", "BCH", "ban chấp hành"),
+    ("BCH Đảng bộ xã", "BCH", "ban chấp hành"),
+    ("tờ BĐ số 22", "BĐ", "bản đồ"),
+    ("SN 1955", "SN", "sinh năm"),
+    ("SN 12 đường Lê Lợi", "SN", "số nhà"),
+    ("Nghị định 37/NĐ-CP", "37/NĐ-CP", "ba mươi bảy nghị định chính phủ"),
+    ("Thông báo số 15/TB-BCH về cấp dự báo cháy rừng.", "15/TB-BCH", "mười lăm thông báo ban chỉ huy"),
+])
+def test_a_reading_a_clear_neighbour_decided_is_not_marked(text: str, source: str, spoken: str) -> None:
+    span = next(s for s in explain(text) if s.source == source)
+    assert (span.spoken, span.unsure) == (spoken, "")
+
+
+def test_an_ambiguous_code_read_by_default_marks_its_document_number() -> None:
+    span = next(s for s in explain("Thông báo số 15/TB-BCH về việc họp.") if s.source == "15/TB-BCH")
+    assert span.spoken == "mười lăm thông báo ban chấp hành"
+    assert span.rule == "document-guess" and "ambiguous" in span.unsure
+
+
+def test_a_topic_word_of_another_sentence_does_not_decide() -> None:
+    span = next(s for s in explain("Mùa cháy rừng đã đến. Thông báo 15/TB-BCH về việc họp.") if s.source == "15/TB-BCH")
+    assert span.spoken == "mười lăm thông báo ban chấp hành" and span.unsure
+
+
 def test_the_normalize_command_shows_the_guesses_to_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
     from radiod.cli import main
 

@@ -28,6 +28,7 @@ UNSURE = {
     "acronym": "unknown acronym spelled letter by letter: add it to the lexicon if it has a reading",
     "abbreviation-guess": "ambiguous abbreviation, no context word decided: its default reading",
     "date-guess": "number/number read as a date with no day word before it: is it a ratio?",
+    "document-guess": "a code in this document number is ambiguous (its default reading) or unknown (spelled)",
     "slash-or": "slash between words read as 'hoặc'",
 }
 """Rules that guessed, and why: ``radiod normalize --explain`` marks their spans so an operator can check."""
@@ -318,13 +319,18 @@ class Rules:
         words = [numbers.read_number(number)]
         if len(rest) == 2:
             words += ["năm", numbers.read_number(rest[0])]
-        words += self._codes(text, m.end() - len(rest[-1]), m.end())
-        return " ".join(words), "document"
+        codes, rule = self._codes(text, m.end() - len(rest[-1]), m.end())
+        return " ".join(words + codes), rule
 
-    def _codes(self, text: str, start: int, end: int) -> list[str]:
-        """The agency codes of a document number (KH-UBND, CĐ-BCH): the first may be a document type; each
-        is read in its own place, so an ambiguous one (BCH) sees the code before it."""
+    def _codes(self, text: str, start: int, end: int) -> tuple[list[str], str]:
+        """The agency codes of a document number (KH-UBND, CĐ-BCH), and the rule for the whole number.
+
+        The first code may be a document type; each is read in its own place, so an ambiguous one (BCH) sees
+        the code before it and its sentence. The number is one span, so a code read by default or spelled
+        makes the whole number a "document-guess": otherwise ``--explain`` would hide the guess inside it.
+        """
         words = []
+        rule = "document"
         for i, piece in enumerate(re.finditer(r"[^\W\d_]+|\d+", text[start:end])):
             code = piece.group()
             if code.isdigit():
@@ -332,14 +338,17 @@ class Rules:
             elif i == 0 and code in self.lex.document_types:
                 words.append(self.lex.document_types[code])
             else:
-                words.append(self.words.read_code(code, text, start + piece.start(), start + piece.end()))
-        return words
+                spoken, how = self.words.read_code(code, text, start + piece.start(), start + piece.end())
+                words.append(spoken)
+                if how in ("abbreviation-guess", "acronym"):
+                    rule = "document-guess"
+        return words, rule
 
     def _party_document(self, m: re.Match[str], text: str) -> Reading:
         """"57-NQ/TW", "15-KH/ĐU": the Party writes the number, its type, then the issuing body."""
         number = m.group().partition("-")[0]
-        codes = self._codes(text, m.start() + len(number) + 1, m.end())
-        return " ".join([numbers.read_number(number), *codes]), "document"
+        codes, rule = self._codes(text, m.start() + len(number) + 1, m.end())
+        return " ".join([numbers.read_number(number), *codes]), rule
 
     def _plate(self, m: re.Match[str], text: str) -> Reading:
         """A licence plate, "29A-123.45" or "22-B1 123.45": the province as a number, the series letter by
@@ -376,7 +385,7 @@ class Rules:
     def _code(self, m: re.Match[str], text: str) -> Reading:
         """"tài khoản 1234 5678", "mã số thuế 5200123456": an identifier, digit by digit in its groups."""
         cue = text[m.start():m.start("codeno")]
-        said = [self.words.read_code(w, text, m.start(), m.end()) if w.isupper() else w for w in cue.split()]
+        said = [self.words.read_code(w, text, m.start(), m.end())[0] if w.isupper() else w for w in cue.split()]
         groups = re.findall(r"\d+", m.group("codeno"))
         return " ".join(said) + " " + ", ".join(numbers.read_digits(g) for g in groups), "code"
 
