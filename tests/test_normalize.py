@@ -362,6 +362,9 @@ def test_the_normalize_command_shows_the_guesses_to_the_operator(capsys: pytest.
     ("trên BĐ3 0,35m", "trên báo động ba không phẩy ba mươi lăm mét"),
     ("1,2 triệu m³", "một phẩy hai triệu mét khối"),
     ("140/90 mmHg", "một trăm bốn mươi trên chín mươi mi li mét thủy ngân"),
+    ("17°30'N - 107°15'E", "mười bảy độ ba mươi phút vĩ bắc, một trăm linh bảy độ mười lăm phút kinh đông"),
+    ("17°30' Vĩ Bắc", "mười bảy độ ba mươi phút Vĩ Bắc"),
+    ("Tọa độ 21.0285, 105.8542", "Tọa độ hai mươi mốt chấm không hai tám năm, một trăm linh năm chấm tám năm bốn hai"),
 ])
 def test_units_and_measures(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -377,6 +380,9 @@ def test_units_and_measures(written: str, spoken: str) -> None:
     ("24/24h", "hai mươi tư trên hai mươi tư giờ"),
     ("thứ 2, 4, 6", "thứ hai, tư, sáu"),
     ("từ 800.000 đồng - 1.000.000 đồng", "từ tám trăm nghìn đồng đến một triệu đồng"),
+    ("lên mức BĐ1-3", "lên mức báo động một đến báo động ba"),
+    ("lên mức BĐ 1 - BĐ 2", "lên mức báo động một đến báo động hai"),
+    ("NPK 16-16-8", "en pê ca mười sáu mười sáu tám"),
 ])
 def test_ratios_fractions_dates_and_ranges(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -395,6 +401,9 @@ def test_ratios_fractions_dates_and_ranges(written: str, spoken: str) -> None:
     ("05/CĐ-BCH", "năm công điện ban chỉ huy"),
     ("BCH Đoàn xã", "ban chấp hành Đoàn xã"),
     ("123/BTTTT-TTCS", "một trăm hai mươi ba bộ thông tin và truyền thông thông tin cơ sở"),
+    ("từ km 72 đến km 75", "từ ki lô mét bảy mươi hai đến ki lô mét bảy mươi lăm"),
+    ("Km72+500", "ki lô mét bảy mươi hai cộng năm trăm"),
+    ("gọi 0238.3.856.123", "gọi không hai ba tám, ba tám năm sáu, một hai ba"),
 ])
 def test_codes_roads_plates_and_documents(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -484,7 +493,8 @@ _BULLETIN_PIECES = st.sampled_from([
     ".", ",", " ", "\n", "(", ")", "UBND", "TT", "thứ ", "tháng ", "ngày ", "quý ", "III", "gọi ", "113",
     "0912 345 678", "1900 1006", "45/KH-UBND", "a.vn", "x@y.com", "...", "Covid", "Ủy ban", "&", "→", "•",
     "QL.", "ĐT", "BĐ", "BKS ", "29A-123.45", "22-B1 ", "1m62", "m3", "°N", "mg/", "tài khoản ", "tỷ lệ ", "24/24h",
-    "57-NQ/TW", "CĐ-BCH", "thứ 2, 4", "đồng - ", "lễ ", "số ", "XYZ",
+    "57-NQ/TW", "CĐ-BCH", "thứ 2, 4", "đồng - ", "lễ ", "số ", "XYZ", "°", "'", "17°30'N", "km ", "Km72+500",
+    "0238.3.856.123", "tọa độ ", "21.0285", "SN ", "cháy rừng",
 ])
 
 
