@@ -430,14 +430,15 @@ class Rules:
     def _dms(self, m: re.Match[str], text: str) -> Reading:
         """"17°30'", "15°52'N": degrees and minutes (and seconds) of a storm's position, then the hemisphere
         as the "°N" and "°E" units say it (vĩ bắc, kinh đông); the minute mark is "phút", not a quote."""
-        spoken = [numbers.read_number(m.group("deg")), self.lex.units.get("°", "độ"),
-                  numbers.read_number(m.group("min").replace(".", ",")), "phút"]
+        degree = self.lex.units.get("°", "độ")
+        spoken = [numbers.read_number(m.group("deg")), degree, numbers.read_number(m.group("min").replace(".", ",")),
+                  "phút"]
         if m.group("sec"):
             spoken += [numbers.read_number(m.group("sec").replace(".", ",")), "giây"]
         hemi = m.group("hemi")
         if hemi:
             said = self.lex.units.get("°" + hemi)
-            spoken.append(said.removeprefix(self.lex.units.get("°", "độ")).strip() if said else hemi)
+            spoken.append(said.removeprefix(degree).strip() if said else self.words.spell_char(hemi))
         if _NUMBER_NEXT.match(text, m.end()):
             spoken[-1] += ","  # "15°52'N 108°20'E": a pause between latitude and longitude
         return " ".join(spoken), "coordinate"
