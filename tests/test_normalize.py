@@ -455,6 +455,17 @@ def test_a_technician_adds_an_abbreviation_a_place_and_a_loanword_without_code(v
     assert spoken == "hợp tác xã nông nghiệp thôn Pác Ngòi đặt gờ ráp"
 
 
+def test_a_technician_adds_an_ambiguous_abbreviation_decided_by_its_sentence(voices: Path) -> None:
+    (voices / "lexicon-local.yaml").write_text(
+        "ambiguous:\n  XT:\n    default: xe tải\n    senses:\n      - reading: xét tuyển\n"
+        "        near: [học sinh]\n",
+        encoding="utf-8",
+    )
+    lexicon = load_lexicon(voices)
+    assert normalize("Kết quả XT của học sinh. XT chở cát", lexicon=lexicon) == \
+        "Kết quả xét tuyển của học sinh. xe tải chở cát"
+
+
 def test_a_duplicate_entry_names_both_files_and_lines(voices: Path) -> None:
     (voices / "lexicon-local.yaml").write_text("abbreviations:\n  HTX: hợp tác\n  UBND: ủy ban\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
