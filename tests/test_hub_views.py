@@ -96,3 +96,9 @@ def test_the_post_form_warns_when_a_normal_bulletin_falls_in_quiet_hours() -> No
     assert not any("06:30" in w for w in warnings)
     emergency = {**late, "priority": "emergency"}  # an emergency plays in quiet hours too
     assert not any("giờ yên lặng" in w for w in form_warnings(emergency, {}, set(), night))
+
+
+def test_the_console_says_every_reason_the_normalizer_marks_a_guess_in_vietnamese() -> None:
+    from radiod.speech.normalize.rules import UNSURE
+
+    assert views.UNSURE_VI.keys() == UNSURE.keys()

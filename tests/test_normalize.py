@@ -312,6 +312,33 @@ def test_explain_marks_every_span_it_guessed() -> None:
     assert spans["UBND"].unsure == ""
 
 
+@pytest.mark.parametrize(("text", "source", "spoken"), [
+    ("ĐT 0912 345 678", "ĐT", "điện thoại"),
+    ("ĐT: 0203.3856.123", "ĐT", "điện thoại"),
+    ("BCH Đoàn thanh niên", "BCH", "ban chấp hành"),
+    ("BCH Đảng bộ xã", "BCH", "ban chấp hành"),
+    ("tờ BĐ số 22", "BĐ", "bản đồ"),
+    ("SN 1955", "SN", "sinh năm"),
+    ("SN 12 đường Lê Lợi", "SN", "số nhà"),
+    ("Nghị định 37/NĐ-CP", "37/NĐ-CP", "ba mươi bảy nghị định chính phủ"),
+    ("Thông báo số 15/TB-BCH về cấp dự báo cháy rừng.", "15/TB-BCH", "mười lăm thông báo ban chỉ huy"),
+])
+def test_a_reading_a_clear_neighbour_decided_is_not_marked(text: str, source: str, spoken: str) -> None:
+    span = next(s for s in explain(text) if s.source == source)
+    assert (span.spoken, span.unsure) == (spoken, "")
+
+
+def test_an_ambiguous_code_read_by_default_marks_its_document_number() -> None:
+    span = next(s for s in explain("Thông báo số 15/TB-BCH về việc họp.") if s.source == "15/TB-BCH")
+    assert span.spoken == "mười lăm thông báo ban chấp hành"
+    assert span.rule == "document-guess" and "ambiguous" in span.unsure
+
+
+def test_a_topic_word_of_another_sentence_does_not_decide() -> None:
+    span = next(s for s in explain("Mùa cháy rừng đã đến. Thông báo 15/TB-BCH về việc họp.") if s.source == "15/TB-BCH")
+    assert span.spoken == "mười lăm thông báo ban chấp hành" and span.unsure
+
+
 def test_the_normalize_command_shows_the_guesses_to_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
     from radiod.cli import main
 
@@ -335,6 +362,9 @@ def test_the_normalize_command_shows_the_guesses_to_the_operator(capsys: pytest.
     ("trên BĐ3 0,35m", "trên báo động ba không phẩy ba mươi lăm mét"),
     ("1,2 triệu m³", "một phẩy hai triệu mét khối"),
     ("140/90 mmHg", "một trăm bốn mươi trên chín mươi mi li mét thủy ngân"),
+    ("17°30'N - 107°15'E", "mười bảy độ ba mươi phút vĩ bắc, một trăm linh bảy độ mười lăm phút kinh đông"),
+    ("17°30' Vĩ Bắc", "mười bảy độ ba mươi phút Vĩ Bắc"),
+    ("Tọa độ 21.0285, 105.8542", "Tọa độ hai mươi mốt chấm không hai tám năm, một trăm linh năm chấm tám năm bốn hai"),
 ])
 def test_units_and_measures(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -350,6 +380,9 @@ def test_units_and_measures(written: str, spoken: str) -> None:
     ("24/24h", "hai mươi tư trên hai mươi tư giờ"),
     ("thứ 2, 4, 6", "thứ hai, tư, sáu"),
     ("từ 800.000 đồng - 1.000.000 đồng", "từ tám trăm nghìn đồng đến một triệu đồng"),
+    ("lên mức BĐ1-3", "lên mức báo động một đến báo động ba"),
+    ("lên mức BĐ 1 - BĐ 2", "lên mức báo động một đến báo động hai"),
+    ("NPK 16-16-8", "en pê ca mười sáu mười sáu tám"),
 ])
 def test_ratios_fractions_dates_and_ranges(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -368,6 +401,9 @@ def test_ratios_fractions_dates_and_ranges(written: str, spoken: str) -> None:
     ("05/CĐ-BCH", "năm công điện ban chỉ huy"),
     ("BCH Đoàn xã", "ban chấp hành Đoàn xã"),
     ("123/BTTTT-TTCS", "một trăm hai mươi ba bộ thông tin và truyền thông thông tin cơ sở"),
+    ("từ km 72 đến km 75", "từ ki lô mét bảy mươi hai đến ki lô mét bảy mươi lăm"),
+    ("Km72+500", "ki lô mét bảy mươi hai cộng năm trăm"),
+    ("gọi 0238.3.856.123", "gọi không hai ba tám, ba tám năm sáu, một hai ba"),
 ])
 def test_codes_roads_plates_and_documents(written: str, spoken: str) -> None:
     assert normalize(written) == spoken
@@ -419,6 +455,17 @@ def test_a_technician_adds_an_abbreviation_a_place_and_a_loanword_without_code(v
     assert spoken == "hợp tác xã nông nghiệp thôn Pác Ngòi đặt gờ ráp"
 
 
+def test_a_technician_adds_an_ambiguous_abbreviation_decided_by_its_sentence(voices: Path) -> None:
+    (voices / "lexicon-local.yaml").write_text(
+        "ambiguous:\n  XT:\n    default: xe tải\n    senses:\n      - reading: xét tuyển\n"
+        "        near: [học sinh]\n",
+        encoding="utf-8",
+    )
+    lexicon = load_lexicon(voices)
+    assert normalize("Kết quả XT của học sinh. XT chở cát", lexicon=lexicon) == \
+        "Kết quả xét tuyển của học sinh. xe tải chở cát"
+
+
 def test_a_duplicate_entry_names_both_files_and_lines(voices: Path) -> None:
     (voices / "lexicon-local.yaml").write_text("abbreviations:\n  HTX: hợp tác\n  UBND: ủy ban\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
@@ -457,7 +504,8 @@ _BULLETIN_PIECES = st.sampled_from([
     ".", ",", " ", "\n", "(", ")", "UBND", "TT", "thứ ", "tháng ", "ngày ", "quý ", "III", "gọi ", "113",
     "0912 345 678", "1900 1006", "45/KH-UBND", "a.vn", "x@y.com", "...", "Covid", "Ủy ban", "&", "→", "•",
     "QL.", "ĐT", "BĐ", "BKS ", "29A-123.45", "22-B1 ", "1m62", "m3", "°N", "mg/", "tài khoản ", "tỷ lệ ", "24/24h",
-    "57-NQ/TW", "CĐ-BCH", "thứ 2, 4", "đồng - ", "lễ ", "số ", "XYZ",
+    "57-NQ/TW", "CĐ-BCH", "thứ 2, 4", "đồng - ", "lễ ", "số ", "XYZ", "°", "'", "17°30'N", "km ", "Km72+500",
+    "0238.3.856.123", "tọa độ ", "21.0285", "SN ", "cháy rừng",
 ])
 
 

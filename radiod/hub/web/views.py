@@ -147,6 +147,7 @@ UNSURE_VI = {
     "acronym": "chữ viết tắt lạ, đọc từng chữ cái: nếu có cách đọc, hãy viết đầy đủ hoặc thêm vào từ điển",
     "abbreviation-guess": "chữ viết tắt nhiều nghĩa, không có từ bên cạnh để chọn: đọc theo nghĩa thường gặp",
     "date-guess": "số/số được đọc là ngày tháng vì không có chữ \"ngày\" đứng trước: có phải là tỉ lệ?",
+    "document-guess": "số văn bản có mã viết tắt nhiều nghĩa (đọc theo nghĩa thường gặp) hoặc mã lạ (đọc từng chữ cái)",
     "slash-or": "dấu gạch chéo giữa hai từ được đọc là \"hoặc\"",
 }
 """Why a reading is a guess (the normalizer's ``Span.unsure`` rules), as the console says it."""

@@ -25,9 +25,15 @@ _DIGIT = re.compile(r"\d")
 class Sense:
     reading: str = setting(doc="what to say when this sense applies")
     next: list[str] = setting(
-        factory=list, doc="words that follow it; <number> for any number, <Name> for any capitalised word"
+        factory=list,
+        doc="words that follow it; <number> for any number, <year> for a year 19xx/20xx, <Name> for any "
+            "capitalised word",
     )
     prev: list[str] = setting(factory=list, doc="words that come just before it")
+    near: list[str] = setting(
+        factory=list,
+        doc="topic words anywhere in its sentence (cháy rừng, thiên tai), tried when no sense's next or prev did",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,8 +234,9 @@ class _Merger:
             self._problem(source, line, where, "every reading must be words, not empty and without digits")
             ok = False
         for i, sense in enumerate(entry.senses):
-            if not sense.next and not sense.prev:
-                self._problem(source, line, f"{where}.senses[{i}]", "give 'next' or 'prev' words that select it")
+            if not sense.next and not sense.prev and not sense.near:
+                self._problem(source, line, f"{where}.senses[{i}]",
+                              "give 'next' or 'prev' words (or 'near' topic words) that select it")
                 ok = False
         return ok and self._claim("abbreviations", key, source, line)
 

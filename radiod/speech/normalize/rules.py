@@ -28,6 +28,7 @@ UNSURE = {
     "acronym": "unknown acronym spelled letter by letter: add it to the lexicon if it has a reading",
     "abbreviation-guess": "ambiguous abbreviation, no context word decided: its default reading",
     "date-guess": "number/number read as a date with no day word before it: is it a ratio?",
+    "document-guess": "a code in this document number is ambiguous (its default reading) or unknown (spelled)",
     "slash-or": "slash between words read as 'hoặc'",
 }
 """Rules that guessed, and why: ``radiod normalize --explain`` marks their spans so an operator can check."""
@@ -73,9 +74,12 @@ _DATE_CUE_BEFORE = re.compile(
 _THANG_BEFORE = re.compile(r"(?i:\btháng)[ \t]*$")
 _SCALE_BEFORE = re.compile(r"(?i:\btỷ lệ|\btỉ lệ)[ \t]*$")
 """A map scale: "tỷ lệ 1/2000" is one over two thousand, never January 2000."""
-_LEVEL_BEFORE = re.compile(r"(?<!\w)[A-ZĐ]{2,4}\d$")
-_LEVEL_AFTER = re.compile(r"[A-ZĐ]{2,4}\d(?!\w)")
-"""Two numbered levels joined by a hyphen, "BĐ2-BĐ3", are a range; "KH-UBND" and "F0" are not."""
+_LEVEL_BEFORE = re.compile(r"(?<!\w)(?P<level>[A-ZĐ]{2,4})[ \t]?[1-9][ \t]*$")
+_LEVEL_AFTER = re.compile(r"[ \t]*(?P<level>[A-ZĐ]{2,4})?[ \t]?[1-9](?!\w|[.,]\d|[ \t]*[-–—][ \t]*\d)")
+"""Two numbered levels joined by a dash, "BĐ2-BĐ3", "BĐ 1 - BĐ 2", "BĐ1-3", are a range; "KH-UBND", "F0" and a
+formula "NPK 16-16-8" or "NPK 5-5-5" are not (a level is one digit, and a range has two sides). A bare number
+after the dash is the same kind of level, and is said with its name: "đến báo động ba"."""
+_NUMBER_NEXT = re.compile(r"[ \t]+\d")
 _FROM_BEFORE = re.compile(r"(?i:\btừ)[ \t]*$")
 _SCALE_WORDS = r"triệu|nghìn|ngàn|tỷ"
 _SPACE_RUN = re.compile(r"[ \t\xa0\r]+")
@@ -161,7 +165,13 @@ class Rules:
              "digit"),
             ("phone", rf"(?<![\w.,/+])(?:\+84[ .]?\d{{2,3}}|0\d{{2,3}})(?:[ .\-]?\d{{3,4}}){{2}}{_END}",
              self._phone, "digit"),
+            # "0238.3.856.123": dots in odd places, but ten or eleven digits from a 0 are a phone number.
+            ("phonedots", rf"(?<![\w.,/+])(?=0(?:\.?\d){{9,10}}(?!\.?\d))0\d{{2,3}}(?:\.\d{{1,4}}){{2,3}}{_END}",
+             self._phone_dots, "digit"),
             ("hotline", rf"(?<![\w.,])1[89]00[ .]?\d{{4}}(?:[ .]?\d{{2}})?{_END}", self._hotline, "digit"),
+            ("dms", r"(?<![\w.,])(?P<deg>\d{1,3})°[ \t]?(?P<min>\d{1,2}(?:[.,]\d+)?)['’′]"
+                    r"(?:[ \t]?(?P<sec>\d{1,2}(?:[.,]\d+)?)(?:''|[\"”″]))?(?:[ \t]?(?P<hemi>[NSEW])(?!\w))?",
+             self._dms, "digit"),
             ("isodate", r"(?<![\w.,/-])\d{4}-\d{2}(?:-\d{2})?(?!\d|[.,/-]\d)", self._iso_date, "digit"),
             ("fulldate", rf"(?<![\w.,/-])\d{{1,2}}(?P<dsep>[-.])\d{{1,2}}(?P=dsep)\d{{4}}{_END}",
              self._full_date, "digit"),
@@ -182,6 +192,12 @@ class Rules:
             ("number", rf"(?:(?<![\w.,/)\]%−-])[-−](?=\d))?(?:{_NUM})", self._number, "digit"),
             ("road", rf"{_starts(lexicon.roads)}(?<!\w)(?P<roadtype>{_words(list(lexicon.roads))})(?:\.[ \t]?|[ \t]?)"
                      r"(?P<roadno>[1-9]\d{0,3}[A-Z]?)(?!\w|[.,]\d)", self._road, "letter"),
+            # "km 72", "Km72+500"; but "km2" alone is the unit, as in "(km2)".
+            ("chainage", r"(?=[kK])(?<!\w)(?![Kk]m[23](?![\d+]))[Kk]m[ \t]?(?P<km>\d{1,4})"
+                         r"(?:[ \t]?\+[ \t]?(?P<kmplus>\d{1,3}))?(?!\w|[.,]\d)", self._chainage, "letter"),
+            ("coordinates", r"(?=[tTvVkK])(?i:\b(?:tọa độ|toạ độ|vĩ độ|kinh độ))[ \t]*:?[ \t]*"
+                            r"(?P<coords>\d{1,3}[.,]\d+(?:[ \t]*[,;][ \t]*\d{1,3}[.,]\d+)?)(?!\d|[.,]\d)",
+             self._coordinates, "letter"),
             ("code", rf"{_starts(lexicon.code_cues)}(?<!\w)(?P<codecue>(?i:{_words(lexicon.code_cues)}))"
                      r"[ \t]*:?[ \t]*(?:(?i:số)[ \t]*:?[ \t]*)?"
                      r"(?P<codeno>\d+(?:[ .]\d+)*)(?!\w|[.,]\d)", self._code, "letter"),
@@ -318,13 +334,18 @@ class Rules:
         words = [numbers.read_number(number)]
         if len(rest) == 2:
             words += ["năm", numbers.read_number(rest[0])]
-        words += self._codes(text, m.end() - len(rest[-1]), m.end())
-        return " ".join(words), "document"
+        codes, rule = self._codes(text, m.end() - len(rest[-1]), m.end())
+        return " ".join(words + codes), rule
 
-    def _codes(self, text: str, start: int, end: int) -> list[str]:
-        """The agency codes of a document number (KH-UBND, CĐ-BCH): the first may be a document type; each
-        is read in its own place, so an ambiguous one (BCH) sees the code before it."""
+    def _codes(self, text: str, start: int, end: int) -> tuple[list[str], str]:
+        """The agency codes of a document number (KH-UBND, CĐ-BCH), and the rule for the whole number.
+
+        The first code may be a document type; each is read in its own place, so an ambiguous one (BCH) sees
+        the code before it and its sentence. The number is one span, so a code read by default or spelled
+        makes the whole number a "document-guess": otherwise ``--explain`` would hide the guess inside it.
+        """
         words = []
+        rule = "document"
         for i, piece in enumerate(re.finditer(r"[^\W\d_]+|\d+", text[start:end])):
             code = piece.group()
             if code.isdigit():
@@ -332,14 +353,17 @@ class Rules:
             elif i == 0 and code in self.lex.document_types:
                 words.append(self.lex.document_types[code])
             else:
-                words.append(self.words.read_code(code, text, start + piece.start(), start + piece.end()))
-        return words
+                spoken, how = self.words.read_code(code, text, start + piece.start(), start + piece.end())
+                words.append(spoken)
+                if how in ("abbreviation-guess", "acronym"):
+                    rule = "document-guess"
+        return words, rule
 
     def _party_document(self, m: re.Match[str], text: str) -> Reading:
         """"57-NQ/TW", "15-KH/ĐU": the Party writes the number, its type, then the issuing body."""
         number = m.group().partition("-")[0]
-        codes = self._codes(text, m.start() + len(number) + 1, m.end())
-        return " ".join([numbers.read_number(number), *codes]), "document"
+        codes, rule = self._codes(text, m.start() + len(number) + 1, m.end())
+        return " ".join([numbers.read_number(number), *codes]), rule
 
     def _plate(self, m: re.Match[str], text: str) -> Reading:
         """A licence plate, "29A-123.45" or "22-B1 123.45": the province as a number, the series letter by
@@ -376,7 +400,7 @@ class Rules:
     def _code(self, m: re.Match[str], text: str) -> Reading:
         """"tài khoản 1234 5678", "mã số thuế 5200123456": an identifier, digit by digit in its groups."""
         cue = text[m.start():m.start("codeno")]
-        said = [self.words.read_code(w, text, m.start(), m.end()) if w.isupper() else w for w in cue.split()]
+        said = [self.words.read_code(w, text, m.start(), m.end())[0] if w.isupper() else w for w in cue.split()]
         groups = re.findall(r"\d+", m.group("codeno"))
         return " ".join(said) + " " + ", ".join(numbers.read_digits(g) for g in groups), "code"
 
@@ -386,14 +410,15 @@ class Rules:
         plus = raw.startswith("+")
         groups = re.findall(r"\d+", raw)
         if len(groups) == 1:
-            digits = groups[0]
-            sizes = {9: (3, 3, 3), 10: (4, 3, 3), 11: (4, 4, 3)}.get(len(digits), (len(digits),))
-            groups, pos = [], 0
-            for size in sizes:
-                groups.append(digits[pos:pos + size])
-                pos += size
+            groups = _phone_groups(groups[0])
         spoken = ", ".join(numbers.read_digits(g) for g in groups)
         return ("cộng " + spoken if plus else spoken), "phone"
+
+    def _phone_dots(self, m: re.Match[str], text: str) -> Reading:
+        """"0238.3.856.123": the written groups (a lone "3") are not how the number is said; it is read in the
+        groups of a number written run together, "0238, 3856, 123", as "0238.3856.123" is."""
+        groups = _phone_groups(m.group().replace(".", ""))
+        return ", ".join(numbers.read_digits(g) for g in groups), "phone"
 
     def _hotline(self, m: re.Match[str], text: str) -> Reading:
         digits = re.sub(r"\D", "", m.group())
@@ -401,6 +426,43 @@ class Rules:
         if len(groups) == 1:
             groups = [digits[:4], digits[4:]]
         return ", ".join(numbers.read_digits(g) for g in groups), "hotline"
+
+    def _dms(self, m: re.Match[str], text: str) -> Reading:
+        """"17°30'", "15°52'N": degrees and minutes (and seconds) of a storm's position, then the hemisphere
+        as the "°N" and "°E" units say it (vĩ bắc, kinh đông); the minute mark is "phút", not a quote."""
+        degree = self.lex.units.get("°", "độ")
+        spoken = [numbers.read_number(m.group("deg")), degree, numbers.read_number(m.group("min").replace(".", ",")),
+                  "phút"]
+        if m.group("sec"):
+            spoken += [numbers.read_number(m.group("sec").replace(".", ",")), "giây"]
+        hemi = m.group("hemi")
+        if hemi:
+            said = self.lex.units.get("°" + hemi)
+            spoken.append(said.removeprefix(degree).strip() if said else self.words.spell_char(hemi))
+        if _NUMBER_NEXT.match(text, m.end()):
+            spoken[-1] += ","  # "15°52'N 108°20'E": a pause between latitude and longitude
+        return " ".join(spoken), "coordinate"
+
+    def _coordinates(self, m: re.Match[str], text: str) -> Reading:
+        """"Tọa độ 21.0285, 105.8542": decimal degrees, each read alike, the decimals digit by digit with the
+        mark written ("chấm" for a dot, "phẩy" for a comma): a dot here is no thousands separator."""
+        cue = text[m.start():m.start("coords")].rstrip(" \t")
+        spoken = []
+        for number in re.finditer(r"(\d+)([.,])(\d+)|([,;])", m.group("coords")):
+            whole, mark, decimals, pause = number.groups()
+            if pause:
+                spoken.append(pause)
+                continue
+            said = "chấm" if mark == "." else "phẩy"
+            spoken.append(f" {numbers.read_int(int(whole))} {said} {numbers.read_digits(decimals)}")
+        return cue + "".join(spoken), "coordinate"
+
+    def _chainage(self, m: re.Match[str], text: str) -> Reading:
+        """"km 72", "Km72+500": a point on a road, the kilometre then the metres after it ("cộng")."""
+        spoken = f"{self.lex.units['km']} {numbers.read_int(int(m.group('km')))}"
+        if m.group("kmplus"):
+            spoken += f" {self.lex.symbols.get('+', 'cộng')} {numbers.read_number(m.group('kmplus'))}"
+        return spoken, "chainage"
 
     def _emergency(self, m: re.Match[str], text: str) -> Reading:
         """Service numbers (113, 114, 115, 1022) are read digit by digit after a phone word: "gọi 113"."""
@@ -588,9 +650,15 @@ class Rules:
         """A spaced dash is a pause ("kinh tế - xã hội"); a joining hyphen is silent ("Covid-19")."""
         start, end = m.start(), m.end()
         spaced = (start > 0 and text[start - 1].isspace()) or (end < len(text) and text[end].isspace())
+        level = _LEVEL_BEFORE.search(text, max(0, start - 10), start)
+        after = _LEVEL_AFTER.match(text, end) if level else None
+        if level and after:  # "BĐ2-BĐ3", "BĐ1-3": from one alarm level to another
+            if after.group("level"):
+                return "đến", "range"
+            name = level.group("level")
+            said = self.words.read(name, text, level.start(), level.start() + len(name))
+            return f"đến {said[0] if said else name}", "range"
         if not spaced:
-            if _LEVEL_BEFORE.search(text, max(0, start - 8), start) and _LEVEL_AFTER.match(text, end):
-                return "đến", "range"  # "BĐ2-BĐ3": from one alarm level to the next
             return " ", "hyphen"
         amounts = self._amount_dash_before.search(text, max(0, start - 40), start)
         if amounts and text[end:end + 2].lstrip()[:1].isdigit():
@@ -624,6 +692,16 @@ def _assemble(alternatives: list[tuple[str, str, Handler, str]]) -> str:
         named = [f"(?P<{name}>{regex})" for name, regex, _, _ in group]
         parts.extend([f"{_LEADS[lead]}(?:{'|'.join(named)})"] if lead in _LEADS else named)
     return "|".join(parts)
+
+
+def _phone_groups(digits: str) -> list[str]:
+    """A phone number written without usable groups, in the groups announcers say: 3-3-3, 4-3-3, 4-4-3."""
+    sizes = {9: (3, 3, 3), 10: (4, 3, 3), 11: (4, 4, 3)}.get(len(digits), (len(digits),))
+    groups, pos = [], 0
+    for size in sizes:
+        groups.append(digits[pos:pos + size])
+        pos += size
+    return groups
 
 
 def _substitution(table: dict[str, str]) -> Callable[[str], str]:

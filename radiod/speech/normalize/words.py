@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from functools import lru_cache
 
 from radiod.speech.normalize.lexicon import Ambiguous, Lexicon
 from radiod.speech.normalize.numbers import DIGITS
@@ -24,6 +25,10 @@ _VOWEL_CAPITALS = frozenset("AĂÂEÊIOÔƠUƯY")
 """A lone capital vowel is read as the word it spells (Vitamin A, Y tế), so it is never spelled."""
 _CONTEXT_CHARS = 48
 """How far a context rule looks before or after an ambiguous abbreviation."""
+_SENTENCE_CHARS = 200
+"""How far a sense's ``near`` words are looked for, within the sentence: a bulletin sentence is rarely longer."""
+_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
+_YEAR = re.compile(r"(?:19|20)\d\d(?![\w.,]\d|\w)")
 
 
 def is_syllable(word: str) -> bool:
@@ -89,10 +94,12 @@ def spell(token: str, letters: dict[str, str]) -> str:
 
 def _follows(text: str, end: int, pattern: str) -> bool:
     after = text[end:end + _CONTEXT_CHARS].lstrip(" \t.,")
-    if pattern == "<number>":
-        return after[:1].isdigit()
+    if pattern == "<number>":  # a phone number may start with its country code: +84
+        return after[:1].isdigit() or (after[:1] == "+" and after[1:2].isdigit())
     if pattern == "<Name>":
         return after[:1].isupper()
+    if pattern == "<year>":
+        return _YEAR.match(after) is not None
     n = len(pattern)
     return after[:n].lower() == pattern.lower() and not after[n:n + 1].isalnum()
 
@@ -103,12 +110,39 @@ def _precedes(text: str, start: int, pattern: str) -> bool:
     return before[-n:].lower() == pattern.lower() and not before[-n - 1:-n].isalnum()
 
 
+@lru_cache(maxsize=256)
+def _near_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of a sense's ``near`` words as a whole word, in any case; compiled once per sense."""
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def _sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence holding text[start:end], with the span itself left out (its own letters decide nothing)."""
+    lo = max(0, start - _SENTENCE_CHARS)
+    for cut in _SENTENCE_END.finditer(text, lo, start):
+        lo = cut.end()
+    hi = min(len(text), end + _SENTENCE_CHARS)
+    cut = _SENTENCE_END.search(text, end, hi)
+    return text[lo:start] + " " + text[end:cut.start() if cut else hi]
+
+
 def resolve(entry: Ambiguous, text: str, start: int, end: int) -> tuple[str, str]:
-    """(reading, rule) of an ambiguous abbreviation at text[start:end]: the first sense whose context matches,
-    else the default, which is a guess ("abbreviation-guess") that ``--explain`` marks."""
+    """(reading, rule) of an ambiguous abbreviation at text[start:end].
+
+    The words next to it decide first (BCH Đoàn, tờ BĐ số): the first sense whose ``next`` or ``prev`` matches.
+    Else a topic word anywhere in the sentence (``near``: cháy rừng, thiên tai) picks a sense, since a code
+    inside "15/TB-BCH" has no telling neighbour. Else the default, a guess ("abbreviation-guess") that
+    ``--explain`` marks.
+    """
     for sense in entry.senses:
         if any(_follows(text, end, p) for p in sense.next) or any(_precedes(text, start, p) for p in sense.prev):
             return sense.reading, "abbreviation-context"
+    if any(sense.near for sense in entry.senses):
+        sentence = _sentence_around(text, start, end)
+        for sense in entry.senses:
+            if sense.near and _near_pattern(tuple(sense.near)).search(sentence):
+                return sense.reading, "abbreviation-context"
     return entry.default, "abbreviation-guess"
 
 
@@ -146,12 +180,15 @@ class WordReader:
         """One letter by its name (the B of "22-B1"), a digit by its word."""
         return spell(char, self.lex.letters)
 
-    def read_code(self, token: str, text: str, start: int, end: int) -> str:
-        """A code segment (in 45/KH-UBND): any known reading, else spelled; codes are never plain words."""
+    def read_code(self, token: str, text: str, start: int, end: int) -> tuple[str, str]:
+        """(spoken, rule) of a code segment (in 45/KH-UBND): any known reading, else spelled ("acronym");
+        codes are never plain words. The rule lets a document number say that one of its codes was a guess."""
         found = self.read(token, text, start, end)
         if found:
-            return found[0]
-        return token if is_syllable(token) and token.islower() else spell(token, self.lex.letters)
+            return found
+        if is_syllable(token) and token.islower():
+            return token, "text"
+        return spell(token, self.lex.letters), "acronym"
 
     def _compound(self, token: str, text: str, start: int, end: int) -> tuple[str, str] | None:
         """Wi-Fi is in the lexicon whole; KH-UBND, KH&ĐT and vắc-xin are read part by part (espeak-ng runs
