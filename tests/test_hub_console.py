@@ -178,6 +178,19 @@ def test_the_emergency_button_needs_its_confirmation_then_posts_to_all(posting_c
     assert (posted["payload"]["priority"], posted["payload"]["author"]) == ("emergency", "chu-tich")
     assert "tin khẩn cấp" in posting_client.get("/audit").text
 
+    # An operator, who may not post an emergency, may not take one off the air either: not by a cancel, not by an
+    # edit into a normal bulletin (the same id, the next rev).
+    bulletin_id = posted["payload"]["id"]
+    log_in(posting_client, "van-thu", "mat-khau-1")
+    csrf = csrf_of(posting_client.get("/post").text)
+    cancel = posting_client.post(f"/bulletin/{bulletin_id}/cancel", data={"csrf": csrf})
+    edit = posting_client.post("/post", data={"csrf": csrf, "text": "Hết lũ.", "priority": "normal",
+                                              "status": "actual", "targets": "all", "when": "now", "action": "post",
+                                              "bulletin_id": bulletin_id, "rev": "2"})
+    assert cancel.status_code == edit.status_code == 403 and "approver" in cancel.text
+    (still,) = hub.operator().retained_bulletins()
+    assert (still["payload"]["rev"], still["payload"]["priority"]) == (1, "emergency")
+
 
 def test_the_preview_warns_in_vietnamese_as_radiod_post_warns_in_english(client: TestClient) -> None:
     log_in(client, "van-thu", "mat-khau-1")

@@ -141,6 +141,12 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
     def refuse(request: Request, status_code: int, message: str) -> HTMLResponse:
         return page(request, "error.html", status_code=status_code, message=message)
 
+    def is_emergency(bulletin_id: str | None) -> bool:
+        """Whether the posted bulletin ``bulletin_id`` is an emergency: only an approver may cancel or replace it,
+        as only an approver may post one."""
+        payload = recorder.bulletin(db, bulletin_id) if bulletin_id else None
+        return payload is not None and payload.get("priority") == Priority.EMERGENCY
+
     Handler = Callable[[Request], Awaitable[Response]]
 
     def signed_in(role: Role = Role.OPERATOR) -> Callable[[Handler], Handler]:
@@ -265,6 +271,8 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
             return RedirectResponse("/drafts", status_code=303)
         if req.priority is Priority.EMERGENCY and not user.role.may(Role.APPROVER):
             return refuse(request, 403, "Chỉ người duyệt (approver) được đăng tin khẩn cấp.")
+        if values.get("action") == "post" and is_emergency(req.bulletin_id) and not user.role.may(Role.APPROVER):
+            return refuse(request, 403, "Chỉ người duyệt (approver) được sửa tin khẩn cấp.")
         try:
             plan = operator.plan(req)
         except OperatorError as exc:
@@ -337,6 +345,8 @@ def create_app(config: HubServiceConfig, db: sqlite3.Connection,
     async def cancel(request: Request) -> Response:
         bulletin_id = request.path_params["id"]
         user: User = request.state.user
+        if is_emergency(bulletin_id) and not user.role.may(Role.APPROVER):
+            return refuse(request, 403, "Chỉ người duyệt (approver) được hủy tin khẩn cấp.")
         try:
             tombstone = await run_in_threadpool(operator.cancel, bulletin_id)
         except RadiodError as exc:
