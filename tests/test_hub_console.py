@@ -108,6 +108,13 @@ def test_repeated_failed_logins_pause_that_name(client: TestClient) -> None:
     assert log_in(client, "van-thu", "mat-khau-1")[0] == 200  # other names are not locked out
 
 
+def test_one_address_guessing_through_names_pauses(client: TestClient) -> None:
+    for i in range(12):  # 4 times login_attempts, each name tried once
+        assert log_in(client, f"ten-{i}", "doan-mo")[0] == 401
+    status, page = log_in(client, "van-thu", "mat-khau-1")
+    assert status == 429 and "Thử lại sau" in page
+
+
 def test_an_operators_emergency_draft_is_posted_when_an_approver_approves_it(posting_client: TestClient,
                                                                              hub: Hub) -> None:
     client = posting_client

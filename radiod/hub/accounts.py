@@ -130,31 +130,44 @@ def audit_log(db: sqlite3.Connection, limit: int = 200) -> list[dict[str, Any]]:
 
 
 class LoginThrottle:
-    """At most ``attempts`` failed logins per (name, address) within ``pause_s``; then that pair waits.
+    """At most ``attempts`` failed logins per (name, address) within ``pause_s``, and ``ADDRESS_FACTOR`` times that
+    from one address whatever the names; then that pair, or that address, waits.
 
-    Kept in memory: a restart clears it, which costs an attacker a restart of the hub per few guesses.
+    The address bound stops one machine guessing through a list of names; it is loose enough for a commune office
+    whose staff share one address. Kept in memory: a restart clears it, which costs an attacker a restart of the hub
+    per few guesses.
     """
+
+    ADDRESS_FACTOR = 4
 
     def __init__(self, attempts: int, pause_s: float) -> None:
         self.attempts = attempts
         self.pause_s = pause_s
         self._failures: dict[tuple[str, str], list[float]] = {}
+        self._by_address: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def blocked_for(self, name: str, address: str, now: float | None = None) -> float:
         """Seconds until ``name`` may try again from ``address`` (0: now)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            recent = [t for t in self._failures.get((name, address), []) if now - t < self.pause_s]
-            self._failures[(name, address)] = recent
-            if len(recent) < self.attempts:
-                return 0.0
-            return self.pause_s - (now - recent[0])
+            pair = self._failures[(name, address)] = self._recent(self._failures.get((name, address), []), now)
+            anyone = self._by_address[address] = self._recent(self._by_address.get(address, []), now)
+            waits = [self.pause_s - (now - times[-limit]) for times, limit in
+                     ((pair, self.attempts), (anyone, self.ADDRESS_FACTOR * self.attempts)) if len(times) >= limit]
+            return max(waits, default=0.0)
 
-    def failed(self, name: str, address: str) -> None:
+    def failed(self, name: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         with self._lock:
-            self._failures.setdefault((name, address), []).append(time.monotonic())
+            self._failures.setdefault((name, address), []).append(now)
+            self._by_address.setdefault(address, []).append(now)
 
     def succeeded(self, name: str, address: str) -> None:
+        """A right password clears its own name's failures, not the address's: one known account must not let
+        an address go on guessing the others."""
         with self._lock:
             self._failures.pop((name, address), None)
+
+    def _recent(self, times: list[float], now: float) -> list[float]:
+        return [t for t in times if now - t < self.pause_s]
