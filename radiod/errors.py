@@ -51,6 +51,11 @@ class AudioOutputError(RadiodError):
     """The audio output cannot be opened or failed while playing."""
 
 
+class OutputNotReady(AudioOutputError):
+    """The output could not be made ready for a play, so no relay moved: trying again a little later (a USB card
+    back in its socket) switches nothing on over silence."""
+
+
 class MediaError(RadiodError):
     """A recording or a live stream cannot be fetched, opened or decoded."""
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -248,12 +248,17 @@ def _import_sounddevice(device: str) -> ModuleType:
 
 
 class DeviceOutput(Output):
-    """``default`` or a PortAudio device name (a unique part of it will do, as sounddevice allows)."""
+    """``default`` or a PortAudio device name (a unique part of it will do, as sounddevice allows).
+
+    The stream is opened by :meth:`prepare`, before any relay moves: PortAudio takes the device when the stream
+    is made, so a card that is gone or held by another program fails there, never with the amplifier on.
+    """
 
     def __init__(self, device: str, rate: int) -> None:
         self.device = device
         self.rate = rate
         self._sd = _import_sounddevice(device)
+        self._stream: Any = None  # opened by prepare(), started and closed by the next play()
         self._find_device()
 
     def __str__(self) -> str:
@@ -276,8 +281,9 @@ class DeviceOutput(Output):
 
     def _refresh(self) -> None:
         """PortAudio lists devices once, at initialization; re-initializing it is the known way to see a USB
-        card plugged in or gone since (python-sounddevice issue #125). It would cut any open stream, but this
-        output opens its one stream only inside play()."""
+        card plugged in or gone since (python-sounddevice issue #125). It would cut an open stream, so the one
+        opened by prepare() is closed first (it is opened again after)."""
+        self.close()
         try:
             self._sd._terminate()
             self._sd._initialize()
@@ -288,6 +294,21 @@ class DeviceOutput(Output):
         self._refresh()
         self._find_device()
 
+    def prepare(self) -> None:
+        self._refresh()
+        device = self._find_device()
+        sd = self._sd
+        try:
+            self._stream = sd.OutputStream(samplerate=self.rate, channels=1, dtype="float32", device=device,
+                                           blocksize=max(1, round(DEVICE_BLOCK_S * self.rate)))
+        except sd.PortAudioError as exc:
+            raise AudioOutputError(f"{self}: cannot open the device: {exc}") from None
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
     def play(
         self,
         programme: Programme,
@@ -296,16 +317,15 @@ class DeviceOutput(Output):
         on_start: Callable[[float], None] | None = None,
     ) -> PlayResult:
         self._check_rate(programme)
-        self._refresh()
-        device = self._find_device()
+        if self._stream is None:  # not prepared by the station (the caller plays at once): open it now
+            self.prepare()
+        stream, self._stream = self._stream, None
         sd = self._sd
-        block = max(1, round(DEVICE_BLOCK_S * self.rate))
         audio_start: float | None = None
         completed = True
         try:
-            stream = sd.OutputStream(samplerate=self.rate, channels=1, dtype="float32", device=device, blocksize=block)
-            with stream:  # leaving waits for the buffered audio to play out (or drops it after abort)
-                for samples in programme.blocks(block):
+            with stream:  # starts it; leaving waits for the buffered audio to play out (or drops it after abort)
+                for samples in programme.blocks(stream.blocksize):
                     if stop.is_set():
                         completed = False
                         stream.abort()

@@ -35,7 +35,7 @@ from radiod.audio.output import Output, PlayResult, open_output
 from radiod.audio.relays import Relays
 from radiod.audio.render import Programme
 from radiod.config import Config
-from radiod.errors import AudioOutputError
+from radiod.errors import AudioOutputError, OutputNotReady
 from radiod.profiles import Profile, load_profile
 
 log = logging.getLogger(__name__)
@@ -188,10 +188,13 @@ class Station:
         """One play with the full relay sequence; see :func:`play`.
 
         The output is opened and made ready first: a missing sound card or output folder fails here, before any
-        relay moves, so a broken output never switches the amplifier on over silence.
+        relay moves, with :class:`OutputNotReady`, so a broken output never switches the amplifier on over silence.
         """
-        output = self.output()
-        output.prepare()
+        try:
+            output = self.output()
+            output.prepare()
+        except AudioOutputError as exc:
+            raise OutputNotReady(str(exc)) from exc
         return play(
             programme,
             self.relays,

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from radiod.audio.render import Programme
 from radiod.audio.station import Timeline
-from radiod.errors import AudioOutputError, MediaError, RadiodError, SynthesisError, VoiceError
+from radiod.errors import AudioOutputError, MediaError, OutputNotReady, RadiodError, SynthesisError, VoiceError
 from radiod.node.programme import BulletinProgramme
 from radiod.protocol.enums import Priority
 from radiod.protocol.messages import Bulletin
@@ -377,12 +377,17 @@ class Playout:
                     programme, name, start_at=req.start_at, stop=current.stop, on_started=on_started
                 )
                 break
-            except AudioOutputError as exc:
+            except OutputNotReady as exc:  # no relay moved: a card back in its socket may play it in a moment
                 self.audio_error = (time.time(), str(exc))
-                log.warning("audio output failed (try %d of %d): %s", attempt, AUDIO_TRIES, exc)
+                log.warning("audio output not ready (try %d of %d): %s", attempt, AUDIO_TRIES, exc)
                 if attempt == AUDIO_TRIES or current.stop.wait(AUDIO_RETRY_S):
                     self._reporter.failed(req, "audio", str(exc))
                     return
+            except AudioOutputError as exc:  # broke while playing: once, never the amplifier cycled over silence
+                self.audio_error = (time.time(), str(exc))
+                log.error("audio output failed while playing: %s", exc)
+                self._reporter.failed(req, "audio", str(exc))
+                return
             except (SynthesisError, VoiceError) as exc:  # a streamed programme synthesizes while it plays
                 self._reporter.failed(req, "synthesis", str(exc))
                 return
