@@ -194,6 +194,15 @@ class _Ctx:
     problems: list[Problem]
 
 
+def _container_of(tp: Any) -> type | tuple[()]:
+    """dict for a section or mapping type, list for a list type, else ``()`` (no value is an instance of it)."""
+    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+        return dict
+    if typing.get_origin(tp) is list:
+        return list
+    return ()
+
+
 def _convert(tp: Any, value: Any, key: str, line: int, ctx: _Ctx) -> Any:
     """Check ``value`` against type hint ``tp``; on a mismatch record a Problem and return None."""
 
@@ -205,7 +214,12 @@ def _convert(tp: Any, value: Any, key: str, line: int, ctx: _Ctx) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1 and isinstance(value, _container_of(others[0])):
+            # an optional section or list given as one: what is wrong inside it is named, not "expected a mapping
+            # or null, got a mapping"
+            return _convert(others[0], value, key, line, ctx)
+        for arg in others:
             trial = _Ctx(ctx.source, [])
             result = _convert(arg, value, key, line, trial)
             if not trial.problems:

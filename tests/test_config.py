@@ -245,3 +245,14 @@ def test_unquoted_null_output_gets_a_clear_message(tmp_path: Path) -> None:
            'quotes: "null"' in run.stderr
     config.write_text('audio:\n  output: "null"\n', encoding="utf-8")
     assert radiod("validate", "--config", str(config)).returncode == 0
+
+
+def test_a_problem_inside_an_optional_section_is_named_where_it_is(tmp_path: Path) -> None:
+    """mqtt.tls may be left out; when it is there, what is wrong in it is named, not the section as a whole."""
+    config = tmp_path / "config.yaml"
+    config.write_text("mqtt:\n  host: hub.lan\n  tls:\n    ca_file: null\n    bogus: 1\n", encoding="utf-8")
+    run = radiod("validate", "--config", str(config))
+    assert run.returncode == 2
+    assert f"{config}:4: mqtt.tls.ca_file: expected a string, got nothing (null)" in run.stderr
+    assert f"{config}:5: mqtt.tls.bogus: unknown key 'bogus'" in run.stderr
+    assert "expected a mapping or null, got a mapping" not in run.stderr
