@@ -5,7 +5,8 @@ Prints figures; asserts nothing.
 
 A real Icecast (Debian's ``icecast2``) on loopback, fed by ``ffmpeg -re`` with a 128 kbit/s MP3 tone (the
 district radio), and one ``radiod run`` node process (mock relays with the ``instant`` profile: no amplifier
-warm-up, so the figure is the node's own; output ``null``) on a private broker (tests/harness.py, tests/icecast.py).
+warm-up, so the figure is the node's own; output ``null``) on a private broker (tests/harness.py,
+radiod/hub/localstream.py).
 
 1. relay start latency: ``--runs`` times, a signed ``now`` bulletin with ``relay: {url, duration_s: 2}`` is
    published; latency = ``audio_start`` of its ``started`` event minus the publish instant. Broken down into

@@ -542,3 +542,36 @@ def test_any_bytes_on_any_topic_give_rejected(
 )
 def test_hostile_json_is_bad_json(trust: TrustStore, payload: bytes) -> None:
     assert rejected(payload, trust)[0] == "bad_json"
+
+
+# --- media and relay (optional fields, docs/protocol.md "Media and relay") ---
+
+MEDIA = {"url": "http://hub.lan/media/x.mp3", "sha256": "a" * 64, "bytes": 1000, "duration_s": 60, "format": "mp3"}
+RELAY = {"url": "http://hub.lan:8000/radio", "duration_s": 1800}
+
+
+def test_a_recording_or_a_relay_needs_no_text_and_keeps_its_language(trust: TrustStore) -> None:
+    recorded = parse(bulletin(media=MEDIA, text=..., lang="tyz"), trust)
+    assert isinstance(recorded, Bulletin) and recorded.media is not None and recorded.media.sha256 == "a" * 64
+    assert (recorded.text, recorded.lang) == ("", "tyz")
+    relayed = parse(bulletin(relay=RELAY, text=...), trust)
+    assert isinstance(relayed, Bulletin) and relayed.relay is not None and relayed.relay.url == RELAY["url"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"text": ...}, "text: required"),
+        ({"media": MEDIA, "relay": RELAY}, "relay: a bulletin carries media or relay, not both"),
+        ({"relay": {**RELAY, "until": "07:00"}}, "relay: needs exactly one of duration_s, until; got duration_s"),
+        ({"relay": {"url": RELAY["url"]}}, "relay: needs exactly one of duration_s, until; got none"),
+        ({"media": {**MEDIA, "sha256": "A" * 64}}, "media.sha256: expected 64 lower-case hex digits"),
+        ({"media": {**MEDIA, "format": "webm"}}, "media.format: expected one of mp3, aac, m4a, ogg, opus, flac, wav"),
+        ({"media": {**MEDIA, "url": "ftp://hub.lan/x.mp3"}}, "media.url: expected an http:// or https:// URL"),
+        ({"media": {**MEDIA, "duration_s": 0}}, "media.duration_s: expected more than 0 seconds"),
+        ({"media": {**MEDIA, "bytes": 0}}, "media.bytes: expected 1 to 2147483648, got 0"),
+    ],
+)
+def test_media_and_relay_rejections_name_the_field(trust: TrustStore, changes: dict[str, Any], message: str) -> None:
+    reason, text = rejected(bulletin(**changes), trust)
+    assert (reason, text[: len(message)]) == ("schema", message)
