@@ -10,8 +10,8 @@ The output folder (``--out``)::
     ca/ca.key, ca/ca.crt     the hub's certificate authority: keep it, off the nodes; needed to add a node
     hub/                     installed in /etc/mosquitto/radiod (``--hub-dir``), radiod.conf in conf.d
         radiod.conf acl passwd ca.crt server.crt server.key
-    web/                     the hub console's HTTPS identity (hub.yaml ``web.tls_cert``/``tls_key``), its own
-        server.crt server.key ca.crt   key, so the console's service never reads the broker's
+    web/                     the hub console's HTTPS identity (hub.yaml ``web.tls_cert``, ``web.tls_key``): a key
+        server.crt server.key ca.crt     of its own, so the hub service never reads the broker's
     nodes/<id>/              copied to /etc/radiod/mqtt (``--client-dir``) on node <id>
         radiod.yaml ca.crt client.crt client.key [<kid>.pub.pem ...]
     operators/<name>/        the same, for an operator's PC or the hub itself
