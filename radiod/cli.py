@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radiod import __version__
-from radiod.config import CONFIG_RULE, Config, find_config, load_config
+from radiod.config import CONFIG_RULE, DEFAULTS_CLAUSE, Config, find_config, load_config
 from radiod.errors import ConfigError, RadiodError
 from radiod.hub import commands as hub_commands
 from radiod.protocol.enums import Action, Priority, Status
@@ -45,7 +45,7 @@ def _config_file(args: argparse.Namespace) -> Path:
     """The config file of ``run`` and ``validate``, which have no use for the built-in defaults."""
     path = find_config(args.config)
     if path is None:
-        raise RadiodError(f"no config file: {CONFIG_RULE.removesuffix(', else the built-in defaults')}")
+        raise RadiodError(f"no config file: {CONFIG_RULE.removesuffix(DEFAULTS_CLAUSE)}")
     return path
 
 
@@ -521,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_opt = argparse.ArgumentParser(add_help=False)
     config_help = f"config file ({CONFIG_RULE})"
     config_opt.add_argument("--config", metavar="F", help=config_help)
+    file_opt = argparse.ArgumentParser(add_help=False)  # run and validate: a file there must be, no defaults
+    file_opt.add_argument("--config", metavar="F", help=f"config file ({CONFIG_RULE.removesuffix(DEFAULTS_CLAUSE)})")
 
     def command(name: str, handler: Handler, help_: str, parents: Sequence[argparse.ArgumentParser] = ()) -> (
         argparse.ArgumentParser
@@ -554,14 +556,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing voice file or model")
 
     p = command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not",
-                [config_opt])
+                [file_opt])
 
     p = command("normalize", cmd_normalize, "print the spoken form of a text", [config_opt])
     p.add_argument("text", nargs="+", metavar="TEXT", help="the text, or - to read lines from stdin")
     p.add_argument("--voice", metavar="V", help="voice id; its region selects regional readings")
     p.add_argument("--explain", action="store_true", help="show which rule produced each span")
 
-    command("run", cmd_run, "run the node daemon (as systemd does)", [config_opt])
+    command("run", cmd_run, "run the node daemon (as systemd does)", [file_opt])
 
     p = command("keygen", cmd_keygen, "make an Ed25519 key pair for signing bulletins on the hub")
     p.add_argument("--kid", required=True, help="key id, e.g. hub-1 (nodes trust keys by id)")
@@ -665,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="with --node: wait this long")
 
     p = command("config", cmd_config, "print the merged config with secrets masked", [config_opt])
-    p.add_argument("--show", action="store_true", required=True, help="print it as YAML")
+    p.add_argument("--show", action="store_true", help="print it as YAML (what it does anyway)")
 
     p = command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
                 [config_opt])

@@ -229,7 +229,8 @@ class Config:
 SYSTEM_CONFIG_PATH = Path("/etc/radiod/config.yaml")
 """Where ``make install`` puts a node's config."""
 CONFIG_ENV = "RADIOD_CONFIG"
-CONFIG_RULE = f"--config F, else ${CONFIG_ENV}, else {SYSTEM_CONFIG_PATH} if it exists, else the built-in defaults"
+DEFAULTS_CLAUSE = ", else the built-in defaults"
+CONFIG_RULE = f"--config F, else ${CONFIG_ENV}, else {SYSTEM_CONFIG_PATH} if it exists{DEFAULTS_CLAUSE}"
 """The one rule every command finds its config by, as ``--help`` and the docs state it."""
 
 

@@ -54,8 +54,9 @@ def test_run_validate_and_config_need_no_flag_and_pidof_finds_the_daemon(broker:
 
     validated = radiod("validate", env=env)
     assert validated.returncode == 0 and f"{path}: ok" in validated.stdout, validated.stderr
-    shown = radiod("config", "--show", env=env)
+    shown = radiod("config", env=env)  # printing it is what `config` does; --show may be said
     assert shown.returncode == 0 and f"# {path} merged" in shown.stdout, shown.stderr
+    assert radiod("config", "--show", env=env).stdout == shown.stdout
 
     log = tmp_path / "radiod.log"
     with log.open("wb") as out:
