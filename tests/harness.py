@@ -383,7 +383,8 @@ class ThreadNode:
         self.daemon = Daemon(config, pin_factory=self.factory)
         self.thread = threading.Thread(target=self.daemon.run, name=f"node-{config.node.id}", daemon=True)
         self.thread.start()
-        wait_for(lambda: self.daemon.link.connected, 15, f"node {config.node.id} to connect")
+        # subscribed, not only connected: a test's command (not retained) sent in between would reach no one
+        wait_for(lambda: self.daemon.link.subscribed, 15, f"node {config.node.id} to connect and subscribe")
 
     @property
     def out_dir(self) -> Path:

@@ -182,6 +182,10 @@ class MqttLink:
         self.on_acked: Callable[[int], None] | None = None
         self.connected = False
         self.connected_since: float | None = None
+        self.subscribed = False
+        """The broker has answered this connection's subscriptions (one it refused is in ``last_error``): from now
+        on a command, which is not retained, reaches the node. One sent between ``connected`` and this is lost,
+        as for any clean session; a bulletin is retained, and comes with the subscription."""
         self._connection_error: str | None = None
         self._subscription_error: str | None = None
         self._refusal: tuple[float, str] | None = None  # (time.time(), message)
@@ -250,7 +254,7 @@ class MqttLink:
                 )
         self._client.disconnect()
         self._client.loop_stop()
-        self.connected = False
+        self.connected = self.subscribed = False
         self.connected_since = None
 
     # -- publishing ----------------------------------------------------------------------------------------------
@@ -313,6 +317,7 @@ class MqttLink:
         now = time.time()
         self.connected = True
         self.connected_since = now
+        self.subscribed = not self.subscriptions
         if self.subscriptions:
             client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions])
         client.publish(self.state_topic, self._state_payload(online=True, since=now), qos=1, retain=True)
@@ -343,7 +348,7 @@ class MqttLink:
         was_connected = self.connected
         since = self.connected_since
         now = time.time()
-        self.connected = False
+        self.connected = self.subscribed = False
         self.connected_since = None
         if not was_connected:
             return  # a refused CONNACK: _on_connect recorded why
@@ -386,6 +391,7 @@ class MqttLink:
             f"{topic}: {code}" for topic, code in zip(self.subscriptions, reason_codes, strict=True) if code.is_failure
         ]
         self._subscription_error = None
+        self.subscribed = True
         if refused:
             self._subscription_error = f"broker {self.address} refused subscriptions ({'; '.join(refused)})"
             log.error("%s: this node will not receive those messages", self._subscription_error)
