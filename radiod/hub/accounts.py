@@ -157,8 +157,8 @@ class LoginThrottle:
                      ((pair, self.attempts), (anyone, self.ADDRESS_FACTOR * self.attempts)) if len(times) >= limit]
             return max(waits, default=0.0)
 
-    def failed(self, name: str, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def failed(self, name: str, address: str) -> None:
+        now = time.monotonic()
         with self._lock:
             self._failures.setdefault((name, address), []).append(now)
             self._by_address.setdefault(address, []).append(now)
