@@ -38,10 +38,13 @@ deps:
 
 venv: $(VENV)/bin/radiod
 
+# The checkout is installed editable in setuptools' "compat" mode: a plain .pth path entry, as an installed node
+# has its package on the path. The default mode imports a finder module at every interpreter start, about 15 ms that
+# every radiod command and every test process would pay and a node never does (bench/speak.py times whole commands).
 $(VENV)/bin/radiod: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[test]"
+	$(VENV)/bin/pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 # On a Pi: the radiod user, a venv in /opt/radiod, the unit, a config, profiles and voices (docs/technician.md).

@@ -141,14 +141,27 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 
 def cmd_speak(args: argparse.Namespace) -> int:
     """Normalize, synthesize and render TEXT; write it to ``-o`` or play it through relays and the output."""
-    from radiod.node.programme import ProgrammeMaker
-
     config = _config(args)
     text = _read_text(args)
-    maker = ProgrammeMaker(config)
-    programme = maker.make(
+    voice = args.voice or config.speech.voice
+    if args.output:  # the same programme made before is copied from the cache, without the audio stack's imports
+        from radiod.node.programme_file import CorruptProgramme
+        from radiod.node.programme_index import ProgrammeLinks, ProgrammeRequest
+
+        request = ProgrammeRequest(text, voice, chime=not args.no_chime, repeat=args.repeat)
+        try:
+            replayed = ProgrammeLinks(config).replay_to_wav(request, Path(args.output))
+        except CorruptProgramme as exc:
+            print(f"radiod speak: dropped a corrupt programme cache entry ({exc}); making it again", file=sys.stderr)
+            replayed = None
+        if replayed is not None:
+            print(f"{args.output}: {replayed.n_samples / replayed.rate:.1f} s at {replayed.rate} Hz")
+            return 0
+    from radiod.node.programme import ProgrammeMaker
+
+    programme = ProgrammeMaker(config).make(
         text,
-        args.voice or config.speech.voice,
+        voice,
         chime=not args.no_chime,
         repeat=args.repeat,
         progressive=bool(args.output),  # a file is written as fast as the programme is made: while it is synthesized

@@ -19,7 +19,8 @@ from radiod.audio.render import PROBE_S, Programme
 from radiod.config import Config, load_config
 from radiod.node.programme import ProgrammeMaker
 from radiod.node.programme_cache import CachedProgramme
-from radiod.speech.cache import PROGRAMMES_DIR
+from radiod.node.programme_file import PROGRAMMES_DIR
+from radiod.node.programme_index import LINK_SUFFIX
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -34,8 +35,14 @@ def config_in(tmp_path: Path, extra: str = "") -> Config:
 
 
 def entries(config: Config) -> list[Path]:
+    """The programmes' folder but the links (:mod:`radiod.node.programme_index`): entries and temporary files."""
     folder = config.cache_dir / PROGRAMMES_DIR
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.suffix != LINK_SUFFIX) if folder.is_dir() else []
+
+
+def links(config: Config) -> list[Path]:
+    folder = config.cache_dir / PROGRAMMES_DIR
+    return sorted(folder.glob(f"*{LINK_SUFFIX}"))
 
 
 def played(programme: Programme) -> np.ndarray:
@@ -197,6 +204,84 @@ def test_radiod_speak_twice_writes_the_same_file(tmp_path: Path) -> None:
         )
         assert done.stdout.endswith(" s at 48000 Hz\n")
         outputs.append(out.read_bytes())
-    assert len(list((tmp_path / "state" / "cache" / PROGRAMMES_DIR).iterdir())) == 1
+    assert len(entries(load_config(tmp_path / "config.yaml"))) == 1
     assert outputs[0] == outputs[1]
     assert read_wav(tmp_path / "replayed.wav").rate == 48000
+
+
+# ------------------------------------------------- radiod speak -o: a programme found again by its request's link
+
+
+def speak(tmp_path: Path, out: Path, *extra: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``radiod speak -f text.txt -o OUT`` with the config in ``tmp_path`` (written by :func:`config_in`)."""
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    command = [sys.executable, *python, "-m", "radiod.cli", "speak", "--config", str(tmp_path / "config.yaml")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [*command, "-f", str(tmp_path / "text.txt"), "-o", str(out), *extra]
+    done = subprocess.run(args, check=False, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(" s at 48000 Hz\n")
+    return done
+
+
+def test_the_same_request_again_is_copied_from_its_link_without_the_audio_stack(tmp_path: Path) -> None:
+    config = config_in(tmp_path)
+    speak(tmp_path, tmp_path / "first.wav")
+    (link,) = links(config)
+    (entry,) = entries(config)
+    assert link.read_text(encoding="utf-8").split("\n")[0] == entry.stem  # the link names the entry
+
+    again = speak(tmp_path, tmp_path / "again.wav", python=("-X", "importtime"))
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.splitlines() if "|" in line}
+    assert "radiod.node.programme_index" in imported
+    assert not {"numpy", "radiod.speech.normalize", "radiod.node.programme"} & imported  # not worked out again
+
+
+def test_an_older_longer_file_is_written_over_and_cut_to_the_programme(tmp_path: Path) -> None:
+    config_in(tmp_path)
+    speak(tmp_path, tmp_path / "first.wav")
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"\x7f" * 3 * (tmp_path / "first.wav").stat().st_size)
+    speak(tmp_path, out)
+    assert out.read_bytes() == (tmp_path / "first.wav").read_bytes()
+
+
+def test_what_changes_the_sound_is_another_link(tmp_path: Path) -> None:
+    voices = tmp_path / "voices"
+    shutil.copytree(ROOT / "voices", voices)
+    config = config_in(tmp_path, f"speech:\n  voices_dir: {voices}\n")
+    speak(tmp_path, tmp_path / "first.wav")
+    speak(tmp_path, tmp_path / "no-chime.wav", "--no-chime")
+    north = voices / "vi-north.yaml"
+    north.write_text(north.read_text(encoding="utf-8").replace("rate: 145", "rate: 170"), encoding="utf-8")
+    speak(tmp_path, tmp_path / "faster.wav")
+    durations = [read_wav(tmp_path / f"{name}.wav").duration_s for name in ("first", "no-chime", "faster")]
+    assert durations[1] < durations[0] and durations[2] < durations[0]  # none of them replayed the first
+    assert len(links(config)) == len(entries(config)) == 3
+
+
+def test_a_damaged_entry_found_by_its_link_is_dropped_said_and_made_again(tmp_path: Path) -> None:
+    config = config_in(tmp_path)
+    speak(tmp_path, tmp_path / "first.wav")
+    (entry,) = entries(config)
+    data = entry.read_bytes()
+    entry.write_bytes(data[:5000] + bytes([data[5000] ^ 1]) + data[5001:])
+
+    again = speak(tmp_path, tmp_path / "again.wav")
+    assert "dropped a corrupt programme cache entry" in again.stderr and "checksum" in again.stderr
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
+    assert entries(config) == [entry] and entry.read_bytes() == data  # kept again, whole
+
+
+def test_a_link_made_by_another_espeak_ng_is_not_followed(tmp_path: Path) -> None:
+    config = config_in(tmp_path)
+    speak(tmp_path, tmp_path / "first.wav")
+    (link,) = links(config)
+    key, version = link.read_text(encoding="utf-8").split("\n")[:2]
+    link.write_text(f"{key}\nespeak-ng 1.49 data 0000\n", encoding="utf-8")  # as if espeak-ng was upgraded since
+
+    again = speak(tmp_path, tmp_path / "again.wav", python=("-X", "importtime"))
+    assert "radiod.speech.normalize" in again.stderr  # worked out from the sentences
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
+    assert link.read_text(encoding="utf-8") == f"{key}\n{version}\n"  # linked again by this espeak-ng

@@ -12,11 +12,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radiod.errors import RadiodError
-from radiod.hub.config import DEFAULT_HUB_CONFIG_PATH, HubServiceConfig, load_hub_config
+
+if TYPE_CHECKING:  # every radiod command registers these: the hub's config module is imported when one runs
+    from radiod.hub.config import HubServiceConfig
 
 Register = Callable[..., argparse.ArgumentParser]
+
+DEFAULT_HUB_CONFIG_PATH = Path("/etc/radiod/hub.yaml")
 
 
 HUB_CONFIG_ENV = "RADIOD_HUB_CONFIG"
@@ -58,6 +63,8 @@ def register(command: Register) -> None:
 
 
 def _load(args: argparse.Namespace) -> HubServiceConfig:
+    from radiod.hub.config import load_hub_config
+
     path = Path(args.config or os.environ.get(HUB_CONFIG_ENV) or DEFAULT_HUB_CONFIG_PATH)
     if not path.is_file():
         raise RadiodError(f"{path}: no such file (see docs/hub.md for an example hub.yaml)")

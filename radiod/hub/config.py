@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,6 @@ from radiod.config import (
     unknown_zone,
 )
 from radiod.schema import setting
-
-DEFAULT_HUB_CONFIG_PATH = Path(os.environ.get("RADIOD_HUB_CONFIG", "/etc/radiod/hub.yaml"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ A programme rendered whole is kept when first played to its end and replayed fro
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,15 @@ from radiod.audio.render import Programme, RenderOptions, StreamingProgramme, re
 from radiod.config import Config
 from radiod.errors import MediaError, VoiceError
 from radiod.node.programme_cache import ProgrammeCache, programme_key
+from radiod.node.programme_index import Link, ProgrammeLinks, ProgrammeRequest
 from radiod.profiles import Profile, load_profile
 from radiod.speech.speaker import Fallback, OnFallback, Speaker
 
 if TYPE_CHECKING:  # the message classes pull in the JWS stack, which `radiod speak` never needs
     from radiod.node.media import MediaFetcher
     from radiod.protocol.messages import Bulletin
+
+log = logging.getLogger(__name__)
 
 EXERCISE_NOTICE = "Thông báo diễn tập. Đây là bản tin diễn tập, không phải tình huống thật."
 """Spoken before an exercise bulletin, so nobody takes a drill for the real thing."""
@@ -76,6 +80,7 @@ class ProgrammeMaker:
             cache_max_mb=config.storage.cache_max_mb,
         )
         self.programmes = ProgrammeCache(self.speaker.cache) if self.speaker.cache is not None else None
+        self.links = ProgrammeLinks(config) if self.programmes is not None else None
         self._chimes: tuple[Pcm, Pcm] | None = None
         if config.audio.chime_file:
             chime = read_wav(Path(config.audio.chime_file))
@@ -189,7 +194,8 @@ class ProgrammeMaker:
         )
         if stream:
             return StreamingProgramme(lambda: self.speaker.stream(text, voice_id, on_fallback=on_fallback), options)
-        key = self._programme_key(text, voice_id, options)
+        request = ProgrammeRequest(text, voice_id, chime, repeat, gap_s, volume, preamble)
+        key = self._programme_key(request, options)
         if key is not None and self.programmes is not None and (cached := self.programmes.get(key)) is not None:
             return cached
         fell_back: list[Fallback] = []
@@ -226,13 +232,25 @@ class ProgrammeMaker:
         """Whether ``text`` is synthesized in parallel and held whole (see :data:`HOLD_CHARS`)."""
         return self.speaker.cache is None or sum(map(len, self.speaker.sentences(text, voice_id))) <= self.hold_chars
 
-    def _programme_key(self, text: str, voice_id: str, options: RenderOptions) -> str | None:
-        """The programme cache's key of ``text`` read by ``voice_id`` with ``options``; None when there is no cache,
-        or the voice would be replaced by its fallback (then the programme is rendered, and not kept)."""
-        if self.programmes is None:
+    def _programme_key(self, request: ProgrammeRequest, options: RenderOptions) -> str | None:
+        """The programme cache's key of ``request`` rendered with ``options``, worked out from its sentences' keys;
+        None when there is no cache, or the voice would be replaced by its fallback (then the programme is
+        rendered, and not kept). The request is linked to it, so that ``radiod speak -o`` can replay the programme
+        without working it out again (:mod:`radiod.node.programme_index`)."""
+        if self.programmes is None or self.links is None:
             return None
-        speech = self.speaker.sentence_keys(text, voice_id)
-        return None if speech is None else programme_key(speech, options)
+        speech = self.speaker.sentence_keys(request.text, request.voice_id)
+        if speech is None:
+            return None
+        key = programme_key(speech, options)
+        voice = self.speaker.voice(request.voice_id)
+        version = self.speaker.engine_version(voice)  # found by sentence_keys: no second run
+        if version is not None and (link := self.links.key(request, voice)) is not None:
+            try:
+                self.links.put(link, Link(key, version))
+            except OSError as exc:  # the programme is made all the same
+                log.warning("programme cache: cannot link %s: %s", link, exc)
+        return key
 
     def _options(
         self,

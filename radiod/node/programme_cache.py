@@ -20,15 +20,12 @@ eviction (:class:`~radiod.speech.cache.SpeechCache`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
-import struct
 import threading
 import weakref
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -37,10 +34,22 @@ from typing import BinaryIO
 import numpy as np
 import pyebur128
 import soxr
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, several times faster (SIMD; the CRC instructions of a Pi's Arm)
 
 from radiod.audio.pcm import to_int16
 from radiod.audio.render import Programme, RenderOptions
-from radiod.speech.cache import PROGRAMMES_DIR, SpeechCache
+from radiod.node.programme_file import (
+    HEADER,
+    PROGRAMMES_DIR,
+    READ_BYTES,
+    CorruptProgramme,
+    EntryHeader,
+    check,
+    entry_path,
+    header_bytes,
+    write_plain_wav,
+)
+from radiod.speech.cache import SpeechCache
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +60,7 @@ so programmes rendered by older code are never replayed."""
 MAX_SHARE = 0.25
 """A programme larger than this share of the cache's bound is not kept: it would push out the sentences."""
 
-_READ_SAMPLES = 1 << 18  # samples read at a time when checking and playing an entry (512 kB)
-
-# RIFF/WAVE header with an 'rdpg' chunk (CRC-32 of the samples, speech LUFS, gain dB) before 'data'; 72 bytes.
-_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sIIdd4sI")
-_CHECK_CHUNK = b"rdpg"
-_PLAIN_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # a plain 16-bit mono WAV's 44 bytes, as the wave module writes
-
-
-class CorruptProgramme(ValueError):
-    """A programme file that is not a complete entry written by :class:`ProgrammeCache`."""
-
-
-def _header(rate: int, crc: int, speech_lufs: float, gain_db: float, size: int) -> bytes:
-    return _HEADER.pack(
-        b"RIFF", _HEADER.size - 8 + size, b"WAVE",
-        b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
-        _CHECK_CHUNK, 20, crc, speech_lufs, gain_db,
-        b"data", size,
-    )  # fmt: skip
+_READ_SAMPLES = READ_BYTES // 2  # samples read at a time when playing an entry
 
 
 def programme_key(speech: Sequence[tuple[str, float]], opts: RenderOptions) -> str:
@@ -101,7 +92,7 @@ class ProgrammeCache:
         """Entries found corrupt and dropped since this cache was opened."""
 
     def path(self, key: str) -> Path:
-        return self.directory / f"{key}.wav"
+        return entry_path(self.directory, key)
 
     def get(self, key: str) -> CachedProgramme | None:
         """The programme stored under ``key``, checked whole, or None (none, or corrupt and now deleted)."""
@@ -114,7 +105,7 @@ class ProgrammeCache:
             log.warning("programme cache: cannot read %s (%s); rendering instead", path, exc)
             return None
         try:
-            rate, n_samples, speech_lufs, gain_db = _check(file)
+            header = check(file)
         except (CorruptProgramme, OSError) as exc:
             file.close()
             log.warning("programme cache: dropping corrupt entry %s: %s", path, exc)
@@ -123,7 +114,7 @@ class ProgrammeCache:
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: eviction keeps it
-        return CachedProgramme(file, rate, n_samples, speech_lufs, gain_db)
+        return CachedProgramme(file, header)
 
     def recording(self, programme: Programme, key: str, *, valid: Callable[[], bool] | None = None) -> Programme:
         """``programme``, stored under ``key`` the first time it is played to its end (if it fits the bound).
@@ -133,7 +124,7 @@ class ProgrammeCache:
         names (one whose voice fell back while it was made is not), else it is not kept.
         """
         size = 2 * programme.n_samples
-        if not self.within_share(size) or not self.speech_cache.make_room(_HEADER.size + size):
+        if not self.within_share(size) or not self.speech_cache.make_room(HEADER.size + size):
             return programme  # the store's space on the card comes first
         return CachingProgramme(programme, self, key, valid)
 
@@ -146,35 +137,13 @@ class ProgrammeCache:
         return False
 
 
-def _check(file: BinaryIO) -> tuple[int, int, float, float]:
-    """(rate, samples, speech LUFS, gain dB) of an open entry after checking header, length and CRC; the file is
-    left positioned at its first sample."""
-    header = file.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise CorruptProgramme(f"{len(header)} bytes, shorter than the {_HEADER.size}-byte header")
-    values = _HEADER.unpack(header)
-    rate, crc, speech_lufs, gain_db, size = values[7], values[13], values[14], values[15], values[17]
-    if rate <= 0 or size % 2 or header != _header(rate, crc, speech_lufs, gain_db, size):
-        raise CorruptProgramme("not a radiod programme cache header")
-    on_disk = os.fstat(file.fileno()).st_size
-    if on_disk != _HEADER.size + size:
-        raise CorruptProgramme(f"{on_disk} bytes, but the header announces {size} bytes of samples")
-    running = 0
-    buffer = bytearray(2 * _READ_SAMPLES)
-    while n := file.readinto(buffer):
-        running = zlib.crc32(memoryview(buffer)[:n], running)
-    if running != crc:
-        raise CorruptProgramme("the samples do not match their checksum")
-    file.seek(_HEADER.size)
-    return rate, size // 2, speech_lufs, gain_db
-
-
 class CachedProgramme(Programme):
     """A programme played from its cache entry, a block at a time (the file stays open while this object lives,
     so an eviction meanwhile does not take it away)."""
 
-    def __init__(self, file: BinaryIO, rate: int, n_samples: int, speech_lufs: float, gain_db: float) -> None:
-        super().__init__(rate, n_samples, [], speech_lufs, gain_db)
+    def __init__(self, file: BinaryIO, header: EntryHeader) -> None:
+        super().__init__(header.rate, header.n_samples, [], header.speech_lufs, header.gain_db)
+        self._header = header
         self._fd = file.fileno()
         self._finalizer = weakref.finalize(self, file.close)
 
@@ -189,7 +158,7 @@ class CachedProgramme(Programme):
         done = 0
         while done < self.n_samples:
             count = min(step, self.n_samples - done)
-            data = os.pread(self._fd, 2 * count, _HEADER.size + 2 * done)
+            data = os.pread(self._fd, 2 * count, HEADER.size + 2 * done)
             if len(data) != 2 * count:  # checked when opened: only a failing card gets here
                 raise OSError(f"programme cache entry ended at sample {done + len(data) // 2} of {self.n_samples}")
             samples = np.frombuffer(data, dtype="<i2")
@@ -197,29 +166,8 @@ class CachedProgramme(Programme):
             done += count
 
     def write_wav(self, path: Path) -> None:
-        """The programme as a plain 16-bit mono WAV, the same bytes :func:`~radiod.audio.pcm.write_wav_blocks`
-        writes: for ``radiod speak -o``, where the samples are copied file to file by the kernel."""
-        size = 2 * self.n_samples
-        header = _PLAIN_HEADER.pack(
-            b"RIFF", _PLAIN_HEADER.size - 8 + size, b"WAVE",
-            b"fmt ", 16, 1, 1, self.rate, 2 * self.rate, 2, 16,
-            b"data", size,
-        )  # fmt: skip
-        with path.open("wb") as out:
-            out.write(header)
-            out.flush()
-            done = 0
-            while done < size:
-                try:
-                    copied = os.copy_file_range(self._fd, out.fileno(), size - done, _HEADER.size + done)
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                        raise
-                    copied = out.write(os.pread(self._fd, min(size - done, 1 << 20), _HEADER.size + done))
-                    out.flush()
-                if copied == 0:  # checked when opened: only a failing card gets here
-                    raise OSError(f"programme cache entry ended at byte {done} of {size}")
-                done += copied
+        """The programme as a plain 16-bit mono WAV (``radiod speak -o``), copied file to file by the kernel."""
+        write_plain_wav(self._fd, self._header, path)
 
     def blocks(self, size: int) -> Iterator[np.ndarray]:
         """float32 blocks, which :func:`~radiod.audio.pcm.to_int16` turns back into exactly the stored samples."""
@@ -308,7 +256,7 @@ class _Writer:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self._tmp.open("wb")
-            self._file.write(bytes(_HEADER.size))  # filled in by commit()
+            self._file.write(bytes(HEADER.size))  # filled in by commit()
         except OSError as exc:
             self._failed(exc)
 
@@ -322,7 +270,7 @@ class _Writer:
         except OSError as exc:
             self._failed(exc)
             return False
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = crc32(data, self._crc)
         self._size += data.nbytes
         return True
 
@@ -332,7 +280,8 @@ class _Writer:
             return False
         try:
             self._file.seek(0)
-            self._file.write(_header(programme.rate, self._crc, programme.speech_lufs, programme.gain_db, self._size))
+            p = programme
+            self._file.write(header_bytes(p.rate, self._crc, p.speech_lufs, p.gain_db, self._size))
             self._file.close()
             self._file = None
             os.replace(self._tmp, self._path)

@@ -241,7 +241,7 @@ class Speaker:
         with ThreadPoolExecutor(1, thread_name_prefix="engine") as pool:
             # Finding the engine and its version may run programs (espeak-ng --voices, --version: ~15 ms), which
             # a second core runs while this thread normalizes the text.
-            ready = pool.submit(self._engine_version, voice)
+            ready = pool.submit(self.engine_version, voice)
             sentences = self._sentences(text, voice)
             version = ready.result()
         if version is None:
@@ -524,7 +524,7 @@ class Speaker:
             on_fallback(self.last_fallback)
         return self.voice(voice.fallback)
 
-    def _engine_version(self, voice: Voice) -> str | None:
+    def engine_version(self, voice: Voice) -> str | None:
         """The version of ``voice``'s engine; None when the engine cannot run here."""
         try:
             return self._engine(voice).version()

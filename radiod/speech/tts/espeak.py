@@ -16,12 +16,8 @@ from one sentence to the next, as it does when reading a whole file); both are t
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
-import os
-import re
-import subprocess
 import tempfile
 import wave
 from collections.abc import Sequence
@@ -31,6 +27,7 @@ import numpy as np
 
 from radiod.audio.pcm import Pcm
 from radiod.errors import SynthesisError, VoiceError
+from radiod.speech.espeak_program import espeak_version, run_espeak, stderr_note
 from radiod.speech.voices import Voice
 
 log = logging.getLogger(__name__)
@@ -42,7 +39,6 @@ BOUNDARY_MARGIN = 1.5
 """A batch is cut only if its shortest break is this many times longer than its longest other pause."""
 
 _BLOCK = 32  # samples (1.5 ms at 22050 Hz) per block when looking for the breaks
-_STDERR_SHOWN = 500  # characters of espeak-ng's stderr quoted in an error
 
 
 class EspeakEngine:
@@ -58,11 +54,7 @@ class EspeakEngine:
         """``espeak-ng 1.51 data <fingerprint>``: the fingerprint (names, sizes and dates of the voice data
         files) changes when a package update changes a dictionary without changing the version number."""
         if self._version is None:
-            result = self._run([self.program, "--version"], timeout_s=10.0, what="espeak-ng --version")
-            match = re.search(r"text-to-speech:\s*(\S+)\s+Data at:\s*(.+)", result.stdout)
-            if match is None:
-                raise SynthesisError(f"{self.program} --version printed no version: {result.stdout.strip()!r}")
-            self._version = f"espeak-ng {match[1]} data {_fingerprint(Path(match[2].strip()))}"
+            self._version = espeak_version(self.program)
         return self._version
 
     def check_voice(self, voice: Voice) -> None:
@@ -72,7 +64,7 @@ class EspeakEngine:
         name starts with ("vi-vn-x-nort" reads as "vi", "no-such-voice" as Norwegian), so the name is checked
         against ``espeak-ng --voices``: a language, voice name or voice file, with an optional "+variant".
         """
-        result = self._run([self.program, "--voices"], timeout_s=10.0, what="espeak-ng --voices")
+        result = run_espeak([self.program, "--voices"], timeout_s=10.0, what="espeak-ng --voices")
         known: set[str] = set()
         for line in result.stdout.splitlines()[1:]:
             fields = line.split()  # Pty Language Age/Gender VoiceName File [Other Languages]
@@ -116,27 +108,11 @@ class EspeakEngine:
         args = [self.program, "-b", "1", "-v", voice.voice, "-s", str(voice.rate), "-p", str(voice.pitch)]
         args += ["-m"] if ssml else []
         args += ["-f", str(text_file), "-w", str(wav_file)]
-        result = self._run(args, timeout_s=timeout_s, what=what)
+        result = run_espeak(args, timeout_s=timeout_s, what=what)
         pcm = _read_int16_wav(wav_file, what, result.stderr)
         if not np.any(pcm.samples):
-            raise SynthesisError(f"espeak-ng produced only silence for {what}{_stderr_note(result.stderr)}")
+            raise SynthesisError(f"espeak-ng produced only silence for {what}{stderr_note(result.stderr)}")
         return pcm
-
-    def _run(self, args: list[str], *, timeout_s: float, what: str) -> subprocess.CompletedProcess[str]:
-        """Run espeak-ng; ``subprocess.run`` kills it when the timeout passes."""
-        try:
-            result = subprocess.run(
-                args, check=False, capture_output=True, text=True, errors="replace", timeout=timeout_s
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SynthesisError(f"espeak-ng took longer than {timeout_s:g} s for {what}; it was stopped") from exc
-        except OSError as exc:
-            raise SynthesisError(f"cannot run {self.program} for {what}: {exc}") from exc
-        if result.returncode != 0:
-            raise SynthesisError(
-                f"espeak-ng failed (exit code {result.returncode}) for {what}{_stderr_note(result.stderr)}"
-            )
-        return result
 
 
 def split_at_breaks(samples: np.ndarray, count: int) -> list[np.ndarray] | None:
@@ -177,34 +153,11 @@ def _read_int16_wav(path: Path, what: str, stderr: str) -> Pcm:
                 )
             rate, frames = w.getframerate(), w.readframes(w.getnframes())
     except (OSError, EOFError, wave.Error) as exc:
-        raise SynthesisError(f"espeak-ng wrote no valid WAV for {what}: {exc}{_stderr_note(stderr)}") from exc
+        raise SynthesisError(f"espeak-ng wrote no valid WAV for {what}: {exc}{stderr_note(stderr)}") from exc
     if not frames:
-        raise SynthesisError(f"espeak-ng wrote an empty WAV for {what}{_stderr_note(stderr)}")
+        raise SynthesisError(f"espeak-ng wrote an empty WAV for {what}{stderr_note(stderr)}")
     return Pcm(np.frombuffer(frames, dtype="<i2"), rate)
-
-
-def _fingerprint(data_dir: Path) -> str:
-    """A short hash of the paths, sizes and modification times of every file under espeak-ng's data dir
-    (about 500 files: a few milliseconds, once per process)."""
-    digest = hashlib.blake2b(digest_size=4)
-    folders = [str(data_dir)]
-    while folders:
-        for entry in sorted(os.scandir(folders.pop()), key=lambda e: e.name):
-            if entry.is_dir():
-                folders.append(entry.path)
-            else:
-                st = entry.stat()
-                digest.update(f"{entry.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def _excerpt(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-def _quote(stderr: str) -> str:
-    return stderr.strip()[:_STDERR_SHOWN] or "(nothing on stderr)"
-
-
-def _stderr_note(stderr: str) -> str:
-    return f"; stderr: {_quote(stderr)}" if stderr.strip() else ""
