@@ -523,7 +523,10 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return show_nodes(load_config(_node_config(args)), as_json=args.json)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``radiod`` parser; with ``only``, the parser of that one command alone, when it is one (``main`` asks
+    so: setting up all thirty commands' parsers costs about 8 ms, a tenth of replaying a programme by
+    ``radiod speak -o``). ``radiod --help`` and a mistyped command get them all."""
     parser = argparse.ArgumentParser(
         prog="radiod",
         description="Commune loudspeaker node: signed bulletins over MQTT, offline Vietnamese speech, relays.",
@@ -537,104 +540,129 @@ def build_parser() -> argparse.ArgumentParser:
     file_opt = argparse.ArgumentParser(add_help=False)  # run and validate: a file there must be, no defaults
     file_opt.add_argument("--config", metavar="F", help=f"config file ({CONFIG_RULE.removesuffix(DEFAULTS_CLAUSE)})")
 
-    def command(name: str, handler: Handler, help_: str, parents: Sequence[argparse.ArgumentParser] = ()) -> (
-        argparse.ArgumentParser
-    ):
+    added: list[str] = []
+
+    def command(
+        name: str,
+        handler: Handler,
+        help_: str,
+        parents: Sequence[argparse.ArgumentParser] = (),
+        options: Callable[[argparse.ArgumentParser], None] | None = None,
+    ) -> None:
+        """Add command ``name``, its own ``options`` set up on its parser (only when it is the one asked for)."""
+        if only is not None and name != only:
+            return
         p = sub.add_parser(name, help=help_, description=help_, parents=list(parents))
         p.set_defaults(handler=handler)
-        return p
+        if options is not None:
+            options(p)
+        added.append(name)
 
-    p = command("speak", cmd_speak, "read a text aloud: normalize, synthesize, render, play", [config_opt])
-    p.add_argument("text", nargs="*", metavar="TEXT", help="the text to read")
-    p.add_argument("-f", "--file", metavar="FILE", help="read the text from FILE (- for stdin)")
-    p.add_argument("--voice", metavar="V", help="voice id (see `radiod voices`)")
-    p.add_argument("-o", "--output", metavar="OUT.wav", help="write a WAV instead of playing")
-    p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
-    p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="read it N times")
+    def speak_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("text", nargs="*", metavar="TEXT", help="the text to read")
+        p.add_argument("-f", "--file", metavar="FILE", help="read the text from FILE (- for stdin)")
+        p.add_argument("--voice", metavar="V", help="voice id (see `radiod voices`)")
+        p.add_argument("-o", "--output", metavar="OUT.wav", help="write a WAV instead of playing")
+        p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
+        p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="read it N times")
 
-    p = command("voices", cmd_voices, "list the voices and whether they can run here; install a Piper voice",
-                [config_opt])  # fmt: skip
-    actions = p.add_subparsers(dest="voices_action", metavar="ACTION")
-    install_help = "check a Piper model (.onnx + .onnx.json) and install it as a voice (docs/piper.md)"
-    p = actions.add_parser("install", help=install_help, description=install_help)
-    # SUPPRESS: a --config given before "install" must not be overwritten by this one's default
-    p.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help=config_help)
-    p.set_defaults(handler=cmd_voices_install)
-    p.add_argument("path", metavar="PATH_OR_DIR", help="the .onnx, its .onnx.json, or a folder holding them")
-    p.add_argument("--id", help="voice id (default: from the model name, e.g. vi-vais1000-medium)")
-    p.add_argument("--region", choices=("north", "central", "south"), default="north",
-                   help="regional reading of numbers and words (default north)")  # fmt: skip
-    p.add_argument("--fallback", metavar="V", help="voice to read with when this one cannot run or keep up "
-                   "(default: the espeak-ng voice of the region)")  # fmt: skip
-    p.add_argument("--force", action="store_true", help="replace an existing voice file or model")
+    command("speak", cmd_speak, "read a text aloud: normalize, synthesize, render, play", [config_opt], speak_options)
 
-    p = command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not",
-                [file_opt])
+    def voices_options(p: argparse.ArgumentParser) -> None:
+        actions = p.add_subparsers(dest="voices_action", metavar="ACTION")
+        install_help = "check a Piper model (.onnx + .onnx.json) and install it as a voice (docs/piper.md)"
+        install = actions.add_parser("install", help=install_help, description=install_help)
+        # SUPPRESS: a --config given before "install" must not be overwritten by this one's default
+        install.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help=config_help)
+        install.set_defaults(handler=cmd_voices_install)
+        install.add_argument("path", metavar="PATH_OR_DIR", help="the .onnx, its .onnx.json, or a folder holding them")
+        install.add_argument("--id", help="voice id (default: from the model name, e.g. vi-vais1000-medium)")
+        install.add_argument("--region", choices=("north", "central", "south"), default="north",
+                             help="regional reading of numbers and words (default north)")  # fmt: skip
+        install.add_argument("--fallback", metavar="V", help="voice to read with when this one cannot run or keep up "
+                             "(default: the espeak-ng voice of the region)")  # fmt: skip
+        install.add_argument("--force", action="store_true", help="replace an existing voice file or model")
 
-    p = command("normalize", cmd_normalize, "print the spoken form of a text", [config_opt])
-    p.add_argument("text", nargs="+", metavar="TEXT", help="the text, or - to read lines from stdin")
-    p.add_argument("--voice", metavar="V", help="voice id; its region selects regional readings")
-    p.add_argument("--explain", action="store_true", help="show which rule produced each span")
+    command("voices", cmd_voices, "list the voices and whether they can run here; install a Piper voice",
+            [config_opt], voices_options)  # fmt: skip
+
+    command("validate", cmd_validate, "check a config file; exit 0 if valid, 2 with every problem if not", [file_opt])
+
+    def normalize_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("text", nargs="+", metavar="TEXT", help="the text, or - to read lines from stdin")
+        p.add_argument("--voice", metavar="V", help="voice id; its region selects regional readings")
+        p.add_argument("--explain", action="store_true", help="show which rule produced each span")
+
+    command("normalize", cmd_normalize, "print the spoken form of a text", [config_opt], normalize_options)
 
     command("run", cmd_run, "run the node daemon (as systemd does)", [file_opt])
 
-    p = command("keygen", cmd_keygen, "make an Ed25519 key pair for signing bulletins on the hub")
-    p.add_argument("--kid", required=True, help="key id, e.g. hub-1 (nodes trust keys by id)")
-    p.add_argument("--dir", default=".", help="where to write <kid>.key.pem and <kid>.pub.pem")
+    def keygen_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--kid", required=True, help="key id, e.g. hub-1 (nodes trust keys by id)")
+        p.add_argument("--dir", default=".", help="where to write <kid>.key.pem and <kid>.pub.pem")
+
+    command("keygen", cmd_keygen, "make an Ed25519 key pair for signing bulletins on the hub", options=keygen_options)
 
     signer = argparse.ArgumentParser(add_help=False, parents=[config_opt])
     signer.add_argument("--key", metavar="FILE", help="the hub's private key (default: hub.signing_key)")
     signer.add_argument("--kid", help="its key id (default: hub.kid)")
 
-    p = command("post", cmd_post, "sign and publish a bulletin; prints its id", [signer])
-    p.add_argument("text", nargs="*", metavar="TEXT", help="the text to read out")
-    p.add_argument("-f", "--file", metavar="FILE", help="read the text from FILE (- for stdin)")
-    target = p.add_argument_group("target (default: all clusters)")
-    target.add_argument("--zone", action="append", metavar="Z", help="a village zone (repeatable)")
-    target.add_argument("--node", action="append", metavar="N", help="one node (repeatable)")
-    when = p.add_mutually_exclusive_group()
-    when.add_argument("--now", action="store_true", help="play as soon as it arrives (the default)")
-    when.add_argument("--at", action="append", metavar="T", help="start time: HH:MM, 'YYYY-MM-DD HH:MM' or RFC 3339")
-    when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
-    p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
-    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
-    p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD|HH:MM",
-                   help="with --daily: last day (default: hub.daily_expiry_days); with --relay: HH:MM, the local "
-                   "time the relay ends")  # fmt: skip
-    programme = p.add_argument_group("recordings and relays (the text, if any, is read first)")
-    programme.add_argument("--media", metavar="FILE|URL", help="play a recording: a FILE is checked and added to "
-                           "the hub's library (hub.media_dir), a URL is fetched once to measure it")
-    programme.add_argument("--bed", metavar="FILE|URL", help="music under the text, ducked while it is read: a "
-                           "FILE or URL as with --media")
-    programme.add_argument("--relay", metavar="URL", help="relay a live stream (with --duration or --until HH:MM)")
-    programme.add_argument("--duration", metavar="LEN", help="with --relay: how long, e.g. 30m, 90s, 1h30m")
-    p.add_argument("--lang", default="vi", metavar="TAG",
-                   help="the programme's language, a BCP 47 tag: vi, tyz (Tày), nut (Nùng), hnj (Hmong), ... "
-                   "(default vi); kept in the nodes' events and the reports")  # fmt: skip
-    p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
-    p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
-    p.add_argument("--voice", metavar="V", help="voice id on the nodes")
-    p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
-    p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")
-    p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time (default: 1 h after the last "
-                   "--at, the end of --until, hub.daily_expiry_days for --daily, else hub.default_expiry_h)")
-    p.add_argument("--title", help="title for people and logs (default: the first line)")
-    p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
-    p.add_argument("--volume", type=float, metavar="0..1", help="gain relative to each node's level")
-    p.add_argument("--id", help="bulletin id (default: a new one); with --rev to replace a bulletin")
-    p.add_argument("--rev", type=int, default=1, help="revision (default 1)")
-    p.add_argument("--preview", action="store_true", help="print the text as it will be read and write it as a WAV "
-                   "(-o); do not post")  # fmt: skip
-    p.add_argument("-o", "--output", metavar="OUT.wav", default="bulletin-preview.wav",
-                   help="with --preview: where to write the WAV (default bulletin-preview.wav)")  # fmt: skip
+    def post_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("text", nargs="*", metavar="TEXT", help="the text to read out")
+        p.add_argument("-f", "--file", metavar="FILE", help="read the text from FILE (- for stdin)")
+        target = p.add_argument_group("target (default: all clusters)")
+        target.add_argument("--zone", action="append", metavar="Z", help="a village zone (repeatable)")
+        target.add_argument("--node", action="append", metavar="N", help="one node (repeatable)")
+        when = p.add_mutually_exclusive_group()
+        when.add_argument("--now", action="store_true", help="play as soon as it arrives (the default)")
+        when.add_argument("--at", action="append", metavar="T",
+                          help="start time: HH:MM, 'YYYY-MM-DD HH:MM' or RFC 3339")  # fmt: skip
+        when.add_argument("--daily", action="append", metavar="HH:MM,...", help="every day at these times")
+        p.add_argument("--weekdays", metavar="1,2,...", help="with --daily: ISO weekdays (1 = Monday)")
+        p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="with --daily: first day")
+        p.add_argument("--until", dest="date_until", metavar="YYYY-MM-DD|HH:MM",
+                       help="with --daily: last day (default: hub.daily_expiry_days); with --relay: HH:MM, the local "
+                       "time the relay ends")  # fmt: skip
+        programme = p.add_argument_group("recordings and relays (the text, if any, is read first)")
+        programme.add_argument("--media", metavar="FILE|URL", help="play a recording: a FILE is checked and added to "
+                               "the hub's library (hub.media_dir), a URL is fetched once to measure it")
+        programme.add_argument("--bed", metavar="FILE|URL", help="music under the text, ducked while it is read: a "
+                               "FILE or URL as with --media")
+        programme.add_argument("--relay", metavar="URL", help="relay a live stream (with --duration or --until HH:MM)")
+        programme.add_argument("--duration", metavar="LEN", help="with --relay: how long, e.g. 30m, 90s, 1h30m")
+        p.add_argument("--lang", default="vi", metavar="TAG",
+                       help="the programme's language, a BCP 47 tag: vi, tyz (Tày), nut (Nùng), hnj (Hmong), ... "
+                       "(default vi); kept in the nodes' events and the reports")  # fmt: skip
+        p.add_argument("--priority", choices=tuple(Priority), default=Priority.NORMAL)
+        p.add_argument("--status", choices=tuple(Status), default=Status.ACTUAL)
+        p.add_argument("--voice", metavar="V", help="voice id on the nodes")
+        p.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="N", help="plays per occurrence")
+        p.add_argument("--gap", type=float, metavar="S", help="seconds between repeats (default 3)")
+        p.add_argument("--expires", metavar="T", help="expiry: 90m, 2h, 7d, or a time (default: 1 h after the last "
+                       "--at, the end of --until, hub.daily_expiry_days for --daily, else hub.default_expiry_h)")
+        p.add_argument("--title", help="title for people and logs (default: the first line)")
+        p.add_argument("--no-chime", action="store_true", help="no opening and closing chime")
+        p.add_argument("--volume", type=float, metavar="0..1", help="gain relative to each node's level")
+        p.add_argument("--id", help="bulletin id (default: a new one); with --rev to replace a bulletin")
+        p.add_argument("--rev", type=int, default=1, help="revision (default 1)")
+        p.add_argument("--preview", action="store_true", help="print the text as it will be read and write it as a WAV "
+                       "(-o); do not post")  # fmt: skip
+        p.add_argument("-o", "--output", metavar="OUT.wav", default="bulletin-preview.wav",
+                       help="with --preview: where to write the WAV (default bulletin-preview.wav)")  # fmt: skip
 
-    p = command("cancel", cmd_cancel, "cancel a bulletin: publish its signed tombstone", [signer])
-    p.add_argument("id", help="the bulletin id")
+    command("post", cmd_post, "sign and publish a bulletin; prints its id", [signer], post_options)
 
-    p = command("bulletins", cmd_bulletins, "list the active bulletins retained on the broker", [signer])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--all", action="store_true", help="also the expired and cancelled ones")
-    p.add_argument("--prune", action="store_true", help="clear the expired ones from the broker")
+    def cancel_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("id", help="the bulletin id")
+
+    command("cancel", cmd_cancel, "cancel a bulletin: publish its signed tombstone", [signer], cancel_options)
+
+    def bulletins_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--all", action="store_true", help="also the expired and cancelled ones")
+        p.add_argument("--prune", action="store_true", help="clear the expired ones from the broker")
+
+    command("bulletins", cmd_bulletins, "list the active bulletins retained on the broker", [signer], bulletins_options)
 
     commanded = argparse.ArgumentParser(add_help=False, parents=[signer])
     commanded.add_argument("--zone", action="append", metavar="Z", help="a village zone (repeatable; default: all)")
@@ -642,63 +670,86 @@ def build_parser() -> argparse.ArgumentParser:
     commanded.add_argument("--timeout", type=float, default=10.0, metavar="S",
                            help="how long to wait for the nodes' answers (default 10)")  # fmt: skip
     command("stop", cmd_stop, "stop what the nodes play now and switch their amplifiers off", [commanded])
-    p = command("volume", cmd_volume, "set the nodes' level, kept across restarts", [commanded])
-    p.add_argument("level", type=_level, metavar="LEVEL", help="0.0 to 1.0")
 
-    p = command("watch", cmd_watch, "show live events, health and state of every node", [config_opt])
-    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    def volume_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("level", type=_level, metavar="LEVEL", help="0.0 to 1.0")
 
-    p = command("hub-setup", cmd_hub_setup, "make the hub broker's certificates, logins, ACL and config, "
-                "and one folder per node and operator (see hub/README.md)")
-    p.add_argument("--prefix", required=True, help="topic prefix P, e.g. radio/yen-hoa")
-    p.add_argument("--host", action="append", required=True, metavar="NAME",
-                   help="the hub's name or IP as nodes reach it (repeatable; the first goes into their config)")
-    p.add_argument("--node", action="append", required=True, metavar="ID[,ID...]", help="node ids (repeatable)")
-    p.add_argument("--operator", action="append", metavar="NAME[,NAME...]", help="operator logins (repeatable)")
-    p.add_argument("--out", required=True, metavar="DIR", help="where to write ca/, hub/, nodes/, operators/")
-    p.add_argument("--port", type=int, default=8883, help="the broker's TLS port (default 8883)")
-    p.add_argument("--bind", metavar="IP", help="listen on this address only (default: every interface)")
-    p.add_argument("--hub-dir", default="/etc/mosquitto/radiod", metavar="DIR",
-                   help="where hub/ is installed on the hub (default /etc/mosquitto/radiod)")
-    p.add_argument("--client-dir", default="/etc/radiod/mqtt", metavar="DIR",
-                   help="where a node's folder is installed on it (default /etc/radiod/mqtt)")
-    p.add_argument("--trusted-key", action="append", metavar="KID.pub.pem",
-                   help="a hub signing key the nodes trust (from `radiod keygen`; repeatable)")
-    p.add_argument("--revoked-key", action="append", metavar="KID", help="a key id the nodes refuse (repeatable)")
-    p.add_argument("--force", action="store_true", help="replace every existing key, certificate and password")
+    command("volume", cmd_volume, "set the nodes' level, kept across restarts", [commanded], volume_options)
 
-    p = command("health", cmd_health, "check this node; exit 0 ok, 1 warn, 2 crit, as monitoring plugins do",
-                [config_opt])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    def watch_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
 
-    p = command("status", cmd_status, "now playing, the queue, the next plays and the last ten plays", [config_opt])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    command("watch", cmd_watch, "show live events, health and state of every node", [config_opt], watch_options)
 
-    p = command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [config_opt])
-    p.add_argument("--line", action="append", metavar="L", help="only this speaker line (repeatable; default: all)")
-    p.add_argument("--node", action="append", metavar="N", help="operator: test node N over MQTT (repeatable)")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="with --node: wait this long")
+    def hub_setup_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--prefix", required=True, help="topic prefix P, e.g. radio/yen-hoa")
+        p.add_argument("--host", action="append", required=True, metavar="NAME",
+                       help="the hub's name or IP as nodes reach it (repeatable; the first goes into their config)")
+        p.add_argument("--node", action="append", required=True, metavar="ID[,ID...]", help="node ids (repeatable)")
+        p.add_argument("--operator", action="append", metavar="NAME[,NAME...]", help="operator logins (repeatable)")
+        p.add_argument("--out", required=True, metavar="DIR", help="where to write ca/, hub/, nodes/, operators/")
+        p.add_argument("--port", type=int, default=8883, help="the broker's TLS port (default 8883)")
+        p.add_argument("--bind", metavar="IP", help="listen on this address only (default: every interface)")
+        p.add_argument("--hub-dir", default="/etc/mosquitto/radiod", metavar="DIR",
+                       help="where hub/ is installed on the hub (default /etc/mosquitto/radiod)")
+        p.add_argument("--client-dir", default="/etc/radiod/mqtt", metavar="DIR",
+                       help="where a node's folder is installed on it (default /etc/radiod/mqtt)")
+        p.add_argument("--trusted-key", action="append", metavar="KID.pub.pem",
+                       help="a hub signing key the nodes trust (from `radiod keygen`; repeatable)")
+        p.add_argument("--revoked-key", action="append", metavar="KID", help="a key id the nodes refuse (repeatable)")
+        p.add_argument("--force", action="store_true", help="replace every existing key, certificate and password")
 
-    p = command("config", cmd_config, "print the merged config with secrets masked", [config_opt])
-    p.add_argument("--show", action="store_true", help="print it as YAML (what it does anyway)")
+    command("hub-setup", cmd_hub_setup, "make the hub broker's certificates, logins, ACL and config, "
+            "and one folder per node and operator (see hub/README.md)", options=hub_setup_options)  # fmt: skip
 
-    p = command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
-                [config_opt])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    def health_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("health", cmd_health, "check this node; exit 0 ok, 1 warn, 2 crit, as monitoring plugins do",
+            [config_opt], health_options)  # fmt: skip
+
+    def status_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("status", cmd_status, "now playing, the queue, the next plays and the last ten plays", [config_opt],
+            status_options)  # fmt: skip
+
+    def test_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--line", action="append", metavar="L", help="only this speaker line (repeatable; default: all)")
+        p.add_argument("--node", action="append", metavar="N", help="operator: test node N over MQTT (repeatable)")
+        p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="with --node: wait this long")
+
+    command("test", cmd_test, "technician's test: a tone and a phrase through each speaker line", [config_opt],
+            test_options)  # fmt: skip
+
+    def config_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--show", action="store_true", help="print it as YAML (what it does anyway)")
+
+    command("config", cmd_config, "print the merged config with secrets masked", [config_opt], config_options)
+
+    def nodes_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("nodes", cmd_nodes, "the whole commune from the broker: online, status, next play, failing checks",
+            [config_opt], nodes_options)  # fmt: skip
 
     hub_commands.register(command)
 
-    p = command("demo", cmd_demo, "run the whole node on an embedded default and print what happened")
-    p.add_argument("--keep", action="store_true", help="keep the demo's state directory")
+    def demo_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--keep", action="store_true", help="keep the demo's state directory")
+
+    command("demo", cmd_demo, "run the whole node on an embedded default and print what happened", options=demo_options)
+    if only is not None and not added:  # not a command: argparse says so, naming them all
+        return build_parser()
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(words[0] if words else None).parse_args(words)
     except SystemExit as exc:
-        words = [w for w in (sys.argv[1:] if argv is None else argv) if not w.startswith("-")]
-        if exc.code == EXIT_INVALID and words[:1] == ["health"]:
+        if exc.code == EXIT_INVALID and [w for w in words if not w.startswith("-")][:1] == ["health"]:
             return EXIT_UNKNOWN
         raise
     try:

@@ -46,6 +46,20 @@ def test_every_command_takes_config_by_the_same_rule(tmp_path: Path, monkeypatch
     assert find_config("other.yaml") == Path("other.yaml")
 
 
+def test_a_command_parsed_alone_reads_its_arguments_as_among_all() -> None:
+    """main() sets up only the parser of the command asked for (``build_parser(name)``): its help and its
+    reading of arguments are those of the whole parser's; a name that is no command gets them all."""
+    whole = build_parser()
+    commands = whole._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        alone = build_parser(name)
+        (only,) = alone._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+        assert only.format_help() == sub.format_help(), f"radiod {name} --help"
+    args = ["speak", "--config", "c.yaml", "-o", "out.wav", "--no-chime", "--repeat", "2", "Xin chào"]
+    assert build_parser("speak").parse_args(args) == whole.parse_args(args)
+    assert build_parser("spaek").format_help() == whole.format_help()
+
+
 def test_run_validate_and_config_need_no_flag_and_pidof_finds_the_daemon(broker: Broker, tmp_path: Path) -> None:
     path = tmp_path / "node.yaml"
     config = node_config(Hub(broker, tmp_path / "hub"), tmp_path)

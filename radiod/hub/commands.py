@@ -19,7 +19,7 @@ from radiod.errors import RadiodError
 if TYPE_CHECKING:  # every radiod command registers these: the hub's config module is imported when one runs
     from radiod.hub.config import HubServiceConfig
 
-Register = Callable[..., argparse.ArgumentParser]
+Register = Callable[..., None]
 
 DEFAULT_HUB_CONFIG_PATH = Path("/etc/radiod/hub.yaml")
 
@@ -29,7 +29,8 @@ HUB_CONFIG_ENV = "RADIOD_HUB_CONFIG"
 
 
 def register(command: Register) -> None:
-    """Add ``hub`` (and ``hub user add``) with cli.py's ``command(name, handler, help, parents)``."""
+    """Add ``hub`` (with ``hub user add``) and ``media add`` with cli.py's
+    ``command(name, handler, help, parents, options)``."""
     config_help = (f"the hub's config: F, else ${HUB_CONFIG_ENV}, else {DEFAULT_HUB_CONFIG_PATH} "
                    "(the node's --config rule, with the hub's own file)")
     config_opt = argparse.ArgumentParser(add_help=False)
@@ -37,29 +38,34 @@ def register(command: Register) -> None:
     # On "user add" and "media add" too, SUPPRESSed: a --config given before them is not overwritten by a default
     config_sub = argparse.ArgumentParser(add_help=False)
     config_sub.add_argument("--config", metavar="F", default=argparse.SUPPRESS, help=config_help)
-    p = command("hub", cmd_hub, "the hub service: records every node's reports and serves the web console",
-                [config_opt])
-    users = p.add_subparsers(dest="hub_command", metavar="user")
-    user = users.add_parser("user", help="console accounts").add_subparsers(dest="user_command", required=True)
-    add = user.add_parser("add", help="create a console account", description="create a console account; the "
-                          "password is asked for, or read from stdin with --password-stdin", parents=[config_sub])
-    add.add_argument("name", help="user name (lower-case letters, digits, - and _)")
-    add.add_argument("--role", choices=["operator", "approver", "admin"], default="operator",
-                     help="operator: normal and priority bulletins; approver: also emergencies and stop all; "
-                     "admin: also accounts (default operator)")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    add.set_defaults(handler=cmd_user_add)
 
-    p = command("media", cmd_media_add, "the hub's media library: recordings the nodes fetch from the console",
-                [config_opt])
-    actions = p.add_subparsers(dest="media_command", metavar="add", required=True)
-    add = actions.add_parser("add", help="check, measure and keep a recording; prints its URL and sha256",
-                             description="check that FILE decodes, measure its duration and loudness, and keep it "
-                             "in media.dir as <sha256>.<format>, served at media.base_url; adding it again is "
-                             "harmless", parents=[config_sub])
-    add.add_argument("file", metavar="FILE", help="mp3, m4a/aac, ogg/opus, flac or wav")
-    add.set_defaults(handler=cmd_media_add)
+    def hub_options(p: argparse.ArgumentParser) -> None:
+        users = p.add_subparsers(dest="hub_command", metavar="user")
+        user = users.add_parser("user", help="console accounts").add_subparsers(dest="user_command", required=True)
+        add = user.add_parser("add", help="create a console account", description="create a console account; the "
+                              "password is asked for, or read from stdin with --password-stdin", parents=[config_sub])
+        add.add_argument("name", help="user name (lower-case letters, digits, - and _)")
+        add.add_argument("--role", choices=["operator", "approver", "admin"], default="operator",
+                         help="operator: normal and priority bulletins; approver: also emergencies and stop all; "
+                         "admin: also accounts (default operator)")
+        add.add_argument("--password-stdin", action="store_true",
+                         help="read the password from the first line of stdin")
+        add.set_defaults(handler=cmd_user_add)
 
+    command("hub", cmd_hub, "the hub service: records every node's reports and serves the web console",
+            [config_opt], hub_options)
+
+    def media_options(p: argparse.ArgumentParser) -> None:
+        actions = p.add_subparsers(dest="media_command", metavar="add", required=True)
+        add = actions.add_parser("add", help="check, measure and keep a recording; prints its URL and sha256",
+                                 description="check that FILE decodes, measure its duration and loudness, and keep "
+                                 "it in media.dir as <sha256>.<format>, served at media.base_url; adding it again "
+                                 "is harmless", parents=[config_sub])
+        add.add_argument("file", metavar="FILE", help="mp3, m4a/aac, ogg/opus, flac or wav")
+        add.set_defaults(handler=cmd_media_add)
+
+    command("media", cmd_media_add, "the hub's media library: recordings the nodes fetch from the console",
+            [config_opt], media_options)
 
 
 def _load(args: argparse.Namespace) -> HubServiceConfig:
