@@ -9,7 +9,8 @@ In one run (interleaved and repeated, because other jobs share the machine; rati
    programme made before, so replayed from the programme cache), as ratios to 1. Targets: cold <= 1.5x,
    warm <= 0.3x. Also shown: warm sentences but the programme rendered again (its programme cache emptied);
    Each variant also shows its median CPU time (user + system, all its processes): what the load of other jobs
-   hardly moves, and CPU over wall says how many cores it kept busy;
+   hardly moves, and CPU over wall says how many cores it kept busy. The cold run's CPU over the cores is the
+   shortest it could take here even if every core were kept busy from start to end: its floor;
 3. where the time goes: the interpreter with radiod's imports, and the speech alone (``Speaker.speak``, cold
    and warm), so what the audio path costs is the rest;
 4. peak RSS of ``radiod speak -o`` for a programme of about 20 minutes (the article read over until it lasts
@@ -177,6 +178,12 @@ def main() -> None:
         cold = statistics.median(results["radiod speak -f ARTICLE -o out.wav, cold cache"]) / raw
         warm = statistics.median(results["radiod speak -f ARTICLE -o out.wav, warm cache"]) / raw
         print(f"radiod speak / raw espeak-ng: cold {cold:.2f}x (target <= 1.5x), warm {warm:.2f}x (target <= 0.3x)")
+        cold_cpu = statistics.median(cpu["radiod speak -f ARTICLE -o out.wav, cold cache"])
+        cores = os.cpu_count() or 1
+        print(
+            f"cold cache: {cold_cpu:.2f} s of CPU (espeak-ng's and radiod's), so at least {cold_cpu / cores:.2f} s on "
+            f"{cores} cores even with every core busy all the time: {cold_cpu / cores / raw:.2f}x raw at best"
+        )
         rest = statistics.median(results["  radiod speak, warm sentences, programme rendered"]) - statistics.median(
             results["  speech alone (Speaker.speak), warm cache"]
         )
