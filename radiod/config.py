@@ -226,6 +226,9 @@ class Config:
         return Path(self.storage.cache_dir or Path(self.storage.dir) / "cache")
 
 
+PROGRAMMES_DIR = "programmes"
+"""Finished programmes (``<cache_dir>/programmes``): within the speech cache's bound and its eviction."""
+
 SYSTEM_CONFIG_PATH = Path("/etc/radiod/config.yaml")
 """Where ``make install`` puts a node's config."""
 CONFIG_ENV = "RADIOD_CONFIG"

@@ -16,10 +16,9 @@ from harness import article_text
 
 from radiod.audio.pcm import read_wav, to_int16
 from radiod.audio.render import PROBE_S, Programme
-from radiod.config import Config, load_config
+from radiod.config import PROGRAMMES_DIR, Config, load_config
 from radiod.node.programme import ProgrammeMaker
 from radiod.node.programme_cache import CachedProgramme
-from radiod.node.programme_file import PROGRAMMES_DIR
 from radiod.node.programme_index import LINK_SUFFIX
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

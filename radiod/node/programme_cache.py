@@ -38,9 +38,9 @@ from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, several times faster (SIMD; 
 
 from radiod.audio.pcm import to_int16
 from radiod.audio.render import Programme, RenderOptions
+from radiod.config import PROGRAMMES_DIR
 from radiod.node.programme_file import (
     HEADER,
-    PROGRAMMES_DIR,
     READ_BYTES,
     CorruptProgramme,
     EntryHeader,

@@ -18,10 +18,6 @@ from typing import BinaryIO
 
 from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, several times faster (SIMD; the CRC instructions of a Pi's Arm)
 
-PROGRAMMES_DIR = "programmes"
-"""The entries' folder, under the speech cache's (:class:`~radiod.speech.cache.SpeechCache`), whose bound and
-least-recently-used eviction they share."""
-
 READ_BYTES = 1 << 19
 """Read at a time when checking or playing an entry (512 kB)."""
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import radiod
 from radiod import schema
-from radiod.config import Config
+from radiod.config import PROGRAMMES_DIR, Config
 from radiod.errors import RadiodError, SynthesisError
-from radiod.node.programme_file import PROGRAMMES_DIR, CorruptProgramme, EntryHeader, copy_checked, entry_path
+from radiod.node.programme_file import CorruptProgramme, EntryHeader, copy_checked, entry_path
 from radiod.speech.espeak_program import espeak_version
 from radiod.speech.voices import Voice, load_voice
 

@@ -40,7 +40,7 @@ import numpy as np
 from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, several times faster (SIMD; the CRC instructions of a Pi's Arm)
 
 from radiod.audio.pcm import Pcm
-from radiod.node.programme_file import PROGRAMMES_DIR  # finished programmes: within the same bound and eviction
+from radiod.config import PROGRAMMES_DIR  # finished programmes: within the same bound and eviction
 from radiod.speech.voices import Voice
 
 log = logging.getLogger(__name__)
