@@ -8,10 +8,11 @@ Every command prints a clear message and exits non-zero on bad input; a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,39 +145,14 @@ def cmd_speak(args: argparse.Namespace) -> int:
     config = _config(args)
     text = _read_text(args)
     voice = args.voice or config.speech.voice
-    if args.output:  # the same programme made before is copied from the cache, without the audio stack's imports
-        from radiod.node.programme_file import CorruptProgramme
-        from radiod.node.programme_index import ProgrammeLinks, ProgrammeRequest
-
-        request = ProgrammeRequest(text, voice, chime=not args.no_chime, repeat=args.repeat)
-        try:
-            replayed = ProgrammeLinks(config).replay_to_wav(request, Path(args.output))
-        except CorruptProgramme as exc:
-            print(f"radiod speak: dropped a corrupt programme cache entry ({exc}); making it again", file=sys.stderr)
-            replayed = None
-        if replayed is not None:
-            print(f"{args.output}: {replayed.n_samples / replayed.rate:.1f} s at {replayed.rate} Hz")
-            return 0
+    if args.output:
+        output = Path(args.output)
+        rate, n_samples = _speak_to_file(config, text, voice, args, output)
+        print(f"{output}: {n_samples / rate:.1f} s at {rate} Hz")
+        return 0
     from radiod.node.programme import ProgrammeMaker
 
-    programme = ProgrammeMaker(config).make(
-        text,
-        voice,
-        chime=not args.no_chime,
-        repeat=args.repeat,
-        progressive=bool(args.output),  # a file is written as fast as the programme is made: while it is synthesized
-    )
-    if args.output:
-        from radiod.audio.pcm import write_wav_blocks
-        from radiod.audio.render import BLOCK
-        from radiod.node.programme_cache import CachedProgramme
-
-        if isinstance(programme, CachedProgramme):  # the same programme made before: copied from the cache
-            programme.write_wav(Path(args.output))
-        else:
-            write_wav_blocks(Path(args.output), programme.rate, programme.int16_blocks(BLOCK))
-        print(f"{args.output}: {programme.duration_s:.1f} s at {programme.rate} Hz")
-        return 0
+    programme = ProgrammeMaker(config).make(text, voice, chime=not args.no_chime, repeat=args.repeat)
     from radiod.audio.station import Station
 
     with Station(config) as station:
@@ -189,6 +165,44 @@ def cmd_speak(args: argparse.Namespace) -> int:
     if timeline.path:
         print(f"played to {timeline.path}")
     return 0
+
+
+def _speak_to_file(config: Config, text: str, voice: str, args: argparse.Namespace, output: Path) -> tuple[int, int]:
+    """(rate, samples) of the programme written to ``output``: copied from the cache when it was made before (by its
+    link, without the audio stack's imports), else made and written as fast as it is synthesized."""
+    from radiod.node.programme_file import CorruptProgramme
+    from radiod.node.programme_index import ProgrammeLinks, ProgrammeRequest
+
+    request = ProgrammeRequest(text, voice, chime=not args.no_chime, repeat=args.repeat)
+    try:
+        with _writing(output):
+            replayed = ProgrammeLinks(config).replay_to_wav(request, output)
+    except CorruptProgramme as exc:
+        print(f"radiod speak: dropped a corrupt programme cache entry ({exc}); making it again", file=sys.stderr)
+        replayed = None
+    if replayed is not None:
+        return replayed.rate, replayed.n_samples
+    from radiod.audio.pcm import write_wav_blocks
+    from radiod.audio.render import BLOCK
+    from radiod.node.programme import ProgrammeMaker
+    from radiod.node.programme_cache import CachedProgramme
+
+    programme = ProgrammeMaker(config).make(text, voice, chime=not args.no_chime, repeat=args.repeat, progressive=True)
+    with _writing(output):
+        if isinstance(programme, CachedProgramme):  # made before, but not linked (by an older radiod): copied
+            programme.write_wav(output)
+        else:
+            write_wav_blocks(output, programme.rate, programme.int16_blocks(BLOCK))
+    return programme.rate, programme.n_samples
+
+
+@contextlib.contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """An OSError while writing ``output`` (a folder that is not there, a full disk) said, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise RadiodError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

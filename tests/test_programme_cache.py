@@ -284,3 +284,21 @@ def test_a_link_made_by_another_espeak_ng_is_not_followed(tmp_path: Path) -> Non
     assert "radiod.speech.normalize" in again.stderr  # worked out from the sentences
     assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
     assert link.read_text(encoding="utf-8") == f"{key}\n{version}\n"  # linked again by this espeak-ng
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["made", "copied"])
+def test_an_output_that_cannot_be_written_is_said_not_a_traceback(tmp_path: Path, made_before: bool) -> None:
+    config_in(tmp_path)
+    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
+    if made_before:
+        speak(tmp_path, tmp_path / "first.wav")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for out in (tmp_path / "no-such-folder" / "out.wav", tmp_path):
+        done = subprocess.run(
+            [sys.executable, "-m", "radiod.cli", "speak", "--config", str(tmp_path / "config.yaml"),
+             "-f", str(tmp_path / "text.txt"), "-o", str(out)],
+            check=False, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert done.stderr.startswith(f"radiod speak: cannot write {out}: "), done.stderr
+        assert "Traceback" not in done.stderr

@@ -72,7 +72,7 @@ _WRITE_SAMPLES = 1 << 18  # written at a time: each write also rewrites the WAV 
 
 def write_wav_blocks(path: Path, rate: int, blocks: Iterable[np.ndarray]) -> None:
     """Write float32 (or int16) blocks as a 16-bit mono WAV as they come, so a long programme is never whole in RAM."""
-    with wave.open(str(path), "wb") as w:
+    with path.open("wb") as file, wave.open(file, "wb") as w:  # opened here: a failure is only an OSError
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
