@@ -129,26 +129,25 @@ def write_plain_wav(fd: int, header: EntryHeader, path: Path) -> None:
         os.close(out)
 
 
-def copy_checked(entry: Path, path: Path) -> EntryHeader:
-    """Write the entry at ``entry`` to ``path`` as a plain WAV, checking its CRC on a second core meanwhile (the
-    check and the copy cost about the same); a corrupt entry raises :class:`CorruptProgramme` and leaves no
-    file at ``path``."""
-    with entry.open("rb") as file:
-        header = read_header(file)
-        failure: list[BaseException] = []
+def copy_checked(file: BinaryIO, path: Path) -> EntryHeader:
+    """Write the entry open as ``file`` to ``path`` as a plain WAV, checking its CRC on a second core meanwhile (the
+    check and the copy cost about the same); a corrupt entry raises :class:`CorruptProgramme` and leaves no file at
+    ``path``."""
+    header = read_header(file)
+    failure: list[BaseException] = []
 
-        def checked() -> None:
-            try:
-                check_samples(file.fileno(), header)
-            except (CorruptProgramme, OSError) as exc:
-                failure.append(exc)
-
-        checking = threading.Thread(target=checked, name="programme-check")
-        checking.start()
+    def checked() -> None:
         try:
-            write_plain_wav(file.fileno(), header, path)
-        finally:
-            checking.join()
+            check_samples(file.fileno(), header)
+        except (CorruptProgramme, OSError) as exc:
+            failure.append(exc)
+
+    checking = threading.Thread(target=checked, name="programme-check")
+    checking.start()
+    try:
+        write_plain_wav(file.fileno(), header, path)
+    finally:
+        checking.join()
     if failure:
         path.unlink(missing_ok=True)
         if isinstance(failure[0], CorruptProgramme):

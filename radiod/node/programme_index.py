@@ -141,6 +141,11 @@ class ProgrammeLinks:
         target = self.get(link) if link is not None else None
         if link is None or target is None:
             return None
+        entry = entry_path(self.directory, target.programme_key)
+        try:
+            file = entry.open("rb")
+        except OSError:  # evicted since, or unreadable (then made again, as the programme cache does)
+            return None
         versions: list[str] = []
 
         def ask_version() -> None:
@@ -149,11 +154,9 @@ class ProgrammeLinks:
 
         asking = threading.Thread(target=ask_version, name="engine-version")
         asking.start()
-        entry = entry_path(self.directory, target.programme_key)
         try:
-            header = copy_checked(entry, output)
-        except FileNotFoundError:
-            return None
+            with file:
+                header = copy_checked(file, output)
         except CorruptProgramme as exc:
             entry.unlink(missing_ok=True)
             raise CorruptProgramme(f"{entry}: {exc}") from None
