@@ -81,7 +81,9 @@ def children_cpu_s() -> float:
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(wall s, CPU s of the processes it ran): the CPU time hardly moves with the load of other jobs, and CPU
-    over wall says how many cores a variant kept busy."""
+    over wall says how many cores a variant kept busy. The page cache is written out first (not timed): a cold run
+    leaves about 130 MB to write, and the kernel writing it during the next variant would be timed with that one."""
+    os.sync()
     started, cpu = time.perf_counter(), children_cpu_s()
     fn()
     return time.perf_counter() - started, children_cpu_s() - cpu

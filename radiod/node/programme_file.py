@@ -12,9 +12,8 @@ import errno
 import os
 import struct
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, several times faster (SIMD; the CRC instructions of a Pi's Arm)
 
@@ -31,9 +30,8 @@ class CorruptProgramme(ValueError):
     """A programme file that is not a complete entry written by the programme cache."""
 
 
-@dataclass(frozen=True)
-class EntryHeader:
-    """What an entry's header says of it."""
+class EntryHeader(NamedTuple):
+    """What an entry's header says of it (a NamedTuple, as :mod:`radiod.node.programme_index` explains)."""
 
     rate: int
     n_samples: int
