@@ -237,6 +237,18 @@ def test_the_same_request_again_is_copied_from_its_link_without_the_audio_stack(
     assert not {"numpy", "radiod.speech.normalize", "radiod.node.programme"} & imported  # not worked out again
 
 
+def test_a_programme_kept_without_its_link_is_copied_and_linked_again(tmp_path: Path) -> None:
+    """An entry whose link is gone (evicted, or kept by an older radiod) is found from the sentences' keys."""
+    config = config_in(tmp_path)
+    speak(tmp_path, tmp_path / "first.wav")
+    (link,) = links(config)
+    link.unlink()
+    again = speak(tmp_path, tmp_path / "again.wav", python=("-X", "importtime"))
+    assert "radiod.speech.normalize" in again.stderr  # its key worked out from the sentences again
+    assert len(entries(config)) == 1 and links(config) == [link]
+    assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "first.wav").read_bytes()
+
+
 def test_an_older_longer_file_is_written_over_and_cut_to_the_programme(tmp_path: Path) -> None:
     config_in(tmp_path)
     speak(tmp_path, tmp_path / "first.wav")

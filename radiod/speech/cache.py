@@ -259,7 +259,7 @@ class SpeechCache:
                 if item.name.endswith(".tmp"):
                     if st.st_mtime < stale_before:
                         Path(item.path).unlink(missing_ok=True)
-                elif item.name.endswith(".wav") or shard.name == PROGRAMMES_DIR:  # a programme or its text link
+                elif item.name.endswith(".wav") or shard.name == PROGRAMMES_DIR:  # a programme or its link
                     entries.append((st.st_mtime, st.st_size, Path(item.path)))
         return entries
 
