@@ -191,7 +191,7 @@ def _speak_to_file(config: Config, text: str, voice: str, args: argparse.Namespa
     from radiod.node.programme import ProgrammeMaker
     from radiod.node.programme_cache import CachedProgramme
 
-    programme = ProgrammeMaker(config).make(text, voice, chime=not args.no_chime, repeat=args.repeat, progressive=True)
+    programme = ProgrammeMaker(config).make(**request._asdict(), progressive=True)  # the request its link is named by
     with _writing(output):
         if isinstance(programme, CachedProgramme):  # made before, but not linked (by an older radiod): copied
             programme.write_wav(output)
